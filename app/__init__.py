@@ -1,0 +1,1 @@
+"""Composition root and command line: the one place that knows every surface."""

@@ -1,0 +1,248 @@
+"""Configuration: command-line options > environment > TOML file > defaults.
+
+The environment variables are those of the contract (`AGENTHUB_*`, `TELEGRAM_*`, provider
+keys), plus a few `AGENTHUB_*` extras. The TOML file (`<data-dir>/config.toml`, or `--config`)
+uses the field names, e.g. `port = 8765` or `telegram_dm_policy = "allowlist"`.
+Secrets are `SecretStr`: they print as `**********` wherever configuration is shown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DmPolicy = Literal["pairing", "allowlist", "open", "disabled"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class ConfigError(Exception):
+    """Bad configuration; the message names the variable and why. Exit status 2."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the hub, with the environment variable that sets it."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(
+        default=Path("~/.agenthub"), validation_alias=AliasChoices("AGENTHUB_DATA_DIR", "data_dir")
+    )
+    model: str | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTHUB_MODEL", "model")
+    )
+    host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("AGENTHUB_HOST", "host"))
+    port: int = Field(default=8765, validation_alias=AliasChoices("AGENTHUB_PORT", "port"))
+    gateway_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTHUB_GATEWAY_URL", "gateway_url")
+    )
+    gateway_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTHUB_GATEWAY_TOKEN", "gateway_token")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTHUB_REDIS_URL", "redis_url")
+    )
+    telegram_bot_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "telegram_bot_token")
+    )
+    telegram_api_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TELEGRAM_API_BASE_URL", "telegram_api_base_url"),
+    )
+    telegram_dm_policy: DmPolicy = Field(
+        default="pairing", validation_alias=AliasChoices("TELEGRAM_DM_POLICY", "telegram_dm_policy")
+    )
+    telegram_allowed_users: Annotated[list[int], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("TELEGRAM_ALLOWED_USERS", "telegram_allowed_users"),
+    )
+    telegram_webhook_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AGENTHUB_TELEGRAM_WEBHOOK_URL", "telegram_webhook_url"),
+    )
+    telegram_webhook_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "AGENTHUB_TELEGRAM_WEBHOOK_SECRET", "telegram_webhook_secret"
+        ),
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "anthropic_api_key")
+    )
+    system_prompt: str | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTHUB_SYSTEM_PROMPT", "system_prompt")
+    )
+    context_window: int | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTHUB_CONTEXT_WINDOW", "context_window")
+    )
+    tools: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("AGENTHUB_TOOLS", "tools")
+    )
+    shutdown_grace: float = Field(
+        default=10.0, validation_alias=AliasChoices("AGENTHUB_SHUTDOWN_GRACE", "shutdown_grace")
+    )
+    log_level: LogLevel = Field(
+        default="info", validation_alias=AliasChoices("AGENTHUB_LOG_LEVEL", "log_level")
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @field_validator("port")
+    @classmethod
+    def _port_range(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError("must be 1-65535")
+        return value
+
+    @field_validator("shutdown_grace")
+    @classmethod
+    def _grace_range(cls, value: float) -> float:
+        if not 0 <= value <= 3600:
+            raise ValueError("must be 0-3600 seconds")
+        return value
+
+    @field_validator("context_window")
+    @classmethod
+    def _window_range(cls, value: int | None) -> int | None:
+        if value is not None and value < 512:
+            raise ValueError("must be at least 512 tokens")
+        return value
+
+    @field_validator("telegram_allowed_users", mode="before")
+    @classmethod
+    def _split_users(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _split_tools(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    def masked(self) -> dict[str, str]:
+        """Every setting as text for display, secrets and URL passwords masked."""
+        shown: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                shown[name] = "**********"
+            elif name in ("redis_url", "gateway_url", "openai_base_url"):
+                shown[name] = mask_url(str(value))
+            elif isinstance(value, list):
+                shown[name] = ",".join(str(v) for v in value)
+            else:
+                shown[name] = str(value)
+        return shown
+
+    def secrets(self) -> list[str]:
+        """The configured secret values (for tests that grep logs for leaks)."""
+        values = [
+            v.get_secret_value()
+            for v in (
+                self.gateway_token,
+                self.telegram_bot_token,
+                self.telegram_webhook_secret,
+                self.openai_api_key,
+                self.anthropic_api_key,
+            )
+            if v is not None
+        ]
+        password = urlsplit(self.redis_url).password if self.redis_url else None
+        return [*values, *([password] if password else [])]
+
+
+def mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+_ENV_NAMES = {
+    name: next(
+        (a for a in field.validation_alias.choices if isinstance(a, str) and a.isupper()), name
+    )
+    if isinstance(field.validation_alias, AliasChoices)
+    else name
+    for name, field in Settings.model_fields.items()
+}
+
+
+_FIELDS = {alias: name for name, alias in _ENV_NAMES.items()} | {n: n for n in _ENV_NAMES}
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets `field`."""
+    return _ENV_NAMES.get(field, field)
+
+
+def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:
+    """Build settings from `overrides` (command-line options), environment, TOML, defaults.
+
+    Raises ConfigError with a message naming the variable, e.g.
+    `AGENTHUB_PORT: must be 1-65535, got 'abc'`.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        if config_file is not None and not config_file.is_file():
+            raise ConfigError(f"--config: no such file: {config_file}")
+        data_dir = Settings.model_validate(
+            {"data_dir": given["data_dir"]} if "data_dir" in given else {}
+        ).data_dir
+        toml = config_file or data_dir / "config.toml"
+
+        class FromFile(Settings):
+            model_config = SettingsConfigDict(toml_file=toml)
+
+        return FromFile(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except ValueError as exc:  # TOML syntax errors
+        raise ConfigError(f"{config_file or 'config.toml'}: {exc}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        field = _FIELDS.get(str(error["loc"][0]), "?") if error["loc"] else "?"
+        name = env_name(field)
+        reason = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] in ("int_parsing", "float_parsing"):
+            reason = "must be a number" if field != "port" else "must be 1-65535"
+        lines.append(f"{name}: {reason}, got {error.get('input')!r}")
+    return "\n".join(lines)

@@ -1,0 +1,547 @@
+"""AsyncAgent: one agent shared by every surface.
+
+- `write(text, origin)` queues a turn; turns run one at a time, in write order. The origin
+  travels with the run (in its `agent_start` event), so a reply is routed by the run that
+  produced it, never by whatever surface wrote last.
+- `subscribe(callback)` is the multi-consumer stream; `read()` the single-consumer iterator.
+  Each consumer has its own bounded channel (see `hub.fanout` for the overflow policy).
+- A failed run emits `agent_error` and puts a `LegacyError` on `read()`; the next turn runs
+  normally. `abort()` stops the current run, ending its open message; `close()` drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+
+from hub.errors import (
+    AgentClosedError,
+    InvalidInputError,
+    ModelError,
+    QueueFullError,
+    ReaderBusyError,
+)
+from hub.events import (
+    AgentEnd,
+    AgentError,
+    AgentEvent,
+    AgentStart,
+    CompactionEnd,
+    CompactionStart,
+    LegacyError,
+    MessageEnd,
+    MessageStart,
+    MessageUpdate,
+    ReadItem,
+    RunStatus,
+    ToolExecutionEnd,
+    ToolExecutionStart,
+    now_ms,
+)
+from hub.fanout import Callback, EventChannel, GapCallback, Subscriber
+from hub.model import (
+    Compactor,
+    Model,
+    ModelTurn,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    UsageReport,
+)
+from hub.origin import Origin
+from hub.sessions import (
+    CompactionEntry,
+    HistoryEntry,
+    MessageEntry,
+    Session,
+    SessionStore,
+    ToolEntry,
+    new_entry_id,
+    validate_id,
+)
+
+log = logging.getLogger("agenthub.agent")
+
+DEFAULT_MAX_INPUT_CHARS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How the last run ended, for health reports."""
+
+    run_id: str
+    status: RunStatus
+    finished_at: int
+    error_code: str | None = None
+
+
+@dataclass(slots=True)
+class _Turn:
+    run_id: str
+    text: str
+    origin: Origin
+
+
+@dataclass(slots=True)
+class _OpenMessage:
+    message_id: str
+    text: str = ""
+
+
+@dataclass(slots=True)
+class _RunState:
+    run_id: str
+    message: _OpenMessage | None = None
+    usage: UsageReport = field(default_factory=lambda: UsageReport(0, 0))
+
+
+class AsyncAgent:
+    """One agent, its session, and the streams every surface consumes."""
+
+    def __init__(
+        self,
+        agent_id: str,
+        model: Model,
+        store: SessionStore,
+        *,
+        compactor: Compactor | None = None,
+        max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
+        max_queued_turns: int = 64,
+        read_limit: int = 4096,
+        subscriber_limit: int = 4096,
+    ) -> None:
+        self.agent_id = validate_id("agent id", agent_id)
+        self.model = model
+        self.compactor = compactor
+        self.store = store
+        self.session: Session = store.current(agent_id)
+        self.max_input_chars = max_input_chars
+        self.last_run: RunOutcome | None = None
+        self._seq = self.session.last_seq
+        self._max_queued = max_queued_turns
+        self._subscriber_limit = subscriber_limit
+        self._turns: deque[_Turn] = deque()
+        self._turn_ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._read = EventChannel(self.agent_id, read_limit)
+        self._reader_active = False
+        self._subscribers: dict[int, Subscriber] = {}
+        self._next_subscriber = 0
+        self._closed = False
+        self._worker: asyncio.Task[None] | None = None
+        self._run_task: asyncio.Task[None] | None = None
+        self._current: _Turn | None = None
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def busy(self) -> bool:
+        return self._current is not None or bool(self._turns)
+
+    @property
+    def current_run_id(self) -> str | None:
+        return self._current.run_id if self._current else None
+
+    @property
+    def queued(self) -> int:
+        return len(self._turns)
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    def history(
+        self, *, limit: int | None = None, before: int | None = None, after: int | None = None
+    ) -> list[HistoryEntry]:
+        """Entries of the current session, by seq range, the last `limit` of them."""
+        return self.session.history(limit=limit, before=before, after=after)
+
+    # -- input ------------------------------------------------------------------------------
+
+    def write(self, text: str, origin: Origin | None = None) -> str:
+        """Queue a turn and return its run id. Raises `AgentClosedError` after `close()`,
+        `InvalidInputError` for empty, oversized or unencodable text, `QueueFullError` when
+        too many turns wait."""
+        if self._closed:
+            raise AgentClosedError(f"agent {self.agent_id} is closed and takes no more messages")
+        self._check_text(text)
+        if len(self._turns) >= self._max_queued:
+            raise QueueFullError(
+                f"agent {self.agent_id} already has {len(self._turns)} messages waiting"
+            )
+        run_id = f"r-{secrets.token_hex(6)}"
+        self._turns.append(_Turn(run_id, text, origin or Origin(surface="desktop")))
+        self._idle.clear()
+        self._turn_ready.set()
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(
+                self._work(), name=f"agent:{self.agent_id}"
+            )
+        return run_id
+
+    def _check_text(self, text: str) -> None:
+        if not text.strip():
+            raise InvalidInputError("message is empty", "empty")
+        if len(text) > self.max_input_chars:
+            raise InvalidInputError(
+                f"message is {len(text)} characters; the limit is {self.max_input_chars}",
+                "too_large",
+            )
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(
+                f"message is not valid Unicode text (unpaired surrogate at {exc.start})",
+                "invalid_text",
+            ) from None
+
+    # -- output -----------------------------------------------------------------------------
+
+    def subscribe(
+        self, callback: Callback, *, on_gap: GapCallback | None = None, name: str = ""
+    ) -> Callable[[], None]:
+        """Receive every event from now on, in order, via `callback` (sync or async).
+
+        Returns the unsubscribe function. See `hub.fanout` for what happens when the callback
+        falls behind (`on_gap` hears about dropped events)."""
+        key = self._next_subscriber
+        self._next_subscriber += 1
+        subscriber = Subscriber(
+            self.agent_id, callback, on_gap, self._subscriber_limit, name or f"#{key}"
+        )
+        self._subscribers[key] = subscriber
+
+        def unsubscribe() -> None:
+            removed = self._subscribers.pop(key, None)
+            if removed is not None:
+                removed.cancel()
+
+        return unsubscribe
+
+    async def read(self) -> AsyncIterator[ReadItem]:
+        """The single-consumer stream: every event, plus `LegacyError` after a failed run and
+        `ReadGap` when the reader fell behind. Ends when the agent closes."""
+        if self._reader_active:
+            raise ReaderBusyError(f"agent {self.agent_id} already has a reader")
+        self._reader_active = True
+        try:
+            while (item := await self._read.get()) is not None:
+                yield item
+        finally:
+            self._reader_active = False
+
+    def _emit(self, event: AgentEvent) -> None:
+        for subscriber in self._subscribers.values():
+            subscriber.channel.put(event)
+        self._read.put(event)
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    # -- control ----------------------------------------------------------------------------
+
+    def abort(self) -> bool:
+        """Stop the current run (its open message ends, marked aborted). False when idle."""
+        if self._run_task is None or self._run_task.done():
+            return False
+        self._run_task.cancel()
+        return True
+
+    async def wait_idle(self) -> None:
+        """Return once no turn is running or queued."""
+        await self._idle.wait()
+
+    async def new_session(self) -> Session:
+        """Start a fresh session (e.g. a chat's /new); seq keeps increasing across it."""
+        self.session = self.store.create(self.agent_id, start_seq=self._seq)
+        log.info("agent %s: new session %s", self.agent_id, self.session.session_id)
+        return self.session
+
+    async def close(self, *, grace: float = 0.0, drain: float = 5.0) -> int:
+        """Stop taking writes; let runs finish for up to `grace` seconds, then abort the
+        current run and drop turns that never started (returned as a count, and logged).
+        Subscribers get up to `drain` seconds to take their queued events."""
+        if self._closed:
+            return 0
+        self._closed = True
+        if grace > 0 and self.busy:
+            try:
+                await asyncio.wait_for(self._idle.wait(), grace)
+            except TimeoutError:
+                log.warning("agent %s: run still going after %.1fs; aborting", self.agent_id, grace)
+        dropped = len(self._turns)
+        if dropped:
+            log.warning("agent %s: %d queued messages never ran", self.agent_id, dropped)
+        self._turns.clear()
+        self.abort()
+        if self._worker is not None:
+            self._turn_ready.set()
+            await self._worker
+        self._read.close()
+        await asyncio.gather(*(s.stop(drain) for s in self._subscribers.values()))
+        self._subscribers.clear()
+        return dropped
+
+    # -- runs -------------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            if not self._turns:
+                self._idle.set()
+                if self._closed:
+                    return
+                self._turn_ready.clear()
+                await self._turn_ready.wait()
+                continue
+            turn = self._turns.popleft()
+            self._current = turn
+            try:
+                await self._run(turn)
+            except Exception:
+                log.exception("agent %s: run %s crashed", self.agent_id, turn.run_id)
+            finally:
+                self._current = None
+
+    async def _run(self, turn: _Turn) -> None:
+        run_id = turn.run_id
+        self._emit(
+            AgentStart(
+                agent_id=self.agent_id, run_id=run_id, seq=self._next_seq(), origin=turn.origin
+            )
+        )
+        context = self.session.context()
+        compaction = self.session.last_compaction()
+        await self._user_message(turn)
+        state = _RunState(run_id)
+        model_turn = ModelTurn(
+            agent_id=self.agent_id,
+            run_id=run_id,
+            text=turn.text,
+            context=context,
+            summary=compaction.summary if compaction else None,
+        )
+        task = asyncio.get_running_loop().create_task(self._stream(model_turn, state))
+        self._run_task = task
+        try:
+            # wait() rather than await: abort() cancels the stream task, never this one.
+            await asyncio.wait({task})
+        finally:
+            self._run_task = None
+            task.cancel()
+        error: ModelError | None = None
+        status: RunStatus = "completed"
+        if task.cancelled():
+            status = "aborted"
+        elif (exc := task.exception()) is not None:
+            status = "failed"
+            error = exc if isinstance(exc, ModelError) else _internal_error(exc, run_id)
+        if state.message is not None:
+            await self._end_message(state, aborted=status != "completed")
+        if error is not None:
+            self._emit(
+                AgentError(
+                    agent_id=self.agent_id,
+                    run_id=run_id,
+                    seq=self._next_seq(),
+                    code=error.code,
+                    message=error.message,
+                    retryable=error.retryable,
+                )
+            )
+            self._read.put(
+                LegacyError(agent_id=self.agent_id, run_id=run_id, text=f"Error: {error.message}")
+            )
+        self._emit(
+            AgentEnd(
+                agent_id=self.agent_id,
+                run_id=run_id,
+                seq=self._next_seq(),
+                status=status,
+                input_tokens=state.usage.input_tokens,
+                output_tokens=state.usage.output_tokens,
+            )
+        )
+        self.last_run = RunOutcome(run_id, status, now_ms(), error.code if error else None)
+        if status == "completed" and self.compactor is not None:
+            await self._maybe_compact(run_id, state.usage)
+
+    async def _user_message(self, turn: _Turn) -> None:
+        message_id = new_entry_id("m")
+        start = MessageStart(
+            agent_id=self.agent_id,
+            run_id=turn.run_id,
+            seq=self._next_seq(),
+            message_id=message_id,
+            role="user",
+        )
+        self._emit(start)
+        end = MessageEnd(
+            agent_id=self.agent_id,
+            run_id=turn.run_id,
+            seq=self._next_seq(),
+            message_id=message_id,
+            role="user",
+            text=turn.text,
+        )
+        self._emit(end)
+        await self.session.append(
+            MessageEntry(
+                id=message_id, run_id=turn.run_id, seq=end.seq, role="user", text=turn.text
+            )
+        )
+
+    async def _stream(self, turn: ModelTurn, state: _RunState) -> None:
+        async with aclosing(self.model.stream(turn)) as stream:
+            async for part in stream:
+                if isinstance(part, TextDelta):
+                    self._text(state, part.text)
+                elif isinstance(part, ToolCallStarted):
+                    if state.message is not None:
+                        await self._end_message(state, aborted=False)
+                    self._emit(
+                        ToolExecutionStart(
+                            agent_id=self.agent_id,
+                            run_id=state.run_id,
+                            seq=self._next_seq(),
+                            tool_call_id=part.tool_call_id,
+                            tool_name=part.tool_name,
+                            args=part.args,
+                        )
+                    )
+                elif isinstance(part, ToolCallFinished):
+                    await self._tool_end(state, part)
+                else:
+                    state.usage = part
+
+    def _text(self, state: _RunState, delta: str) -> None:
+        if not delta:
+            return
+        if state.message is None:
+            state.message = _OpenMessage(new_entry_id("m"))
+            self._emit(
+                MessageStart(
+                    agent_id=self.agent_id,
+                    run_id=state.run_id,
+                    seq=self._next_seq(),
+                    message_id=state.message.message_id,
+                    role="assistant",
+                )
+            )
+        message = state.message
+        message.text += delta
+        self._emit(
+            MessageUpdate(
+                agent_id=self.agent_id,
+                run_id=state.run_id,
+                seq=self._next_seq(),
+                message_id=message.message_id,
+                role="assistant",
+                text=message.text,
+                delta=delta,
+            )
+        )
+
+    async def _tool_end(self, state: _RunState, part: ToolCallFinished) -> None:
+        end = ToolExecutionEnd(
+            agent_id=self.agent_id,
+            run_id=state.run_id,
+            seq=self._next_seq(),
+            tool_call_id=part.tool_call_id,
+            tool_name=part.tool_name,
+            args=part.args,
+            result=part.result,
+            is_error=part.is_error,
+        )
+        self._emit(end)
+        await self.session.append(
+            ToolEntry(
+                id=new_entry_id("t"),
+                run_id=state.run_id,
+                seq=end.seq,
+                tool_call_id=part.tool_call_id,
+                tool_name=part.tool_name,
+                args=part.args,
+                result=part.result,
+                is_error=part.is_error,
+            )
+        )
+
+    async def _end_message(self, state: _RunState, *, aborted: bool) -> None:
+        message, state.message = state.message, None
+        assert message is not None
+        end = MessageEnd(
+            agent_id=self.agent_id,
+            run_id=state.run_id,
+            seq=self._next_seq(),
+            message_id=message.message_id,
+            role="assistant",
+            text=message.text,
+            aborted=aborted,
+        )
+        self._emit(end)
+        await self.session.append(
+            MessageEntry(
+                id=message.message_id,
+                run_id=state.run_id,
+                seq=end.seq,
+                role="assistant",
+                text=message.text,
+                aborted=aborted,
+            )
+        )
+
+    async def _maybe_compact(self, run_id: str, usage: UsageReport) -> None:
+        assert self.compactor is not None
+        context = self.session.context()
+        reason = self.compactor.reason(context, usage)
+        if reason is None:
+            return
+        self._emit(
+            CompactionStart(
+                agent_id=self.agent_id, run_id=run_id, seq=self._next_seq(), reason=reason
+            )
+        )
+        removed = kept = 0
+        try:
+            plan = await self.compactor.compact(context, reason)
+            removed, kept = plan.removed, plan.kept
+        except Exception:
+            log.exception("agent %s: compaction failed; context left as it was", self.agent_id)
+            plan = None
+        end = CompactionEnd(
+            agent_id=self.agent_id,
+            run_id=run_id,
+            seq=self._next_seq(),
+            reason=reason,
+            removed=removed,
+            kept=kept,
+        )
+        if plan is not None and plan.removed:
+            await self.session.append(
+                CompactionEntry(
+                    id=new_entry_id("c"),
+                    seq=end.seq,
+                    first_kept_id=plan.first_kept_id,
+                    removed=plan.removed,
+                    kept=plan.kept,
+                    reason=reason,
+                    summary=plan.summary,
+                )
+            )
+        self._emit(end)
+
+
+def _internal_error(exc: BaseException, run_id: str) -> ModelError:
+    log.error("run %s failed: %s: %s", run_id, type(exc).__name__, exc, exc_info=exc)
+    return ModelError("internal", f"the agent failed unexpectedly ({type(exc).__name__}: {exc})")

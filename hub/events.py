@@ -1,0 +1,171 @@
+"""Agent events: the one typed model every surface receives.
+
+JSON shape (camelCase, stable; see docs/events.md):
+    {"type": "message_update", "agentId": "main", "runId": "r-…", "seq": 12, "ts": 1732190000123,
+     "messageId": "m-…", "role": "assistant", "text": "Hello wor", "delta": "wor"}
+
+`seq` increases by one per event, per agent, and keeps increasing across restarts (the session
+store remembers the last one), so a client can detect a gap and refetch history.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+from pydantic import Field, JsonValue, TypeAdapter
+
+from hub.origin import Origin
+from hub.wire import WireModel
+
+Role = Literal["user", "assistant"]
+RunStatus = Literal["completed", "aborted", "failed"]
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch, the timestamp unit of events and entries."""
+    return time.time_ns() // 1_000_000
+
+
+class EventBase(WireModel):
+    agent_id: str
+    run_id: str
+    seq: int
+    ts: int = Field(default_factory=now_ms)
+
+
+class AgentStart(EventBase):
+    """A run began. `origin` says which surface wrote the turn."""
+
+    type: Literal["agent_start"] = "agent_start"
+    origin: Origin
+
+
+class AgentEnd(EventBase):
+    """A run ended; `status` says how. Always the last event of a run."""
+
+    type: Literal["agent_end"] = "agent_end"
+    status: RunStatus
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class MessageStart(EventBase):
+    type: Literal["message_start"] = "message_start"
+    message_id: str
+    role: Role
+
+
+class MessageUpdate(EventBase):
+    """`text` is the full text so far; `delta` what this update added."""
+
+    type: Literal["message_update"] = "message_update"
+    message_id: str
+    role: Role
+    text: str
+    delta: str
+
+
+class MessageEnd(EventBase):
+    """`text` is the final text. `aborted` is true when the run stopped mid-message."""
+
+    type: Literal["message_end"] = "message_end"
+    message_id: str
+    role: Role
+    text: str
+    aborted: bool = False
+
+
+class ToolExecutionStart(EventBase):
+    type: Literal["tool_execution_start"] = "tool_execution_start"
+    tool_call_id: str
+    tool_name: str
+    args: JsonValue
+
+
+class ToolExecutionEnd(EventBase):
+    type: Literal["tool_execution_end"] = "tool_execution_end"
+    tool_call_id: str
+    tool_name: str
+    args: JsonValue
+    result: JsonValue
+    is_error: bool
+
+
+class CompactionStart(EventBase):
+    type: Literal["compaction_start"] = "compaction_start"
+    reason: str
+
+
+class CompactionEnd(EventBase):
+    type: Literal["compaction_end"] = "compaction_end"
+    reason: str
+    removed: int
+    kept: int
+
+
+class AgentError(EventBase):
+    """A run failed. `code` is stable for clients; `message` says what to fix."""
+
+    type: Literal["agent_error"] = "agent_error"
+    code: str
+    message: str
+    retryable: bool
+
+
+AgentEvent = Annotated[
+    AgentStart
+    | AgentEnd
+    | MessageStart
+    | MessageUpdate
+    | MessageEnd
+    | ToolExecutionStart
+    | ToolExecutionEnd
+    | CompactionStart
+    | CompactionEnd
+    | AgentError,
+    Field(discriminator="type"),
+]
+EventType = Literal[
+    "agent_start",
+    "agent_end",
+    "message_start",
+    "message_update",
+    "message_end",
+    "tool_execution_start",
+    "tool_execution_end",
+    "compaction_start",
+    "compaction_end",
+    "agent_error",
+]
+MessageEvent = MessageStart | MessageUpdate | MessageEnd
+
+EVENT_ADAPTER: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent)
+
+
+class LegacyError(WireModel):
+    """The plain error item `read()` yields after a failed run, beside `agent_error`.
+
+    Kept for read() consumers that show text only (the reference design's fallback).
+    """
+
+    type: Literal["legacy_error"] = "legacy_error"
+    agent_id: str
+    run_id: str
+    text: str
+
+
+class ReadGap(WireModel):
+    """`read()` dropped events because its reader fell behind (drop-oldest policy).
+
+    The reader learns exactly which seqs it missed and should refetch history.
+    """
+
+    type: Literal["read_gap"] = "read_gap"
+    agent_id: str
+    dropped: int
+    first_seq: int
+    last_seq: int
+
+
+ReadItem = AgentEvent | LegacyError | ReadGap

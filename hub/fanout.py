@@ -1,0 +1,167 @@
+"""Bounded per-consumer event channels: how one agent feeds many surfaces safely.
+
+Every consumer (the single `read()` reader and each `subscribe()` callback) has its own
+`EventChannel`. The agent only ever appends to channels, so a slow or broken consumer can
+never block the run or another consumer.
+
+Overflow policy, when a consumer is `limit` items behind:
+1. Coalesce: drop every `message_update` that a later update or `message_end` of the same
+   message supersedes. Those carry the full text so far, so nothing a reader shows is lost.
+2. If that frees nothing, drop the oldest item and remember it. Before its next item the
+   consumer receives a `ReadGap` saying how many items and which seqs it missed, so it can
+   refetch history. Nothing is dropped silently, and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from hub.events import AgentEvent, LegacyError, MessageEnd, MessageUpdate, ReadGap, ReadItem
+
+log = logging.getLogger("agenthub.agent")
+
+Callback = Callable[[AgentEvent], Awaitable[None] | None]
+GapCallback = Callable[[ReadGap], Awaitable[None] | None]
+
+
+class EventChannel:
+    """A bounded FIFO of read items for exactly one consumer."""
+
+    def __init__(self, agent_id: str, limit: int) -> None:
+        if limit < 2:
+            raise ValueError(f"channel limit must be at least 2, got {limit}")
+        self._agent_id = agent_id
+        self._limit = limit
+        self._items: deque[ReadItem] = deque()
+        self._ready = asyncio.Event()
+        self._closed = False
+        self._gap_count = 0
+        self._gap_first = 0
+        self._gap_last = 0
+        self.coalesced = 0
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: ReadItem) -> None:
+        if self._closed:
+            return
+        if len(self._items) >= self._limit and not self._coalesce():
+            self._drop_oldest()
+        self._items.append(item)
+        self._ready.set()
+
+    def close(self) -> None:
+        """No more items; `get` returns None once the queued ones are taken."""
+        self._closed = True
+        self._ready.set()
+
+    async def get(self) -> ReadItem | None:
+        while True:
+            if self._gap_count:
+                gap = ReadGap(
+                    agent_id=self._agent_id,
+                    dropped=self._gap_count,
+                    first_seq=self._gap_first,
+                    last_seq=self._gap_last,
+                )
+                self._gap_count = self._gap_first = self._gap_last = 0
+                return gap
+            if self._items:
+                return self._items.popleft()
+            if self._closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+
+    def _coalesce(self) -> bool:
+        superseded: set[str] = set()
+        kept: deque[ReadItem] = deque()
+        for item in reversed(self._items):
+            if isinstance(item, MessageUpdate) and item.message_id in superseded:
+                continue
+            if isinstance(item, MessageUpdate | MessageEnd):
+                superseded.add(item.message_id)
+            kept.appendleft(item)
+        freed = len(self._items) - len(kept)
+        self._items = kept
+        self.coalesced += freed
+        return freed > 0
+
+    def _drop_oldest(self) -> None:
+        item = self._items.popleft()
+        self.dropped += 1
+        seq = getattr(item, "seq", None)
+        if isinstance(seq, int):
+            if not self._gap_first:
+                self._gap_first = seq
+            self._gap_last = seq
+        self._gap_count += 1
+        if self.dropped == 1 or self.dropped % 1000 == 0:
+            log.warning(
+                "agent %s: a consumer fell %d items behind; dropped %d so far",
+                self._agent_id,
+                self._limit,
+                self.dropped,
+            )
+
+
+class Subscriber:
+    """A `subscribe()` callback with its own channel and delivery task.
+
+    The callback may be sync or async. An exception is logged and delivery goes on with the
+    next event; a slow callback only delays its own channel.
+    """
+
+    def __init__(
+        self,
+        agent_id: str,
+        callback: Callback,
+        on_gap: GapCallback | None,
+        limit: int,
+        name: str,
+    ) -> None:
+        self.name = name
+        self.channel = EventChannel(agent_id, limit)
+        self.errors = 0
+        self._callback = callback
+        self._on_gap = on_gap
+        self._task = asyncio.get_running_loop().create_task(
+            self._deliver(), name=f"subscriber:{agent_id}:{name}"
+        )
+
+    async def _deliver(self) -> None:
+        while (item := await self.channel.get()) is not None:
+            try:
+                if isinstance(item, LegacyError):
+                    continue
+                if isinstance(item, ReadGap):
+                    if self._on_gap is None:
+                        log.warning("subscriber %s missed %d events", self.name, item.dropped)
+                        continue
+                    result = self._on_gap(item)
+                else:
+                    result = self._callback(item)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                self.errors += 1
+                log.exception("subscriber %s failed on an event; it keeps receiving", self.name)
+
+    async def stop(self, grace: float) -> None:
+        """Deliver what is queued (within `grace` seconds), then end the delivery task."""
+        self.channel.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace)
+        except TimeoutError:
+            self._task.cancel()
+            log.warning("subscriber %s did not drain within %.1fs", self.name, grace)
+
+    def cancel(self) -> None:
+        self.channel.close()
+        self._task.cancel()

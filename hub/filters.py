@@ -1,0 +1,73 @@
+"""The one event filter table: which agent events each surface receives.
+
+Every surface asks `forward(surface, event)`; none writes its own filter.
+
+| event                          | desktop        | web            | channel        |
+|--------------------------------|----------------|----------------|----------------|
+| agent_start / agent_end        | yes            | yes            | lifecycle only |
+| message_start / update / end   | assistant only | assistant only | assistant only |
+| tool_execution_start / end     | yes            | yes            | no             |
+| compaction_start / end         | yes            | yes            | no             |
+| agent_error                    | yes            | yes            | as text        |
+| user message events            | no             | no             | no             |
+
+`LIFECYCLE` rows reach the channel manager so it can bind a run to its route and stop the
+typing indicator; they are never shown in the chat. `AS_TEXT` means the surface renders the
+event as plain text (`[Error] …`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum
+from types import MappingProxyType
+from typing import Final
+
+from hub.events import AgentEvent, EventType, MessageEnd, MessageStart, MessageUpdate
+from hub.origin import Surface
+
+
+class Forward(Enum):
+    YES = "yes"
+    NO = "no"
+    ASSISTANT_ONLY = "assistant_only"
+    AS_TEXT = "as_text"
+    LIFECYCLE = "lifecycle"
+
+
+_Y, _N, _A, _T, _L = (
+    Forward.YES,
+    Forward.NO,
+    Forward.ASSISTANT_ONLY,
+    Forward.AS_TEXT,
+    Forward.LIFECYCLE,
+)
+
+FILTER_TABLE: Final[Mapping[EventType, Mapping[Surface, Forward]]] = MappingProxyType(
+    {
+        "agent_start": {"desktop": _Y, "web": _Y, "channel": _L},
+        "agent_end": {"desktop": _Y, "web": _Y, "channel": _L},
+        "message_start": {"desktop": _A, "web": _A, "channel": _A},
+        "message_update": {"desktop": _A, "web": _A, "channel": _A},
+        "message_end": {"desktop": _A, "web": _A, "channel": _A},
+        "tool_execution_start": {"desktop": _Y, "web": _Y, "channel": _N},
+        "tool_execution_end": {"desktop": _Y, "web": _Y, "channel": _N},
+        "compaction_start": {"desktop": _Y, "web": _Y, "channel": _N},
+        "compaction_end": {"desktop": _Y, "web": _Y, "channel": _N},
+        "agent_error": {"desktop": _Y, "web": _Y, "channel": _T},
+    }
+)
+
+
+def rule(surface: Surface, event: AgentEvent) -> Forward:
+    """The table's cell for this event on this surface, with `ASSISTANT_ONLY` resolved."""
+    cell = FILTER_TABLE[event.type][surface]
+    if cell is Forward.ASSISTANT_ONLY:
+        assert isinstance(event, MessageStart | MessageUpdate | MessageEnd)
+        return Forward.YES if event.role == "assistant" else Forward.NO
+    return cell
+
+
+def forward(surface: Surface, event: AgentEvent) -> bool:
+    """Whether the surface receives the event at all (any cell but `NO`)."""
+    return rule(surface, event) is not Forward.NO

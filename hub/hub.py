@@ -1,0 +1,106 @@
+"""The Hub: the agents, their session store, access records, health and lastRoute.
+
+Surfaces receive a Hub from the composition root (`app/`) and never construct one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from hub.access import AccessStore
+from hub.agent import AsyncAgent
+from hub.health import HealthRegistry, SubsystemHealth
+from hub.model import Compactor, Model
+from hub.routes import LastRoute
+from hub.sessions import SessionStore
+from hub.wire import WireModel
+
+log = logging.getLogger("agenthub.hub")
+
+DEFAULT_AGENT_ID = "main"
+
+
+class AgentInfo(WireModel):
+    agent_id: str
+    model: str
+    busy: bool
+    queued: int
+    session_id: str
+    last_seq: int
+
+
+class UnknownAgentError(KeyError):
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(agent_id)
+        self.agent_id = agent_id
+
+    def __str__(self) -> str:
+        return f"no agent {self.agent_id!r}"
+
+
+class Hub:
+    """Owns one AsyncAgent per agent id and the state every surface shares."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        model_factory: Callable[[], Model],
+        *,
+        agent_ids: tuple[str, ...] = (DEFAULT_AGENT_ID,),
+        compactor_factory: Callable[[Model], Compactor | None] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.store = SessionStore(data_dir)
+        self.access = AccessStore(data_dir / "access.json")
+        self.health = HealthRegistry()
+        self.last_route = LastRoute()
+        self.agents: dict[str, AsyncAgent] = {}
+        for agent_id in agent_ids:
+            model = model_factory()
+            compactor = compactor_factory(model) if compactor_factory else None
+            self.agents[agent_id] = AsyncAgent(agent_id, model, self.store, compactor=compactor)
+        self.health.register("model", self._model_health)
+
+    @property
+    def default_agent(self) -> AsyncAgent:
+        return next(iter(self.agents.values()))
+
+    def agent(self, agent_id: str) -> AsyncAgent:
+        try:
+            return self.agents[agent_id]
+        except KeyError:
+            raise UnknownAgentError(agent_id) from None
+
+    def agents_info(self) -> list[AgentInfo]:
+        return [
+            AgentInfo(
+                agent_id=a.agent_id,
+                model=a.model.name,
+                busy=a.busy,
+                queued=a.queued,
+                session_id=a.session.session_id,
+                last_seq=a.last_seq,
+            )
+            for a in self.agents.values()
+        ]
+
+    def _model_health(self) -> SubsystemHealth:
+        runs = [a.last_run for a in self.agents.values() if a.last_run is not None]
+        names = ", ".join(sorted({a.model.name for a in self.agents.values()}))
+        if not runs:
+            return SubsystemHealth(name="model", status="ok", detail=f"{names}: no run yet")
+        last = max(runs, key=lambda r: r.finished_at)
+        if last.status == "failed":
+            return SubsystemHealth(
+                name="model",
+                status="degraded",
+                detail=f"{names}: last run failed ({last.error_code})",
+            )
+        return SubsystemHealth(name="model", status="ok", detail=f"{names}: last run {last.status}")
+
+    async def close(self, *, grace: float = 0.0) -> None:
+        """Drain every agent (runs get `grace` seconds, then are aborted)."""
+        await asyncio.gather(*(a.close(grace=grace) for a in self.agents.values()))

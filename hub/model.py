@@ -1,0 +1,88 @@
+"""The model seam: what AsyncAgent drives, and what every provider implements.
+
+A model turns one turn (the user's text plus the session context) into an async stream of
+parts. The agent maps parts onto agent events: text deltas open and grow an assistant message;
+a tool call ends the open message and shows as tool_execution_start/end. Cancelling the stream
+(`abort()`) must close the provider request, which async generators do through `aclose()`.
+A provider failure is raised as `hub.errors.ModelError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import JsonValue
+
+from hub.sessions import HistoryEntry
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    tool_call_id: str
+    tool_name: str
+    args: JsonValue
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinished:
+    tool_call_id: str
+    tool_name: str
+    args: JsonValue
+    result: JsonValue
+    is_error: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    input_tokens: int
+    output_tokens: int
+
+
+ModelPart = TextDelta | ToolCallStarted | ToolCallFinished | UsageReport
+
+
+@dataclass(frozen=True, slots=True)
+class ModelTurn:
+    """One turn: the user's text, and the context before it (oldest first)."""
+
+    agent_id: str
+    run_id: str
+    text: str
+    context: Sequence[HistoryEntry]
+    summary: str | None = None
+
+
+class Model(Protocol):
+    """A provider behind the agent. `name` is its spec, e.g. `echo` or `openai:gpt-4o-mini`."""
+
+    @property
+    def name(self) -> str: ...
+
+    def stream(self, turn: ModelTurn) -> AsyncGenerator[ModelPart, None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionPlan:
+    """Drop context entries before `first_kept_id`; `summary` stands in for them."""
+
+    first_kept_id: str | None
+    removed: int
+    kept: int
+    summary: str | None = None
+
+
+class Compactor(Protocol):
+    """Keeps the context within the model's window, asked after every completed run."""
+
+    def reason(self, context: Sequence[HistoryEntry], usage: UsageReport | None) -> str | None:
+        """Why to compact now, or None to leave the context as it is."""
+        ...
+
+    async def compact(self, context: Sequence[HistoryEntry], reason: str) -> CompactionPlan: ...

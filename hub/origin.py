@@ -1,0 +1,35 @@
+"""Who wrote a turn, and where its reply belongs.
+
+The origin travels with the run it starts (see `AgentStart.origin`), so reply routing is
+bound to the run instead of being read from shared state when the reply is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from hub.wire import WireModel
+
+Surface = Literal["desktop", "web", "channel"]
+SURFACES: tuple[Surface, ...] = ("desktop", "web", "channel")
+
+
+class ChannelRoute(WireModel):
+    """Where a channel reply goes: the plugin, the chat, and the message to reply to."""
+
+    channel: str
+    chat_id: str
+    reply_to_message_id: str | None = None
+    thread_id: str | None = None
+    user_id: str | None = None
+
+
+class Origin(WireModel):
+    """The surface that wrote a turn. `route` is set only for channel turns."""
+
+    surface: Surface
+    device_id: str | None = None
+    # Chat ids and message ids are delivery details for the channel only: never serialised.
+    route: ChannelRoute | None = Field(default=None, exclude=True)
