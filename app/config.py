@@ -43,13 +43,15 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("AGENTHUB_HOST", "host"))
     port: int = Field(default=8765, validation_alias=AliasChoices("AGENTHUB_PORT", "port"))
     gateway_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("AGENTHUB_GATEWAY_URL", "gateway_url")
+        default=None,
+        validation_alias=AliasChoices("AGENTHUB_GATEWAY_URL", "gateway_url"),
+        repr=False,
     )
     gateway_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("AGENTHUB_GATEWAY_TOKEN", "gateway_token")
     )
     redis_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("AGENTHUB_REDIS_URL", "redis_url")
+        default=None, validation_alias=AliasChoices("AGENTHUB_REDIS_URL", "redis_url"), repr=False
     )
     telegram_bot_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "telegram_bot_token")
@@ -79,7 +81,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
     )
     openai_base_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
+        default=None,
+        validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url"),
+        repr=False,
     )
     anthropic_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "anthropic_api_key")
@@ -150,6 +154,8 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    # URLs may carry a password: they stay out of repr() and print through mask_url.
 
     def masked(self) -> dict[str, str]:
         """Every setting as text for display, secrets and URL passwords masked."""

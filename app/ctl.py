@@ -1,0 +1,187 @@
+"""`agenthub ctl …`: ask the running hub over its control socket; human output or `--json`."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, JsonValue, TypeAdapter
+
+from app.control_protocol import (
+    MAX_LINE_BYTES,
+    CtlParams,
+    CtlRequest,
+    CtlResponse,
+    DecisionResult,
+    DeviceInfo,
+    Method,
+    PairListResult,
+    PairNewResult,
+    RevokeResult,
+    SessionInfo,
+    StatusResult,
+)
+from hub.hub import AgentInfo
+from hub.sessions import HistoryEntry, MessageEntry
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+class NotRunningError(Exception):
+    pass
+
+
+def call(path: Path, method: Method, params: CtlParams, *, timeout: float = 15.0) -> CtlResponse:
+    """One request over the control socket. Raises NotRunningError when no hub answers."""
+    request = CtlRequest(id=secrets.token_hex(4), method=method, params=params)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise NotRunningError(
+                f"no agenthub is running with data directory {path.parent} "
+                f"(no answer on {path}); start one with `agenthub serve`"
+            ) from exc
+        sock.sendall(request.model_dump_json().encode() + b"\n")
+        buffer = b""
+        while not buffer.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buffer += chunk
+            if len(buffer) > MAX_LINE_BYTES * 64:
+                break
+    finally:
+        sock.close()
+    return CtlResponse.model_validate_json(buffer)
+
+
+def run(path: Path, method: Method, params: CtlParams, *, as_json: bool) -> int:
+    """Run one ctl command and print its outcome; returns the exit status."""
+    try:
+        response = call(path, method, params)
+    except NotRunningError as exc:
+        print(f"agenthub ctl: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (OSError, ValueError) as exc:
+        print(f"agenthub ctl: the hub did not answer properly: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if as_json:
+        print(response.model_dump_json(indent=2))
+        return EXIT_OK if response.ok else EXIT_FAILED
+    if not response.ok:
+        error = response.error
+        print(f"agenthub ctl: {error.message if error else 'request failed'}", file=sys.stderr)
+        return EXIT_FAILED
+    print(render(method, response.result))
+    return EXIT_OK
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _load(model: type[_Model], value: JsonValue) -> _Model:
+    return model.model_validate(value)
+
+
+def _load_list(model: type[_Model], value: JsonValue) -> list[_Model]:
+    return [model.model_validate(item) for item in value] if isinstance(value, list) else []
+
+
+def render(method: Method, result: JsonValue) -> str:
+    """Human-readable text for a successful result."""
+    if method == "status":
+        return _status(_load(StatusResult, result))
+    if method == "agents":
+        return "\n".join(_agent_line(a) for a in _load_list(AgentInfo, result)) or "no agents"
+    if method == "sessions":
+        sessions = _load_list(SessionInfo, result)
+        return (
+            "\n".join(
+                f"{'*' if s.current else ' '} {s.agent_id}/{s.session_id}  {s.entries} entries"
+                for s in sessions
+            )
+            or "no sessions"
+        )
+    if method == "history":
+        entries = TypeAdapter(list[HistoryEntry]).validate_python(result)
+        return "\n".join(_history_line(e) for e in entries) or "no messages"
+    if method == "devices.list":
+        devices = _load_list(DeviceInfo, result)
+        return (
+            "\n".join(
+                f"{d.device_id:<20} {'online ' if d.connected else 'offline'}  {d.label}"
+                for d in devices
+            )
+            or "no paired devices"
+        )
+    if method == "devices.revoke":
+        return f"revoked {_load(RevokeResult, result).device_id}"
+    if method == "pair.new":
+        pair = _load(PairNewResult, result)
+        minutes = max(0, round((pair.invite.expires_at - time.time()) / 60))
+        lines = [f"pairing code: {pair.invite.code} (single use, expires in {minutes} min)"]
+        if pair.url:
+            lines.append(f"open: {pair.url}")
+        return "\n".join(lines)
+    if method == "pair.list":
+        listing = _load(PairListResult, result)
+        lines = [f"{p.code}  {p.kind:<7} {p.subject}  {p.label}" for p in listing.pending]
+        lines = lines or ["no pending requests"]
+        if listing.invites:
+            lines.append(f"{len(listing.invites)} unused invite code(s)")
+        return "\n".join(lines)
+    if method in ("pair.approve", "pair.deny"):
+        decision = _load(DecisionResult, result)
+        verb = "approved" if decision.approved else "denied"
+        return f"{verb} {decision.kind} {decision.subject} ({decision.label})"
+    if method == "shutdown":
+        return "shutting down"
+    return json.dumps(result, indent=2)
+
+
+def _status(status: StatusResult) -> str:
+    lines = [
+        f"agenthub {status.mode}, pid {status.pid}, up {_duration(status.uptime_seconds)}, "
+        f"health {status.health}{' (draining)' if status.draining else ''}",
+    ]
+    if status.model:
+        lines.append(f"model: {status.model}")
+    if status.agents:
+        lines.append("agents:")
+        lines += [f"  {_agent_line(a)}" for a in status.agents]
+    lines.append("surfaces:")
+    for sub in status.subsystems:
+        age = f" (last sign of life {sub.age_seconds:.0f}s ago)" if sub.age_seconds else ""
+        lines.append(f"  {sub.name:<10} {sub.status:<8} {sub.detail}{age}")
+    lines.append(f"devices connected: {len(status.devices)}")
+    lines += [f"  {d.device_id} ({d.kind}) {d.label}" for d in status.devices]
+    return "\n".join(lines)
+
+
+def _agent_line(agent: AgentInfo) -> str:
+    state = "busy" if agent.busy else "idle"
+    queued = f", {agent.queued} queued" if agent.queued else ""
+    return f"{agent.agent_id:<10} {state}{queued}  model {agent.model}  session {agent.session_id}"
+
+
+def _history_line(entry: HistoryEntry) -> str:
+    if isinstance(entry, MessageEntry):
+        text = entry.text if len(entry.text) <= 200 else entry.text[:199] + "…"
+        mark = " (aborted)" if entry.aborted else ""
+        return f"[{entry.seq}] {entry.role}: {text}{mark}"
+    state = "error" if entry.is_error else "ok"
+    return f"[{entry.seq}] tool {entry.tool_name} {state}"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"

@@ -1,0 +1,188 @@
+"""The control socket in-process: mode 0600, envelopes, every method, bad requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from app import ctl
+from app.control_handlers import ControlContext, build_handlers
+from app.control_protocol import ConnectedDevice, CtlParams
+from app.control_server import ControlServer, HubAlreadyRunningError
+from hub.echo import EchoModel
+from hub.hub import Hub
+from hub.origin import Origin
+
+
+@pytest.fixture
+async def served(data_dir: Path) -> AsyncIterator[tuple[Hub, ControlServer, asyncio.Event]]:
+    hub = Hub(data_dir, EchoModel)
+    stop = asyncio.Event()
+    context = ControlContext(
+        mode="serve",
+        access=hub.access,
+        health=hub.health,
+        hub=hub,
+        connected_devices=lambda: [ConnectedDevice(device_id="web-1", kind="client")],
+        invite_url=lambda code: f"http://127.0.0.1:1/#pair={code}",
+        request_shutdown=stop.set,
+    )
+    server = ControlServer(data_dir / "ctl.sock", build_handlers(context))
+    await server.start()
+    yield hub, server, stop
+    await server.stop()
+    await hub.close()
+
+
+async def ask(server: ControlServer, method: str, **params: object) -> ctl.CtlResponse:
+    return await asyncio.to_thread(
+        ctl.call,
+        server.path,
+        method,  # type: ignore[arg-type]
+        CtlParams.model_validate(params),
+    )
+
+
+async def raw(server: ControlServer, line: bytes) -> dict[str, object]:
+    reader, writer = await asyncio.open_unix_connection(str(server.path))
+    writer.write(line)
+    await writer.drain()
+    answer = await reader.readline()
+    writer.close()
+    result: dict[str, object] = json.loads(answer)
+    return result
+
+
+async def test_socket_is_private(served: tuple[Hub, ControlServer, asyncio.Event]) -> None:
+    _, server, _ = served
+    assert stat.S_IMODE(server.path.stat().st_mode) == 0o600
+
+
+async def test_status_reports_real_state(
+    served: tuple[Hub, ControlServer, asyncio.Event],
+) -> None:
+    hub, server, _ = served
+    response = await ask(server, "status")
+    assert response.ok
+    assert isinstance(response.result, dict)
+    assert response.result["mode"] == "serve"
+    assert response.result["model"] == "echo"
+    assert response.result["devices"] == [
+        {"deviceId": "web-1", "kind": "client", "label": "", "connectedSince": None}
+    ]
+    text = ctl.render("status", response.result)
+    assert "main" in text and "idle" in text and "devices connected: 1" in text
+
+
+async def test_history_sessions_agents(served: tuple[Hub, ControlServer, asyncio.Event]) -> None:
+    hub, server, _ = served
+    agent = hub.default_agent
+    agent.write("first", Origin(surface="desktop"))
+    agent.write("second", Origin(surface="desktop"))
+    await agent.wait_idle()
+    history = await ask(server, "history", agentId="main", limit=2)
+    assert history.ok and isinstance(history.result, list)
+    assert [e["text"] for e in history.result] == ["second", "second"]  # type: ignore[index]
+    first_seq = agent.history()[0].seq
+    after = await ask(server, "history", afterSeq=first_seq)
+    assert isinstance(after.result, list) and len(after.result) == 3
+    assert "[" in ctl.render("history", history.result)
+    sessions = await ask(server, "sessions")
+    assert isinstance(sessions.result, list) and sessions.result[0]["current"] is True  # type: ignore[index]
+    agents = await ask(server, "agents")
+    assert isinstance(agents.result, list) and agents.result[0]["agentId"] == "main"  # type: ignore[index]
+    unknown = await ask(server, "history", agentId="nobody")
+    assert not unknown.ok and unknown.error is not None and unknown.error.code == "unknown_agent"
+
+
+async def test_pairing_round_trip(served: tuple[Hub, ControlServer, asyncio.Event]) -> None:
+    hub, server, _ = served
+    new = await ask(server, "pair.new")
+    assert new.ok and isinstance(new.result, dict)
+    assert "pairing code:" in ctl.render("pair.new", new.result)
+    request = hub.access.request("channel", "telegram:42", "Ada")
+    listing = await ask(server, "pair.list")
+    assert request.code in ctl.render("pair.list", listing.result)
+    approved = await ask(server, "pair.approve", code=request.code.lower())
+    assert approved.ok
+    assert hub.access.is_channel_user_approved("telegram", "42")
+    again = await ask(server, "pair.approve", code=request.code)
+    assert not again.ok and again.error is not None and again.error.code == "invalid_code"
+    missing = await ask(server, "pair.deny")
+    assert missing.error is not None and missing.error.code == "invalid_request"
+
+
+async def test_devices_list_and_revoke(served: tuple[Hub, ControlServer, asyncio.Event]) -> None:
+    hub, server, _ = served
+    issued = hub.access.redeem_invite(hub.access.create_invite().code, "laptop")
+    listing = await ask(server, "devices.list")
+    assert isinstance(listing.result, list) and listing.result[0]["deviceId"] == issued.device_id  # type: ignore[index]
+    assert issued.token not in json.dumps(listing.result)
+    revoked = await ask(server, "devices.revoke", deviceId=issued.device_id)
+    assert revoked.ok
+    assert not hub.access.verify_device(issued.device_id, issued.token)
+    unknown = await ask(server, "devices.revoke", deviceId="nope")
+    assert unknown.error is not None and unknown.error.code == "unknown_device"
+
+
+async def test_shutdown_request(served: tuple[Hub, ControlServer, asyncio.Event]) -> None:
+    _, server, stop = served
+    assert (await ask(server, "shutdown")).ok
+    assert stop.is_set()
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        (b"not json\n", "invalid_request"),
+        (b'{"id": "1", "method": "explode"}\n', "invalid_request"),
+        (b'{"id": "1", "method": "history", "params": {"limit": -3}}\n', "invalid_request"),
+    ],
+)
+async def test_bad_requests_get_clear_errors(
+    served: tuple[Hub, ControlServer, asyncio.Event], line: bytes, code: str
+) -> None:
+    _, server, _ = served
+    answer = await raw(server, line)
+    assert answer["ok"] is False
+    assert isinstance(answer["error"], dict) and answer["error"]["code"] == code
+    # The server keeps serving after a bad request.
+    assert (await ask(server, "agents")).ok
+
+
+async def test_oversized_request_line(served: tuple[Hub, ControlServer, asyncio.Event]) -> None:
+    _, server, _ = served
+    answer = await raw(server, b'{"id": "' + b"x" * (2 << 20) + b'"}\n')
+    assert isinstance(answer["error"], dict) and answer["error"]["code"] == "too_large"
+
+
+async def test_second_server_refused(served: tuple[Hub, ControlServer, asyncio.Event]) -> None:
+    _, server, _ = served
+    with pytest.raises(HubAlreadyRunningError):
+        await ControlServer(server.path, {}).start()
+
+
+async def test_stale_socket_is_replaced(data_dir: Path) -> None:
+    import socket as pysocket
+
+    path = data_dir / "ctl.sock"
+    stale = pysocket.socket(pysocket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()
+    server = ControlServer(path, {})
+    await server.start()
+    answer = await raw(server, b'{"id": "1", "method": "status"}\n')
+    assert isinstance(answer["error"], dict) and answer["error"]["code"] == "unavailable"
+    await server.stop()
+    assert not path.exists()
+
+
+def test_ctl_without_hub(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = ctl.run(data_dir / "ctl.sock", "status", CtlParams(), as_json=False)
+    assert status == 1
+    assert "no agenthub is running" in capsys.readouterr().err
