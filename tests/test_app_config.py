@@ -55,7 +55,7 @@ def test_explicit_config_file(tmp_path: Path) -> None:
 
 
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--config: no such file"):
+    with pytest.raises(ConfigError, match=r"--config: no such file"):
         load_settings(tmp_path / "nope.toml")
 
 
@@ -85,7 +85,7 @@ def test_bad_values_name_the_variable(
 
 def test_bad_toml_is_reported(data_dir: Path) -> None:
     (data_dir / "config.toml").write_text("port = = 3\n")
-    with pytest.raises(ConfigError, match="config.toml"):
+    with pytest.raises(ConfigError, match=r"config\.toml"):
         load_settings()
 
 

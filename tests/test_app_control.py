@@ -12,7 +12,7 @@ import pytest
 
 from app import ctl
 from app.control_handlers import ControlContext, build_handlers
-from app.control_protocol import ConnectedDevice, CtlParams
+from app.control_protocol import ConnectedDevice, CtlParams, CtlResponse
 from app.control_server import ControlServer, HubAlreadyRunningError
 from hub.echo import EchoModel
 from hub.hub import Hub
@@ -39,13 +39,21 @@ async def served(data_dir: Path) -> AsyncIterator[tuple[Hub, ControlServer, asyn
     await hub.close()
 
 
-async def ask(server: ControlServer, method: str, **params: object) -> ctl.CtlResponse:
+async def ask(server: ControlServer, method: str, **params: object) -> CtlResponse:
     return await asyncio.to_thread(
         ctl.call,
         server.path,
         method,  # type: ignore[arg-type]
         CtlParams.model_validate(params),
     )
+
+
+def rows(response: CtlResponse) -> list[dict[str, object]]:
+    """A list result as plain dicts (the JSON the client got)."""
+    assert response.ok, response.error
+    result = json.loads(json.dumps(response.result))
+    assert isinstance(result, list)
+    return result
 
 
 async def raw(server: ControlServer, line: bytes) -> dict[str, object]:
@@ -66,7 +74,7 @@ async def test_socket_is_private(served: tuple[Hub, ControlServer, asyncio.Event
 async def test_status_reports_real_state(
     served: tuple[Hub, ControlServer, asyncio.Event],
 ) -> None:
-    hub, server, _ = served
+    _, server, _ = served
     response = await ask(server, "status")
     assert response.ok
     assert isinstance(response.result, dict)
@@ -86,16 +94,15 @@ async def test_history_sessions_agents(served: tuple[Hub, ControlServer, asyncio
     agent.write("second", Origin(surface="desktop"))
     await agent.wait_idle()
     history = await ask(server, "history", agentId="main", limit=2)
-    assert history.ok and isinstance(history.result, list)
-    assert [e["text"] for e in history.result] == ["second", "second"]  # type: ignore[index]
+    assert [e["text"] for e in rows(history)] == ["second", "second"]
     first_seq = agent.history()[0].seq
     after = await ask(server, "history", afterSeq=first_seq)
     assert isinstance(after.result, list) and len(after.result) == 3
     assert "[" in ctl.render("history", history.result)
     sessions = await ask(server, "sessions")
-    assert isinstance(sessions.result, list) and sessions.result[0]["current"] is True  # type: ignore[index]
+    assert rows(sessions)[0]["current"] is True
     agents = await ask(server, "agents")
-    assert isinstance(agents.result, list) and agents.result[0]["agentId"] == "main"  # type: ignore[index]
+    assert rows(agents)[0]["agentId"] == "main"
     unknown = await ask(server, "history", agentId="nobody")
     assert not unknown.ok and unknown.error is not None and unknown.error.code == "unknown_agent"
 
@@ -121,7 +128,7 @@ async def test_devices_list_and_revoke(served: tuple[Hub, ControlServer, asyncio
     hub, server, _ = served
     issued = hub.access.redeem_invite(hub.access.create_invite().code, "laptop")
     listing = await ask(server, "devices.list")
-    assert isinstance(listing.result, list) and listing.result[0]["deviceId"] == issued.device_id  # type: ignore[index]
+    assert rows(listing)[0]["deviceId"] == issued.device_id
     assert issued.token not in json.dumps(listing.result)
     revoked = await ask(server, "devices.revoke", deviceId=issued.device_id)
     assert revoked.ok
