@@ -1,0 +1,81 @@
+"""The channel seam: what a chat-app plugin provides and what the manager gives it.
+
+A plugin owns its transport (polling, webhooks), its access checks and its formatting. It
+delivers authorised inbound messages as `ChannelMessage` objects to the callback it was
+started with, and sends text back to a `ChannelRoute`. The manager never looks inside a
+plugin: a second chat app fits by implementing `ChannelPlugin`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Literal, Protocol
+
+from hub.origin import ChannelRoute
+from hub.wire import WireModel
+
+Command = Literal["start", "new", "stop", "help"]
+COMMANDS: tuple[Command, ...] = ("start", "new", "stop", "help")
+
+
+class ChannelMessage(WireModel):
+    """One authorised inbound message. `command` is set for /start, /new, /stop, /help
+    (then `text` holds any arguments); otherwise `text` is what the user wrote, with a group
+    mention of the bot already stripped."""
+
+    route: ChannelRoute
+    text: str
+    sender_label: str = ""
+    command: Command | None = None
+
+
+InboundCallback = Callable[[ChannelMessage], Awaitable[None]]
+
+
+class BlockLimits(WireModel):
+    """How the manager should chunk replies for this plugin: blocks measure between
+    `min_chars` and `max_chars` by the plugin's `measure` (except the last)."""
+
+    min_chars: int
+    max_chars: int
+
+
+class ChannelPlugin(Protocol):
+    """A chat app. `name` is the `ChannelRoute.channel` of every route it creates."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def limits(self) -> BlockLimits: ...
+
+    def measure(self, text: str) -> int:
+        """The size the chat app counts for this Markdown text once formatted."""
+        ...
+
+    async def start(self, on_message: InboundCallback) -> None:
+        """Begin receiving; authorised messages go to `on_message`, in order per chat."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop receiving and release the transport; safe to call twice."""
+        ...
+
+    def is_allowed(self, user_id: str) -> bool:
+        """Whether this user may reach the agent now (the plugin's access policy)."""
+        ...
+
+    async def reply_text(self, route: ChannelRoute, text: str, *, plain: bool = False) -> bool:
+        """Send Markdown `text` (or plain text) as a reply to `route.reply_to_message_id`.
+
+        Returns whether the chat app accepted it. Never raises for delivery failures: the
+        plugin retries what is safe to retry and logs what it gave up on."""
+        ...
+
+    async def send_text(self, route: ChannelRoute, text: str, *, plain: bool = False) -> bool:
+        """Like `reply_text`, as a plain follow-up message in the route's chat."""
+        ...
+
+    async def typing(self, route: ChannelRoute) -> None:
+        """Show a typing indicator in the route's chat (best effort, short-lived)."""
+        ...
