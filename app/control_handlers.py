@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app.control_protocol import (
@@ -36,7 +36,7 @@ class ControlContext:
     access: AccessStore
     health: HealthRegistry
     hub: Hub | None
-    connected_devices: Callable[[], list[ConnectedDevice]]
+    connected_devices: Callable[[], Awaitable[list[ConnectedDevice]]]
     invite_url: Callable[[str], str | None]
     request_shutdown: Callable[[], None]
     started: float = time.monotonic()
@@ -64,7 +64,7 @@ def build_handlers(ctx: ControlContext) -> dict[Method, Handler]:
             model=ctx.hub.default_agent.model.name if ctx.hub else None,
             agents=ctx.hub.agents_info() if ctx.hub else [],
             subsystems=report.subsystems,
-            devices=ctx.connected_devices(),
+            devices=await ctx.connected_devices(),
         )
 
     async def agents(_: CtlParams) -> list[AgentInfo]:
@@ -100,7 +100,7 @@ def build_handlers(ctx: ControlContext) -> dict[Method, Handler]:
         return agent.history(limit=params.limit or 50, after=params.after_seq)
 
     async def devices_list(_: CtlParams) -> list[DeviceInfo]:
-        online = {d.device_id for d in ctx.connected_devices()}
+        online = {d.device_id for d in await ctx.connected_devices()}
         return [
             DeviceInfo(
                 device_id=d.device_id,

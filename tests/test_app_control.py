@@ -19,6 +19,10 @@ from hub.hub import Hub
 from hub.origin import Origin
 
 
+async def connected() -> list[ConnectedDevice]:
+    return [ConnectedDevice(device_id="web-1", kind="client")]
+
+
 @pytest.fixture
 async def served(data_dir: Path) -> AsyncIterator[tuple[Hub, ControlServer, asyncio.Event]]:
     hub = Hub(data_dir, EchoModel)
@@ -28,7 +32,7 @@ async def served(data_dir: Path) -> AsyncIterator[tuple[Hub, ControlServer, asyn
         access=hub.access,
         health=hub.health,
         hub=hub,
-        connected_devices=lambda: [ConnectedDevice(device_id="web-1", kind="client")],
+        connected_devices=connected,
         invite_url=lambda code: f"http://127.0.0.1:1/#pair={code}",
         request_shutdown=stop.set,
     )
