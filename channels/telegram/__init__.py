@@ -1,0 +1,6 @@
+"""The Telegram channel (python-telegram-bot): `TelegramConfig` and `TelegramPlugin`."""
+
+from channels.telegram.config import DmPolicy, RateLimits, TelegramConfig
+from channels.telegram.plugin import TelegramPlugin, TelegramStartError
+
+__all__ = ["DmPolicy", "RateLimits", "TelegramConfig", "TelegramPlugin", "TelegramStartError"]

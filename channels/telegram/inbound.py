@@ -1,0 +1,94 @@
+"""Reading an incoming Telegram update: is it for us, who wrote it, is it a command.
+
+Private chats are always addressed to the bot. In groups the bot answers only when
+mentioned (`@botname`, stripped from the text) or when the message replies to one of the
+bot's messages; a command in a group must name the bot (`/new@botname`) or reply to it.
+Entity offsets are UTF-16 code units, as Telegram counts them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from telegram import Message, MessageEntity, Update
+
+from channels.base import COMMANDS, Command
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    chat_id: str
+    private: bool
+    message_id: int
+    user_id: str
+    label: str
+    text: str
+    command: Command | None
+    thread_id: int | None
+
+
+def _slice16(text: str, offset: int, length: int) -> str:
+    data = text.encode("utf-16-le")
+    return data[offset * 2 : (offset + length) * 2].decode("utf-16-le")
+
+
+def _cut16(text: str, offset: int, length: int) -> str:
+    data = text.encode("utf-16-le")
+    return (data[: offset * 2] + data[(offset + length) * 2 :]).decode("utf-16-le")
+
+
+def _label(message: Message) -> str:
+    user = message.from_user
+    if user is None:
+        return ""
+    name = user.full_name
+    return f"{name} (@{user.username})" if user.username else name
+
+
+def parse_message(update: Update, bot_id: int, bot_username: str) -> Inbound | None:
+    """The message if it is a text message addressed to the bot, else None."""
+    message = update.message
+    if message is None or message.text is None or message.from_user is None:
+        return None
+    if message.from_user.is_bot:
+        return None
+    text = message.text
+    private = message.chat.type == "private"
+    handle = f"@{bot_username}".lower()
+    replied_to_bot = (
+        message.reply_to_message is not None
+        and message.reply_to_message.from_user is not None
+        and message.reply_to_message.from_user.id == bot_id
+    )
+    addressed = private or replied_to_bot
+    command: Command | None = None
+    entities = sorted(message.entities, key=lambda e: e.offset, reverse=True)
+    for entity in entities:
+        word = _slice16(text, entity.offset, entity.length)
+        if entity.type == MessageEntity.MENTION and word.lower() == handle:
+            addressed = True
+            text = _cut16(text, entity.offset, entity.length)
+        elif entity.type == MessageEntity.BOT_COMMAND and entity.offset == 0:
+            name, _, target = word[1:].partition("@")
+            if target and target.lower() != bot_username.lower():
+                return None  # a command for another bot in the same group
+            if target:
+                addressed = True
+            if name.lower() in COMMANDS:
+                command = next(c for c in COMMANDS if c == name.lower())
+                text = _cut16(text, entity.offset, entity.length)
+    if not addressed:
+        return None
+    text = text.strip()
+    if not text and command is None:
+        return None
+    return Inbound(
+        chat_id=str(message.chat.id),
+        private=private,
+        message_id=message.message_id,
+        user_id=str(message.from_user.id),
+        label=_label(message),
+        text=text,
+        command=command,
+        thread_id=message.message_thread_id if message.is_topic_message else None,
+    )
