@@ -1,0 +1,191 @@
+"""Shared parts of the gateway tests (imported by test_gateway_*.py and test_web_*.py; it holds
+no tests itself): a running gateway + hub + hub link, and a recording python-socketio device."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import socketio
+from pydantic import JsonValue, SecretStr
+
+from gateway.config import GatewayConfig
+from gateway.hub_link import HubLink
+from gateway.protocol import HistoryAnswer, ResponsePayload, SendError, StreamPayload
+from gateway.server import GatewayServer
+from hub.echo import EchoModel
+from hub.hub import Hub
+from hub.model import Model
+from hub.sessions import MessageEntry
+
+GATEWAY_TOKEN = "test-gateway-token-0123456789abcdef"
+
+
+@dataclass
+class Stack:
+    gateway: GatewayServer
+    hub: Hub
+    link: HubLink
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway.port}"
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    data_dir: Path,
+    *,
+    model_factory: Callable[[], Model] = lambda: EchoModel(pieces=4, delay=0.0),
+    agent_ids: tuple[str, ...] = ("main",),
+    port: int = 0,
+    **config: Any,
+) -> AsyncIterator[Stack]:
+    """Hub + gateway + hub link, in this process, on a free loopback port."""
+    hub = Hub(data_dir, model_factory, agent_ids=agent_ids)
+    gateway = GatewayServer(
+        GatewayConfig(port=port, gateway_token=SecretStr(GATEWAY_TOKEN), **config),
+        hub.access,
+        hub.health,
+    )
+    await gateway.start()
+    link = HubLink(hub, f"http://127.0.0.1:{gateway.port}", GATEWAY_TOKEN, backoff_max=0.5)
+    await link.start()
+    try:
+        async with asyncio.timeout(10):
+            await link.wait_linked()
+        yield Stack(gateway, hub, link)
+    finally:
+        await link.stop()
+        await gateway.stop()
+        await hub.close()
+
+
+@dataclass
+class Device:
+    """A python-socketio client that records what the gateway sends it."""
+
+    client: socketio.AsyncClient
+    device_id: str | None = None
+    received: asyncio.Queue[dict[str, JsonValue]] = field(default_factory=asyncio.Queue)
+    errors: asyncio.Queue[SendError] = field(default_factory=asyncio.Queue)
+    devices: list[JsonValue] = field(default_factory=list)
+    registered: asyncio.Queue[dict[str, JsonValue]] = field(default_factory=asyncio.Queue)
+    events: list[str] = field(default_factory=list)
+    counter: int = 0
+
+    async def send(self, to: str, action: str, payload: JsonValue, *, sender: str | None = None) -> str:
+        self.counter += 1
+        frame_id = f"{self.device_id}-{self.counter}"
+        await self.client.emit(
+            "send",
+            {
+                "id": frame_id,
+                "from": sender or self.device_id,
+                "to": to,
+                "action": action,
+                "payload": payload,
+            },
+        )
+        return frame_id
+
+    async def message(self, text: str, agent_id: str = "main", to: str = "hub") -> str:
+        return await self.send(to, "message", {"agentId": agent_id, "content": text})
+
+    async def request(
+        self, method: str, params: dict[str, JsonValue], to: str = "hub"
+    ) -> ResponsePayload:
+        self.counter += 1
+        request_id = f"q-{self.counter}"
+        await self.send(
+            to, "request", {"requestId": request_id, "method": method, "params": params}
+        )
+        frame = await self.next_frame(
+            lambda f: f["action"] == "response"
+            and isinstance(f["payload"], dict)
+            and f["payload"].get("requestId") == request_id
+        )
+        return ResponsePayload.model_validate(frame["payload"])
+
+    async def history(self, agent_id: str = "main") -> HistoryAnswer:
+        response = await self.request("history", {"agentId": agent_id, "limit": 100})
+        assert response.ok, response.error
+        return HistoryAnswer.model_validate(response.payload)
+
+    async def next_frame(
+        self, match: Callable[[dict[str, JsonValue]], bool], timeout: float = 10.0
+    ) -> dict[str, JsonValue]:
+        """The next received frame matching `match` (frames before it are discarded)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.received.get()
+                if match(frame):
+                    return frame
+
+    async def next_error(self, timeout: float = 10.0) -> SendError:
+        async with asyncio.timeout(timeout):
+            return await self.errors.get()
+
+    async def close(self) -> None:
+        await self.client.disconnect()
+
+
+async def connect_device(url: str, auth: dict[str, str] | None, **client_options: Any) -> Device:
+    client = socketio.AsyncClient(reconnection=False, **client_options)
+    device = Device(client, device_id=(auth or {}).get("deviceId"))
+
+    @client.on("receive")
+    async def _receive(data: dict[str, JsonValue]) -> None:
+        await device.received.put(data)
+
+    @client.on("send_error")
+    async def _error(data: dict[str, JsonValue]) -> None:
+        await device.errors.put(SendError.model_validate(data))
+
+    @client.on("registered")
+    async def _registered(data: dict[str, JsonValue]) -> None:
+        await device.registered.put(data)
+
+    @client.on("devices")
+    async def _devices(data: dict[str, JsonValue]) -> None:
+        device.devices.append(data)
+
+    @client.on("*")
+    async def _any(event: str, data: JsonValue = None) -> None:
+        device.events.append(event)
+
+    await client.connect(url, auth=auth, transports=["websocket"], wait_timeout=5)
+    return device
+
+
+async def connect_client(stack_url: str, hub: Hub, label: str = "test") -> Device:
+    """Pair a client device with an invite (through the AccessStore) and connect it."""
+    issued = hub.access.redeem_invite(hub.access.create_invite().code, label)
+    return await connect_device(
+        stack_url, {"role": "client", "deviceId": issued.device_id, "token": issued.token}
+    )
+
+
+def stream_of(frame: dict[str, JsonValue]) -> StreamPayload:
+    return StreamPayload.model_validate(frame["payload"])
+
+
+def is_stream(event_type: str) -> Callable[[dict[str, JsonValue]], bool]:
+    def match(frame: dict[str, JsonValue]) -> bool:
+        payload = frame["payload"]
+        return (
+            frame["action"] == "stream"
+            and isinstance(payload, dict)
+            and isinstance(payload["event"], dict)
+            and payload["event"].get("type") == event_type
+        )
+
+    return match
+
+
+def assistant_texts(history: HistoryAnswer) -> list[str]:
+    return [e.text for e in history.entries if isinstance(e, MessageEntry) and e.role == "assistant"]
