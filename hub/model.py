@@ -41,8 +41,12 @@ class ToolCallFinished:
 
 @dataclass(frozen=True, slots=True)
 class UsageReport:
+    """Tokens a run used. `context_tokens`, when the provider reports it, is how much of the
+    context window the last request and its reply took (what compaction measures)."""
+
     input_tokens: int
     output_tokens: int
+    context_tokens: int | None = None
 
 
 ModelPart = TextDelta | ToolCallStarted | ToolCallFinished | UsageReport

@@ -1,0 +1,101 @@
+"""The composition helpers: a `ModelConfig` in, the hub `Model` (and its compactor) out."""
+
+from __future__ import annotations
+
+from pydantic_ai.models import Model as PydanticModel
+from pydantic_ai.models.anthropic import AnthropicModel
+from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.providers.anthropic import AnthropicProvider
+from pydantic_ai.providers.openai import OpenAIProvider
+from pydantic_ai.providers.openai_compatible import OpenAICompatibleProvider
+from pydantic_ai.settings import ModelSettings
+
+from hub.echo import EchoModel
+from hub.model import Compactor, Model
+from hub.providers.compaction import BudgetCompactor, context_window_for
+from hub.providers.config import ModelConfig
+from hub.providers.failures import Endpoint, RetryPolicy
+from hub.providers.local import LocalModel
+from hub.providers.runtime import PydanticAIModel
+from hub.providers.specs import ModelSpec, openai_base_url, parse_spec
+from hub.providers.tools import build_tools
+
+# A local server needs no key, but the OpenAI client insists on one.
+_NO_KEY = "no-key"
+
+
+def build_model(config: ModelConfig) -> Model:
+    """The model `config.spec` names. Raises ValueError for a bad spec, a missing key, or a
+    user tool that cannot be loaded, saying what to fix."""
+    spec = parse_spec(config.spec)
+    if spec.provider == "echo":
+        return EchoModel()
+    if spec.provider == "local":
+        return LocalModel.from_spec(spec, config)
+    model, endpoint = _pydantic_model(spec, config)
+    settings: ModelSettings = {"max_retries": 0, "timeout": config.request_timeout}
+    return PydanticAIModel(
+        str(spec),
+        model,
+        endpoint=endpoint,
+        system_prompt=config.system_prompt,
+        tools=build_tools(config.tools, builtins=config.builtin_tools),
+        settings=settings,
+        retry=RetryPolicy(max_retries=config.max_retries),
+    )
+
+
+def _pydantic_model(spec: ModelSpec, config: ModelConfig) -> tuple[PydanticModel, Endpoint]:
+    if spec.provider == "anthropic":
+        if config.anthropic_api_key is None:
+            raise ValueError(f"{spec} needs an API key: set ANTHROPIC_API_KEY")
+        provider = AnthropicProvider(api_key=config.anthropic_api_key.get_secret_value())
+        return AnthropicModel(spec.model, provider=provider), Endpoint(
+            str(spec), "the Anthropic API", "ANTHROPIC_API_KEY"
+        )
+    if spec.provider == "ollama":
+        ollama = OpenAICompatibleProvider(
+            "ollama", base_url=config.ollama_base_url, api_key=_NO_KEY
+        )
+        return OpenAIChatModel(spec.model, provider=ollama), Endpoint(
+            str(spec), f"the Ollama server at {config.ollama_base_url}", None
+        )
+    key = config.openai_api_key.get_secret_value() if config.openai_api_key else None
+    if config.openai_base_url is None:
+        if key is None:
+            raise ValueError(
+                f"{spec} needs an API key: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
+                "OpenAI-compatible server"
+            )
+        official = OpenAIProvider(base_url=openai_base_url(config), api_key=key)
+        return OpenAIChatModel(spec.model, provider=official), Endpoint(
+            str(spec), "the OpenAI API", "OPENAI_API_KEY", "OPENAI_BASE_URL"
+        )
+    base_url = openai_base_url(config)
+    compatible = OpenAICompatibleProvider(
+        "openai-compatible", base_url=base_url, api_key=key or _NO_KEY
+    )
+    return OpenAIChatModel(spec.model, provider=compatible), Endpoint(
+        str(spec), f"the server at {base_url}", "OPENAI_API_KEY", "OPENAI_BASE_URL"
+    )
+
+
+def build_compactor(config: ModelConfig, model: Model) -> Compactor:
+    """A compactor sized for `model`; it summarises with the model when that can."""
+    spec = parse_spec(config.spec)
+    window = context_window_for(spec.model, config.context_window)
+    summarize = (
+        model.summarize
+        if isinstance(model, PydanticAIModel) and config.compaction_summary
+        else None
+    )
+    return BudgetCompactor(
+        window, summarize=summarize, overhead_tokens=len(config.system_prompt) // 4
+    )
+
+
+async def check_model(model: Model) -> str | None:
+    """For `agenthub doctor`: a tiny request; the error message, or None when the model answers."""
+    if isinstance(model, PydanticAIModel | LocalModel):
+        return await model.check()
+    return None

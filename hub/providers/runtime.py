@@ -1,0 +1,178 @@
+"""`PydanticAIModel`: the hub's model seam on top of a pydantic-ai agent.
+
+One turn is one `Agent.iter()` run over the session context. Its stream maps onto model parts:
+text deltas become `TextDelta`; each function tool call becomes `ToolCallStarted` and, once it
+ran, `ToolCallFinished`; the run's usage ends the stream as `UsageReport`. Provider failures
+leave as `ModelError` (see `failures`), after `RetryingModel` retried the transient ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+from pydantic import JsonValue
+from pydantic_ai import Agent, Tool
+from pydantic_ai.messages import (
+    FunctionToolCallEvent,
+    FunctionToolResultEvent,
+    ModelResponse,
+    PartDeltaEvent,
+    PartStartEvent,
+    TextPart,
+    TextPartDelta,
+    ToolCallPart,
+)
+from pydantic_ai.models import Model as PydanticModel
+from pydantic_ai.settings import ModelSettings
+from pydantic_core import to_jsonable_python
+
+from hub.errors import ModelError
+from hub.model import (
+    ModelPart,
+    ModelTurn,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    UsageReport,
+)
+from hub.providers.failures import Endpoint, RetryPolicy, to_model_error
+from hub.providers.history import instructions, to_model_messages
+from hub.providers.retrying import RetryingModel
+from hub.providers.tools import ToolErrorsAsResults
+from hub.sessions import HistoryEntry, entries_text
+
+SUMMARY_INSTRUCTIONS = (
+    "Summarise the conversation below for your own later reference: keep facts, names, numbers, "
+    "decisions and open questions; drop pleasantries. Write at most a few short paragraphs."
+)
+
+
+class PydanticAIModel:
+    """A hub `Model` backed by any pydantic-ai model (OpenAI, Anthropic, test models, ...)."""
+
+    def __init__(
+        self,
+        name: str,
+        model: PydanticModel,
+        *,
+        endpoint: Endpoint,
+        system_prompt: str,
+        tools: Sequence[Tool[Any]] = (),
+        settings: ModelSettings | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._name = name
+        self.endpoint = endpoint
+        self.system_prompt = system_prompt
+        self.settings = settings
+        self.model = RetryingModel(model, retry or RetryPolicy(), endpoint)
+        self._agent: Agent[None, str] = Agent(
+            self.model,
+            tools=tools,
+            capabilities=[ToolErrorsAsResults()],
+            name="agenthub",
+        )
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def stream(self, turn: ModelTurn) -> AsyncGenerator[ModelPart, None]:
+        history = to_model_messages(turn.context)
+        calls: dict[str, JsonValue] = {}
+        try:
+            async with self._agent.iter(
+                turn.text,
+                message_history=history or None,
+                instructions=instructions(self.system_prompt, turn.summary),
+                model_settings=self.settings,
+            ) as run:
+                async for node in run:
+                    if Agent.is_model_request_node(node):
+                        async with node.stream(run.ctx) as events:
+                            async for event in events:
+                                if text := _text_of(event):
+                                    yield TextDelta(text)
+                    elif Agent.is_call_tools_node(node):
+                        async with node.stream(run.ctx) as events:
+                            async for event in events:
+                                if isinstance(event, FunctionToolCallEvent):
+                                    call = event.part
+                                    calls[call.tool_call_id] = _args(call)
+                                    yield ToolCallStarted(
+                                        call.tool_call_id, call.tool_name, calls[call.tool_call_id]
+                                    )
+                                elif isinstance(event, FunctionToolResultEvent):
+                                    result = event.part
+                                    yield ToolCallFinished(
+                                        result.tool_call_id,
+                                        result.tool_name,
+                                        calls.get(result.tool_call_id),
+                                        _jsonable(result.content),
+                                        is_error=result.outcome != "success",
+                                    )
+                usage = run.usage
+                last = _last_response(run.all_messages())
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise to_model_error(exc, self.endpoint) from exc
+        yield UsageReport(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            context_tokens=(
+                last.usage.input_tokens + last.usage.output_tokens
+                if last is not None and last.usage.input_tokens
+                else None
+            ),
+        )
+
+    async def summarize(self, entries: Sequence[HistoryEntry], max_tokens: int) -> str:
+        """A short summary of `entries`, by this model (for compaction)."""
+        agent: Agent[None, str] = Agent(self.model, instructions=SUMMARY_INSTRUCTIONS)
+        settings: ModelSettings = {**(self.settings or {}), "max_tokens": max_tokens}
+        try:
+            result = await agent.run(entries_text(entries), model_settings=settings)
+        except Exception as exc:
+            raise to_model_error(exc, self.endpoint) from exc
+        return result.output.strip()
+
+    async def check(self) -> str | None:
+        """A tiny request to see the model answers; the error message, or None when it does."""
+        agent: Agent[None, str] = Agent(self.model)
+        settings: ModelSettings = {**(self.settings or {}), "max_tokens": 1}
+        try:
+            await agent.run("Reply with OK.", model_settings=settings)
+        except Exception as exc:
+            error = to_model_error(exc, self.endpoint)
+            return f"{error.code}: {error.message}"
+        return None
+
+
+def _text_of(event: object) -> str:
+    if isinstance(event, PartStartEvent) and isinstance(event.part, TextPart):
+        return event.part.content
+    if isinstance(event, PartDeltaEvent) and isinstance(event.delta, TextPartDelta):
+        return event.delta.content_delta
+    return ""
+
+
+def _args(part: ToolCallPart) -> JsonValue:
+    if isinstance(part.args, str):
+        try:
+            parsed: JsonValue = json.loads(part.args) if part.args.strip() else {}
+        except ValueError:
+            return part.args
+        return parsed
+    return _jsonable(part.args)
+
+
+def _last_response(messages: Sequence[object]) -> ModelResponse | None:
+    return next((m for m in reversed(messages) if isinstance(m, ModelResponse)), None)
+
+
+def _jsonable(value: object) -> JsonValue:
+    result: JsonValue = to_jsonable_python(value, fallback=str)
+    return result
