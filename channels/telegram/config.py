@@ -33,6 +33,8 @@ class TelegramConfig(BaseModel):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     poll_timeout: float = Field(default=25.0, ge=0, le=50)
+    # How long past `poll_timeout` a poll may take to answer before it counts as timed out.
+    poll_read_slack: float = Field(default=10.0, gt=0)
     # A poll that has not completed for this long is restarted (long-poll time + slack).
     watchdog_stall: float = Field(default=90.0, gt=0)
     watchdog_interval: float = Field(default=10.0, gt=0)

@@ -122,7 +122,7 @@ class TelegramPlugin:
         cfg = self.config
         self._poll_request = TrackingRequest(
             connect_timeout=cfg.connect_timeout,
-            read_timeout=cfg.read_timeout,
+            read_timeout=cfg.poll_read_slack,
             write_timeout=cfg.write_timeout,
         )
         builder = (
@@ -284,7 +284,7 @@ class TelegramPlugin:
         self.poll_restarts += 1
         if app.updater.running:
             try:
-                async with asyncio.timeout(self.config.read_timeout + 5):
+                async with asyncio.timeout(self.config.poll_read_slack):
                     await app.updater.stop()
             except (TimeoutError, TelegramError) as exc:
                 log.warning("telegram: stopping the stalled poll: %s", exc)
@@ -412,7 +412,7 @@ class TelegramPlugin:
                 detail="409 Conflict: another process is polling with this bot token",
                 age_seconds=age,
             )
-        stale = age is None or age > self.config.poll_timeout + self.config.read_timeout
+        stale = age is None or age > self.config.poll_timeout + self.config.poll_read_slack
         detail = f"polling; last poll {'never' if age is None else f'{age:.1f}s ago'}"
         if self.poll_restarts:
             detail += f"; watchdog restarts: {self.poll_restarts}"
