@@ -1,7 +1,7 @@
 """MessageAggregator: turns a streamed assistant message into sendable text blocks.
 
 A chat app cannot take one ever-growing message, so channel surfaces send a reply as blocks.
-Rules, in order of preference for where a block ends: after a paragraph (blank line), after a
+rules, in order of preference for where a block ends: after a paragraph (blank line), after a
 line, after a sentence, after a word; a hard cut only when nothing else fits. A block never
 ends inside an open ``` / ~~~ fence or between two table rows unless forced; a forced cut
 inside a fence closes the fence in that block and reopens it (with its info string) in the
@@ -87,7 +87,12 @@ class _Kind(IntEnum):
     NEWLINE = 1
     SENTENCE = 2
     WORD = 3
+    # Forced breaks: inside an open fence (closed and reopened around the cut), between rows.
     FENCE_NEWLINE = 4
+    TABLE_NEWLINE = 5
+
+
+_FORCED = (_Kind.FENCE_NEWLINE, _Kind.TABLE_NEWLINE)
 
 
 @dataclass(slots=True)
@@ -136,6 +141,7 @@ class MessageAggregator:
         self._idle_handle: asyncio.TimerHandle | None = None
         self._last_push = 0.0
         self._seen = 0
+        self._message_id: str | None = None
         self._index = 0
         self._lines: list[_Line] = []
         self._cuts: list[_Cut] = []
@@ -155,12 +161,16 @@ class MessageAggregator:
     def handle(self, event: MessageStart | MessageUpdate | MessageEnd) -> None:
         """Feed one message event. Updates are read by their full text, so coalesced updates
         (which skip intermediate deltas) lose nothing; text only present in message_end is
-        still sent."""
-        if isinstance(event, MessageStart):
+        still sent. An event of another message than the current one starts that message
+        (as if its `message_start` had been dropped)."""
+        if isinstance(event, MessageStart) or event.message_id != self._message_id:
+            self._disarm_idle()
+            self._message_id = event.message_id
             self._seen = 0
             self._index = 0
             self._reset_pending("", None)
-            return
+            if isinstance(event, MessageStart):
+                return
         if len(event.text) > self._seen:
             self.push(event.text[self._seen :])
         if isinstance(event, MessageEnd):
@@ -202,12 +212,15 @@ class MessageAggregator:
         self._reset_pending("", None)
 
     def flush(self) -> None:
-        """Emit what is pending up to its last safe break, without waiting for `min_chars`."""
+        """Emit what is pending up to its last safe break (never inside a fence or a table),
+        without waiting for `min_chars`."""
         if self._partial_len == 0 and self._lines and not self._lines[-1].table_row:
             self._decide_last(force=True)
-        cut = self._cuts[-1] if self._cuts else None
-        if cut is not None and cut.raw > 0:
-            self._emit_cut(self._text(), cut)
+        text = self._text()
+        safe = [c for c in self._cuts if c.kind not in _FORCED]
+        cut = self._fitting(text, safe)
+        if cut is not None:
+            self._emit_cut(text, cut)
 
     # -- pending text -----------------------------------------------------------------------
 
@@ -280,10 +293,10 @@ class MessageAggregator:
             return
         self._decided = i + 1
         line = self._lines[i]
-        if line.table_row and following.table_row:
-            return
         if line.fence_after is not None:
             kind = _Kind.FENCE_NEWLINE
+        elif line.table_row and following.table_row:
+            kind = _Kind.TABLE_NEWLINE
         elif line.blank and not following.blank:
             kind = _Kind.PARAGRAPH
         else:
@@ -309,8 +322,10 @@ class MessageAggregator:
                 text = self._text()
                 if not text.strip():
                     return
-                if self._measure(self._reopen + text) <= self._max:
-                    self._emit(self._reopen + text, reopened=self._reopen)
+                whole = self._final_block(text)
+                if self._measure(whole) <= self._max:
+                    closed = whole[len(self._reopen) + len(text) :]
+                    self._emit(whole, reopened=self._reopen, closed=closed)
                     self._reset_pending("", None)
                     return
             elif total < self._min:
@@ -338,6 +353,16 @@ class MessageAggregator:
                 return cut
         return None
 
+    def _final_block(self, text: str) -> str:
+        """All of `text` as the last block, closing a fence the reply left open."""
+        fence = self._fence
+        if self._partial:
+            fence = _after_line("".join(self._partial), fence)
+        if fence is None:
+            return self._reopen + text
+        newline = "" if text.endswith("\n") else "\n"
+        return self._reopen + text + newline + fence.close_line()
+
     def _block_text(self, text: str, cut: _Cut) -> str:
         body = text[: cut.raw]
         if cut.fence is None:
@@ -361,7 +386,7 @@ class MessageAggregator:
             cut = self._fitting(text, inline)
             if cut is not None:
                 return cut
-        cut = self._fitting(text, [c for c in self._cuts if c.kind is _Kind.FENCE_NEWLINE])
+        cut = self._fitting(text, [c for c in self._cuts if c.kind in _FORCED])
         if cut is not None and cut.est >= self._min:
             return cut
         below = self._fitting(text, [c for c in self._cuts if c.est < self._min])
@@ -388,19 +413,23 @@ class MessageAggregator:
         start = 0
         est_start = self._reopen_est
         fence = self._fence_at_start()
-        spans = [(line.text, before) for line, before in self._with_fences(fence)]
+        spans = [(line.text, line.est, before) for line, before in self._with_fences(fence)]
         if self._partial:
-            spans.append(("".join(self._partial), self._fence))
-        for line_text, before in spans:
+            spans.append(("".join(self._partial), self._partial_len, self._fence))
+        for line_text, line_est, before in spans:
             if est_start > self._max:
                 break
-            if before is None and _after_line(line_text, None) is None:
+            if (
+                before is None
+                and _after_line(line_text, None) is None
+                and not line_text.lstrip().startswith("|")
+            ):
                 for match in pattern.finditer(line_text.rstrip("\n")):
                     raw = start + match.end()
                     if raw < len(text):
                         cuts.append(_Cut(raw, est_start + match.end(), kind, None))
             start += len(line_text)
-            est_start += len(line_text)
+            est_start += line_est
         return cuts
 
     def _fence_at_start(self) -> _Fence | None:
