@@ -118,6 +118,7 @@ class HubLink:
         self._down = asyncio.Event()
         self._stopping = False
         self._last_error = "not connected yet"
+        self._refusal = False
         self._tasks: list[asyncio.Task[None]] = []
         self._requests: set[asyncio.Task[None]] = set()
 
@@ -128,6 +129,11 @@ class HubLink:
     @property
     def linked(self) -> bool:
         return self._linked.is_set()
+
+    @property
+    def clients(self) -> frozenset[str]:
+        """Client devices connected to the gateway, as its last `devices` push said."""
+        return frozenset(self._clients)
 
     async def wait_linked(self) -> None:
         await self._linked.wait()
@@ -177,6 +183,7 @@ class HubLink:
         client.on("send_error", self._on_send_error)
         client.on("going_away", self._on_going_away)
         client.on("disconnect", self._on_disconnect)
+        client.on("connect_error", self._on_refused)
         return client
 
     async def _link_forever(self) -> None:
@@ -185,6 +192,7 @@ class HubLink:
             client = self._new_client()
             self._client = client
             self._down.clear()
+            self._refusal = False
             try:
                 await client.connect(
                     self.url,
@@ -193,7 +201,8 @@ class HubLink:
                     wait_timeout=10,
                 )
             except socketio.exceptions.ConnectionError as exc:
-                self._last_error = str(exc) or type(exc).__name__
+                if not self._refusal:
+                    self._last_error = str(exc) or type(exc).__name__
                 log.warning("gateway link failed: %s", self._last_error)
             else:
                 attempt = 0
@@ -207,6 +216,12 @@ class HubLink:
             attempt += 1
             ceiling = min(self.backoff_max, self.backoff_initial * 2 ** min(attempt - 1, 16))
             await asyncio.sleep(random.uniform(0, ceiling))
+
+    async def _on_refused(self, data: object = None) -> None:
+        # Called for refusals (data is the gateway's {code, message}) and network errors.
+        if isinstance(data, dict):
+            self._refusal = True
+            self._last_error = f"refused by the gateway: {data.get('code')} {data.get('message')}"
 
     async def _on_disconnect(self, reason: object = None) -> None:
         self._last_error = f"disconnected ({reason})"

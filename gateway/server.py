@@ -208,6 +208,12 @@ class GatewayServer:
             await self.sio.disconnect(sid, ignore_queue=True)
         for task in list(self._tasks):
             task.cancel()
+        if self.sio.eio.sockets:
+            # Close the transports too, so the HTTP server has no open websocket to wait for.
+            try:
+                await asyncio.wait_for(self.sio.eio.disconnect(), 2.0)
+            except TimeoutError:
+                log.warning("some connections did not close within 2 s")
         await self.sio.shutdown()
         await self._stop_redis_listener()
         await self.presence.stop()

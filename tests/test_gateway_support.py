@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,14 +15,30 @@ from pydantic import JsonValue, SecretStr
 
 from gateway.config import GatewayConfig
 from gateway.hub_link import HubLink
-from gateway.protocol import HistoryAnswer, ResponsePayload, SendError, StreamPayload
+from gateway.protocol import Devices, HistoryAnswer, ResponsePayload, SendError, StreamPayload
 from gateway.server import GatewayServer
 from hub.echo import EchoModel
+from hub.errors import ModelError
 from hub.hub import Hub
-from hub.model import Model
+from hub.model import (
+    Model,
+    ModelPart,
+    ModelTurn,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+)
 from hub.sessions import MessageEntry
 
 GATEWAY_TOKEN = "test-gateway-token-0123456789abcdef"
+WAIT_SECONDS = 10.0
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    """Wait until `condition()` holds (state owned by another task), failing after a while."""
+    async with asyncio.timeout(WAIT_SECONDS):
+        while not condition():  # noqa: ASYNC110 - polls state that has no event to wait on
+            await asyncio.sleep(0.01)
 
 
 @dataclass
@@ -55,13 +71,14 @@ async def running_stack(
     await gateway.start()
     link = HubLink(hub, f"http://127.0.0.1:{gateway.port}", GATEWAY_TOKEN, backoff_max=0.5)
     await link.start()
+    stack = Stack(gateway, hub, link)
     try:
         async with asyncio.timeout(10):
             await link.wait_linked()
-        yield Stack(gateway, hub, link)
+        yield stack
     finally:
         await link.stop()
-        await gateway.stop()
+        await stack.gateway.stop()  # a test may have replaced (restarted) the gateway
         await hub.close()
 
 
@@ -73,12 +90,14 @@ class Device:
     device_id: str | None = None
     received: asyncio.Queue[dict[str, JsonValue]] = field(default_factory=asyncio.Queue)
     errors: asyncio.Queue[SendError] = field(default_factory=asyncio.Queue)
-    devices: list[JsonValue] = field(default_factory=list)
+    devices: list[Devices] = field(default_factory=list)
     registered: asyncio.Queue[dict[str, JsonValue]] = field(default_factory=asyncio.Queue)
     events: list[str] = field(default_factory=list)
     counter: int = 0
 
-    async def send(self, to: str, action: str, payload: JsonValue, *, sender: str | None = None) -> str:
+    async def send(
+        self, to: str, action: str, payload: JsonValue, *, sender: str | None = None
+    ) -> str:
         self.counter += 1
         frame_id = f"{self.device_id}-{self.counter}"
         await self.client.emit(
@@ -105,9 +124,11 @@ class Device:
             to, "request", {"requestId": request_id, "method": method, "params": params}
         )
         frame = await self.next_frame(
-            lambda f: f["action"] == "response"
-            and isinstance(f["payload"], dict)
-            and f["payload"].get("requestId") == request_id
+            lambda f: (
+                f["action"] == "response"
+                and isinstance(f["payload"], dict)
+                and f["payload"].get("requestId") == request_id
+            )
         )
         return ResponsePayload.model_validate(frame["payload"])
 
@@ -117,17 +138,17 @@ class Device:
         return HistoryAnswer.model_validate(response.payload)
 
     async def next_frame(
-        self, match: Callable[[dict[str, JsonValue]], bool], timeout: float = 10.0
+        self, match: Callable[[dict[str, JsonValue]], bool]
     ) -> dict[str, JsonValue]:
         """The next received frame matching `match` (frames before it are discarded)."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(WAIT_SECONDS):
             while True:
                 frame = await self.received.get()
                 if match(frame):
                     return frame
 
-    async def next_error(self, timeout: float = 10.0) -> SendError:
-        async with asyncio.timeout(timeout):
+    async def next_error(self) -> SendError:
+        async with asyncio.timeout(WAIT_SECONDS):
             return await self.errors.get()
 
     async def close(self) -> None:
@@ -138,27 +159,21 @@ async def connect_device(url: str, auth: dict[str, str] | None, **client_options
     client = socketio.AsyncClient(reconnection=False, **client_options)
     device = Device(client, device_id=(auth or {}).get("deviceId"))
 
-    @client.on("receive")
-    async def _receive(data: dict[str, JsonValue]) -> None:
-        await device.received.put(data)
-
-    @client.on("send_error")
-    async def _error(data: dict[str, JsonValue]) -> None:
-        await device.errors.put(SendError.model_validate(data))
-
-    @client.on("registered")
-    async def _registered(data: dict[str, JsonValue]) -> None:
-        await device.registered.put(data)
-
-    @client.on("devices")
-    async def _devices(data: dict[str, JsonValue]) -> None:
-        device.devices.append(data)
-
-    @client.on("*")
-    async def _any(event: str, data: JsonValue = None) -> None:
+    def any_event(event: str, data: JsonValue = None) -> None:
         device.events.append(event)
 
-    await client.connect(url, auth=auth, transports=["websocket"], wait_timeout=5)
+    client.on("receive", device.received.put_nowait)
+    client.on("send_error", lambda data: device.errors.put_nowait(SendError.model_validate(data)))
+    client.on("registered", device.registered.put_nowait)
+    client.on("devices", lambda data: device.devices.append(Devices.model_validate(data)))
+    client.on("*", any_event)
+
+    refusal: list[JsonValue] = []
+    client.on("connect_error", refusal.append)
+    try:
+        await client.connect(url, auth=auth, transports=["websocket"], wait_timeout=5)
+    except socketio.exceptions.ConnectionError as exc:
+        raise socketio.exceptions.ConnectionError(f"{exc}: {refusal}") from exc
     return device
 
 
@@ -188,4 +203,62 @@ def is_stream(event_type: str) -> Callable[[dict[str, JsonValue]], bool]:
 
 
 def assistant_texts(history: HistoryAnswer) -> list[str]:
-    return [e.text for e in history.entries if isinstance(e, MessageEntry) and e.role == "assistant"]
+    return [
+        e.text for e in history.entries if isinstance(e, MessageEntry) and e.role == "assistant"
+    ]
+
+
+class ToolModel:
+    """Says it will look something up, runs a tool (failing when asked to), then answers."""
+
+    def __init__(self, *, delay: float = 0.0, fail_tool: bool = False) -> None:
+        self.delay = delay
+        self.fail_tool = fail_tool
+
+    @property
+    def name(self) -> str:
+        return "test-tools"
+
+    async def stream(self, turn: ModelTurn) -> AsyncGenerator[ModelPart, None]:
+        yield TextDelta("Let me check. ")
+        await asyncio.sleep(self.delay)
+        args: JsonValue = {"query": turn.text}
+        yield ToolCallStarted("call-1", "lookup", args)
+        await asyncio.sleep(self.delay)
+        if self.fail_tool:
+            yield ToolCallFinished("call-1", "lookup", args, "lookup service down", True)
+        else:
+            yield ToolCallFinished("call-1", "lookup", args, {"answer": 42}, False)
+        yield TextDelta("The answer is **42**.")
+
+
+class FailingModel:
+    """Streams a little, then fails the way a provider does."""
+
+    @property
+    def name(self) -> str:
+        return "test-failing"
+
+    async def stream(self, turn: ModelTurn) -> AsyncGenerator[ModelPart, None]:
+        yield TextDelta("Starting…")
+        await asyncio.sleep(0)
+        raise ModelError("auth", "the provider rejected the API key; set OPENAI_API_KEY")
+
+
+class ScriptedModel:
+    """Replies with a fixed text, in `pieces` deltas `delay` seconds apart."""
+
+    def __init__(self, reply: str, *, pieces: int = 3, delay: float = 0.0) -> None:
+        self.reply = reply
+        self.pieces = pieces
+        self.delay = delay
+
+    @property
+    def name(self) -> str:
+        return "test-scripted"
+
+    async def stream(self, turn: ModelTurn) -> AsyncGenerator[ModelPart, None]:
+        size = max(1, -(-len(self.reply) // self.pieces))
+        for start in range(0, len(self.reply), size):
+            await asyncio.sleep(self.delay)
+            yield TextDelta(self.reply[start : start + size])
