@@ -18,6 +18,8 @@ from typing import Any, Self
 from aiohttp import web
 from pydantic import BaseModel, JsonValue
 
+from hub.agent import AsyncAgent
+from hub.events import AgentEnd, AgentEvent
 from tests.conftest import free_port
 
 
@@ -33,7 +35,7 @@ class Reply:
     """A streamed (or plain) answer: text chunks, then tool calls, then usage.
 
     `cut_after` closes the connection after that many text chunks; `first_byte_delay` waits
-    before the response starts; `chunk_delay` waits between chunks."""
+    before the response starts; `chunk_delay` waits before every chunk after the first text."""
 
     chunks: tuple[str, ...] = ("Hello", ", world")
     tool_calls: tuple[ToolCall, ...] = ()
@@ -141,7 +143,7 @@ class FakeOpenAI:
                 assert request.transport is not None
                 request.transport.close()
                 return response
-            if plan.chunk_delay and index:
+            if plan.chunk_delay and index > 1:
                 await asyncio.sleep(plan.chunk_delay)
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
@@ -216,3 +218,25 @@ def _completion(model: str, plan: Reply) -> dict[str, Any]:
             "total_tokens": plan.prompt_tokens + plan.completion_tokens,
         },
     }
+
+
+async def run_turn(agent: AsyncAgent, text: str) -> list[AgentEvent]:
+    """Write one turn and return the run's events, up to and including its agent_end."""
+    events: list[AgentEvent] = []
+    done = asyncio.Event()
+    run_id = ""
+
+    def collect(event: AgentEvent) -> None:
+        if event.run_id == run_id:
+            events.append(event)
+            if isinstance(event, AgentEnd):
+                done.set()
+
+    unsubscribe = agent.subscribe(collect)
+    try:
+        run_id = agent.write(text)
+        async with asyncio.timeout(20):
+            await done.wait()
+    finally:
+        unsubscribe()
+    return events

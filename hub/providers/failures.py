@@ -67,8 +67,8 @@ def _classify(exc: BaseException, ep: Endpoint) -> tuple[str, str]:
             f"or use another key ({ep.key_env or 'credentials'})"
         )
     if isinstance(exc, ModelRateLimitError):
-        wait = f"; it asked to wait {exc.retry_after:g}s" if exc.retry_after else ""
-        return "rate_limited", f"{ep.where} is rate-limiting requests{status}{wait}: try again soon"
+        when = f"in {exc.retry_after:g}s" if exc.retry_after else "soon"
+        return "rate_limited", f"{ep.where} is rate-limiting requests{status}: try again {when}"
     if isinstance(exc, ModelContextWindowExceededError):
         return "context_window", (
             f"the conversation no longer fits {ep.spec}'s context window: start a new session, "

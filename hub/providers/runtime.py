@@ -8,12 +8,16 @@ leave as `ModelError` (see `failures`), after `RetryingModel` retried the transi
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from typing import Any
 
 from pydantic import JsonValue
 from pydantic_ai import Agent, Tool
+from pydantic_ai.exceptions import ModelAPIError
 from pydantic_ai.messages import (
     FunctionToolCallEvent,
     FunctionToolResultEvent,
@@ -42,6 +46,8 @@ from hub.providers.history import instructions, to_model_messages
 from hub.providers.retrying import RetryingModel
 from hub.providers.tools import ToolErrorsAsResults
 from hub.sessions import HistoryEntry, entries_text
+
+log = logging.getLogger("agenthub.providers")
 
 SUMMARY_INSTRUCTIONS = (
     "Summarise the conversation below for your own later reference: keep facts, names, numbers, "
@@ -80,45 +86,64 @@ class PydanticAIModel:
         return self._name
 
     async def stream(self, turn: ModelTurn) -> AsyncGenerator[ModelPart, None]:
-        history = to_model_messages(turn.context)
+        attempt = 0
+        while True:
+            shown = False
+            try:
+                async with aclosing(self._run(turn)) as parts:
+                    async for part in parts:
+                        shown = True
+                        yield part
+                return
+            except ModelError:
+                raise
+            except Exception as exc:
+                error = to_model_error(exc, self.endpoint)
+                # Opening a request is retried by RetryingModel; this covers a stream that broke
+                # off before it showed anything, which is just as safe to send again.
+                attempt += 1
+                delay = None
+                if not shown and error.code == "stream_cut" and isinstance(exc, ModelAPIError):
+                    delay = self.model.policy.delay(exc, error, attempt)
+                if delay is None:
+                    raise error from exc
+                log.warning("%s: stream cut before any output; retry %d", self.name, attempt)
+                await asyncio.sleep(delay)
+
+    async def _run(self, turn: ModelTurn) -> AsyncGenerator[ModelPart, None]:
         calls: dict[str, JsonValue] = {}
-        try:
-            async with self._agent.iter(
-                turn.text,
-                message_history=history or None,
-                instructions=instructions(self.system_prompt, turn.summary),
-                model_settings=self.settings,
-            ) as run:
-                async for node in run:
-                    if Agent.is_model_request_node(node):
-                        async with node.stream(run.ctx) as events:
-                            async for event in events:
-                                if text := _text_of(event):
-                                    yield TextDelta(text)
-                    elif Agent.is_call_tools_node(node):
-                        async with node.stream(run.ctx) as events:
-                            async for event in events:
-                                if isinstance(event, FunctionToolCallEvent):
-                                    call = event.part
-                                    calls[call.tool_call_id] = _args(call)
-                                    yield ToolCallStarted(
-                                        call.tool_call_id, call.tool_name, calls[call.tool_call_id]
-                                    )
-                                elif isinstance(event, FunctionToolResultEvent):
-                                    result = event.part
-                                    yield ToolCallFinished(
-                                        result.tool_call_id,
-                                        result.tool_name,
-                                        calls.get(result.tool_call_id),
-                                        _jsonable(result.content),
-                                        is_error=result.outcome != "success",
-                                    )
-                usage = run.usage
-                last = _last_response(run.all_messages())
-        except ModelError:
-            raise
-        except Exception as exc:
-            raise to_model_error(exc, self.endpoint) from exc
+        async with self._agent.iter(
+            turn.text,
+            message_history=to_model_messages(turn.context) or None,
+            instructions=instructions(self.system_prompt, turn.summary),
+            model_settings=self.settings,
+        ) as run:
+            async for node in run:
+                if Agent.is_model_request_node(node):
+                    async with node.stream(run.ctx) as events:
+                        async for event in events:
+                            if text := _text_of(event):
+                                yield TextDelta(text)
+                elif Agent.is_call_tools_node(node):
+                    async with node.stream(run.ctx) as events:
+                        async for event in events:
+                            if isinstance(event, FunctionToolCallEvent):
+                                call = event.part
+                                calls[call.tool_call_id] = _args(call)
+                                yield ToolCallStarted(
+                                    call.tool_call_id, call.tool_name, calls[call.tool_call_id]
+                                )
+                            elif isinstance(event, FunctionToolResultEvent):
+                                result = event.part
+                                yield ToolCallFinished(
+                                    result.tool_call_id,
+                                    result.tool_name,
+                                    calls.get(result.tool_call_id),
+                                    _jsonable(result.content),
+                                    is_error=result.outcome != "success",
+                                )
+            usage = run.usage
+            last = _last_response(run.all_messages())
         yield UsageReport(
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
