@@ -140,6 +140,10 @@ class FakeBotApi:
         self.calls: dict[str, int] = {}
         self.faults: deque[FaultKind] = deque()
         self.fault_rate = 0.0
+        # Every `fault_every`-th sendMessage call fails, cycling through `fault_kinds`.
+        self.fault_every = 0
+        self._send_calls = 0
+        self._cycle = 0
         self.fault_kinds: tuple[FaultKind, ...] = TRANSIENT_FAULTS
         self.faults_injected: dict[str, int] = {}
         self.stall_polls = 0
@@ -385,8 +389,12 @@ class FakeBotApi:
 
     def _next_fault(self) -> FaultKind | None:
         fault: FaultKind | None = None
+        self._send_calls += 1
         if self.faults:
             fault = self.faults.popleft()
+        elif self.fault_every and self._send_calls % self.fault_every == 0:
+            fault = self.fault_kinds[self._cycle % len(self.fault_kinds)]
+            self._cycle += 1
         elif self.fault_rate and self._rng.random() < self.fault_rate:
             fault = self._rng.choice(self.fault_kinds)
         if fault is not None:

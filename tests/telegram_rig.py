@@ -131,6 +131,15 @@ class Rig:
     def agent(self) -> AsyncAgent:
         return self.hub.default_agent
 
+    async def ask(self, text: str, **kwargs: Any) -> int:
+        """A user writes `text`; returns once the agent's run for it ended and its reply
+        was sent. Returns the user's message id."""
+        before = self.agent.last_run
+        message_id = await self.api.user_says(text, **kwargs)
+        await until(lambda: self.agent.last_run is not before, f"the run for {text!r}")
+        await self.settle()
+        return message_id
+
     async def settle(self) -> None:
         """Wait until the agent is idle and every queued send went out."""
         await self.agent.wait_idle()

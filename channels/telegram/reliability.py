@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dtm
 import logging
+import warnings
 from dataclasses import dataclass
 from enum import Enum
 
@@ -38,6 +39,7 @@ from telegram.error import (
     RetryAfter,
     TelegramError,
 )
+from telegram.warnings import PTBDeprecationWarning
 
 from channels.telegram.config import TelegramConfig
 from channels.telegram.formatting import html_to_plain
@@ -73,7 +75,10 @@ def classify(exc: NetworkError) -> Failure:
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
-    value = exc.retry_after
+    with warnings.catch_warnings():
+        # PTB 22 warns that the int form will become a timedelta; both are handled here.
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
     return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
 
 
