@@ -1,9 +1,10 @@
 """Sessions persisted as JSONL: `<data-dir>/sessions/<agentId>/<sessionId>.jsonl`.
 
-The first line is a `SessionHeader`; then one entry per message, tool call and compaction.
-Each append is written whole and fsynced before `append` returns. A crash can tear only the
-line being written: on load a torn or unparsable line is skipped with a warning, and before
-the next append a torn tail is cut off so it never glues onto a good entry.
+The first line is a `SessionHeader`; then one entry per message, tool call, compaction and
+finished run. Each append is written whole and fsynced before `append` returns. A crash can tear
+only the line being written: on load a torn (unterminated) or unparsable line is skipped with a
+warning, and the next append first cuts a torn tail off so it never glues onto a good entry.
+Loading never modifies the file, so a reader (e.g. `agenthub ctl`) is safe beside the writer.
 
 Session ids sort by creation time, so the current session of an agent is the last file.
 """
@@ -21,12 +22,15 @@ from typing import Annotated, Literal
 
 from pydantic import Field, JsonValue, TypeAdapter, ValidationError
 
-from hub.events import Role, now_ms
+from hub.events import Role, RunStatus, now_ms
 from hub.wire import WireModel
 
 log = logging.getLogger("agenthub.sessions")
 
 FORMAT_VERSION = 1
+# After a crash the events a run emitted past its last persisted entry are unknown; the agent
+# resumes its seq this far ahead so no seq a client has seen is ever reused.
+UNCLEAN_SEQ_GAP = 1_000_000
 
 
 class SessionHeader(WireModel):
@@ -80,7 +84,23 @@ class CompactionEntry(WireModel):
     ts: int = Field(default_factory=now_ms)
 
 
-SessionEntry = Annotated[MessageEntry | ToolEntry | CompactionEntry, Field(discriminator="type")]
+class RunEntry(WireModel):
+    """A finished run: its `agent_end` seq and status. The last entry of a clean session."""
+
+    type: Literal["run"] = "run"
+    id: str
+    run_id: str
+    seq: int
+    status: RunStatus
+    error_code: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    ts: int = Field(default_factory=now_ms)
+
+
+SessionEntry = Annotated[
+    MessageEntry | ToolEntry | CompactionEntry | RunEntry, Field(discriminator="type")
+]
 HistoryEntry = MessageEntry | ToolEntry
 _ENTRY: TypeAdapter[SessionEntry] = TypeAdapter(SessionEntry)
 
@@ -120,11 +140,28 @@ class Session:
     def last_seq(self) -> int:
         return max((entry.seq for entry in self.entries), default=self.header.start_seq)
 
+    @property
+    def resume_seq(self) -> int:
+        """The seq an agent continues from: `last_seq` when the last run ended cleanly (or
+        nothing ran), else `last_seq + UNCLEAN_SEQ_GAP`, past any seq emitted but not saved."""
+        clean = not self.entries or isinstance(self.entries[-1], RunEntry)
+        return self.last_seq if clean else self.last_seq + UNCLEAN_SEQ_GAP
+
     async def append(self, entry: SessionEntry) -> None:
-        """Write one entry durably (write + fsync off the event loop), in call order."""
+        """Write one entry durably (write + fsync off the event loop), in call order.
+
+        Once started, an append completes even if the caller is cancelled (e.g. by `abort()`),
+        so the file and `entries` never disagree."""
+        await asyncio.shield(self._append(entry))
+
+    async def _append(self, entry: SessionEntry) -> None:
         line = _ENTRY.dump_json(entry) + b"\n"
         async with self._lock:
-            await asyncio.to_thread(_append_line, self.path, line)
+            try:
+                await asyncio.to_thread(_append_line, self.path, line)
+            except OSError:
+                log.exception("%s: could not append a %s entry", self.path, entry.type)
+                raise
             self.entries.append(entry)
 
     def history(
@@ -134,11 +171,13 @@ class Session:
         selected = [
             entry
             for entry in self.entries
-            if not isinstance(entry, CompactionEntry)
+            if isinstance(entry, MessageEntry | ToolEntry)
             and (before is None or entry.seq < before)
             and (after is None or entry.seq > after)
         ]
-        return selected[-limit:] if limit is not None and limit >= 0 else selected
+        if limit is None:
+            return selected
+        return selected[len(selected) - limit :] if 0 <= limit < len(selected) else selected
 
     def context(self) -> list[HistoryEntry]:
         """What the model sees: entries from the last compaction's first kept entry on."""
@@ -149,11 +188,11 @@ class Session:
                     (
                         i
                         for i, e in enumerate(self.entries)
-                        if not isinstance(e, CompactionEntry) and e.id == entry.first_kept_id
+                        if isinstance(e, MessageEntry | ToolEntry) and e.id == entry.first_kept_id
                     ),
                     index + 1,
                 )
-        return [e for e in self.entries[start:] if not isinstance(e, CompactionEntry)]
+        return [e for e in self.entries[start:] if isinstance(e, MessageEntry | ToolEntry)]
 
     def last_compaction(self) -> CompactionEntry | None:
         for entry in reversed(self.entries):
@@ -163,38 +202,45 @@ class Session:
 
 
 def _append_line(path: Path, line: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        os.write(fd, line)
+        _cut_torn_tail(fd, path)
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _cut_torn_tail(path: Path) -> None:
-    """Drop a last line that has no newline (a write torn by a crash)."""
-    with path.open("rb+") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        if size == 0:
-            return
-        handle.seek(size - 1)
-        if handle.read(1) == b"\n":
-            return
-        data = path.read_bytes()
-        keep = data.rfind(b"\n") + 1
-        log.warning("%s: cutting a torn last line (%d bytes)", path, size - keep)
-        handle.truncate(keep)
-        os.fsync(handle.fileno())
+def _cut_torn_tail(fd: int, path: Path) -> None:
+    """Drop an unterminated last line (a write torn by a crash) before appending after it."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    keep = 0
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            keep = start + newline + 1
+            break
+        end = start
+    log.warning("%s: cutting a torn last line (%d bytes) before appending", path, size - keep)
+    os.ftruncate(fd, keep)
 
 
 def load_session(path: Path) -> Session:
-    """Read a session file, skipping (with a warning) any line that does not parse."""
-    _cut_torn_tail(path)
+    """Read a session file, skipping (with a warning) any line that does not parse and a torn
+    last line. The file is not modified."""
     header: SessionHeader | None = None
     entries: list[SessionEntry] = []
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
+            if not raw.endswith(b"\n"):
+                log.warning("%s:%d: skipping a torn last line (%d bytes)", path, number, len(raw))
+                break
             try:
                 if header is None:
                     header = SessionHeader.model_validate_json(raw)
@@ -251,7 +297,17 @@ class SessionStore:
         header = SessionHeader(session_id=new_session_id(), agent_id=agent_id, start_seq=start_seq)
         path = folder / f"{header.session_id}.jsonl"
         _append_line(path, header.model_dump_json().encode() + b"\n")
+        _fsync_dir(folder)
         return Session(path, header, [])
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a new file's directory entry durable, not just its contents."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def entries_text(entries: Sequence[HistoryEntry]) -> str:
