@@ -7,6 +7,9 @@
   Each consumer has its own bounded channel (see `hub.fanout` for the overflow policy).
 - A failed run emits `agent_error` and puts a `LegacyError` on `read()`; the next turn runs
   normally. `abort()` stops the current run, ending its open message; `close()` drains.
+- Persistence before announcement: a `message_end`, `tool_execution_end`, `compaction_end` or
+  `agent_end` is emitted after its session entry is fsynced, so a client that sees it and asks
+  for history finds it. `agent_end` is always the last event of a run, even when saving failed.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import asyncio
 import logging
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from hub.errors import (
     AgentClosedError,
+    HubError,
     InvalidInputError,
     ModelError,
     QueueFullError,
@@ -58,7 +62,9 @@ from hub.sessions import (
     CompactionEntry,
     HistoryEntry,
     MessageEntry,
+    RunEntry,
     Session,
+    SessionEntry,
     SessionStore,
     ToolEntry,
     new_entry_id,
@@ -85,6 +91,10 @@ class _Turn:
     run_id: str
     text: str
     origin: Origin
+    # Set by abort(): the model is not started, or its stream is cancelled.
+    aborted: bool = False
+    # The model stream has ended; abort() no longer has anything to stop.
+    streamed: bool = False
 
 
 @dataclass(slots=True)
@@ -122,7 +132,7 @@ class AsyncAgent:
         self.session: Session = store.current(agent_id)
         self.max_input_chars = max_input_chars
         self.last_run: RunOutcome | None = None
-        self._seq = self.session.last_seq
+        self._seq = self.session.resume_seq
         self._max_queued = max_queued_turns
         self._subscriber_limit = subscriber_limit
         self._turns: deque[_Turn] = deque()
@@ -134,6 +144,9 @@ class AsyncAgent:
         self._subscribers: dict[int, Subscriber] = {}
         self._next_subscriber = 0
         self._closed = False
+        self._closing: asyncio.Future[int] | None = None
+        # Held for a whole run, so a session switch happens between runs, never inside one.
+        self._run_lock = asyncio.Lock()
         self._worker: asyncio.Task[None] | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._current: _Turn | None = None
@@ -213,7 +226,10 @@ class AsyncAgent:
         """Receive every event from now on, in order, via `callback` (sync or async).
 
         Returns the unsubscribe function. See `hub.fanout` for what happens when the callback
-        falls behind (`on_gap` hears about dropped events)."""
+        falls behind (`on_gap` hears about dropped events). Raises `AgentClosedError` after
+        `close()`."""
+        if self._closed:
+            raise AgentClosedError(f"agent {self.agent_id} is closed; nothing more to receive")
         key = self._next_subscriber
         self._next_subscriber += 1
         subscriber = Subscriber(
@@ -228,9 +244,13 @@ class AsyncAgent:
 
         return unsubscribe
 
-    async def read(self) -> AsyncIterator[ReadItem]:
+    async def read(self) -> AsyncGenerator[ReadItem, None]:
         """The single-consumer stream: every event, plus `LegacyError` after a failed run and
-        `ReadGap` when the reader fell behind. Ends when the agent closes."""
+        `ReadGap` when the reader fell behind. Ends when the agent closes.
+
+        A second reader while one is active raises `ReaderBusyError` on its first step. A
+        reader that stops early should close the iterator (`contextlib.aclosing`) to free the
+        slot at once."""
         if self._reader_active:
             raise ReaderBusyError(f"agent {self.agent_id} already has a reader")
         self._reader_active = True
@@ -252,10 +272,15 @@ class AsyncAgent:
     # -- control ----------------------------------------------------------------------------
 
     def abort(self) -> bool:
-        """Stop the current run (its open message ends, marked aborted). False when idle."""
-        if self._run_task is None or self._run_task.done():
+        """Stop the current run: its model stream is cancelled (or never starts), its open
+        message ends marked aborted, and it ends with status `aborted`. False when there is
+        no run whose model is still going."""
+        turn = self._current
+        if turn is None or turn.aborted or turn.streamed:
             return False
-        self._run_task.cancel()
+        turn.aborted = True
+        if self._run_task is not None:
+            self._run_task.cancel()
         return True
 
     async def wait_idle(self) -> None:
@@ -263,18 +288,28 @@ class AsyncAgent:
         await self._idle.wait()
 
     async def new_session(self) -> Session:
-        """Start a fresh session (e.g. a chat's /new); seq keeps increasing across it."""
-        self.session = self.store.create(self.agent_id, start_seq=self._seq)
+        """Start a fresh session (e.g. a chat's /new); seq keeps increasing across it.
+
+        A run in progress finishes in the session it started in; the switch happens before
+        the next queued turn."""
+        async with self._run_lock:
+            self.session = self.store.create(self.agent_id, start_seq=self._seq)
         log.info("agent %s: new session %s", self.agent_id, self.session.session_id)
         return self.session
 
     async def close(self, *, grace: float = 0.0, drain: float = 5.0) -> int:
         """Stop taking writes; let runs finish for up to `grace` seconds, then abort the
         current run and drop turns that never started (returned as a count, and logged).
-        Subscribers get up to `drain` seconds to take their queued events."""
-        if self._closed:
+        Subscribers get up to `drain` seconds to take their queued events. A second call
+        waits for the first to finish and returns 0."""
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
             return 0
         self._closed = True
+        self._closing = asyncio.ensure_future(self._close(grace, drain))
+        return await asyncio.shield(self._closing)
+
+    async def _close(self, grace: float, drain: float) -> int:
         if grace > 0 and self.busy:
             try:
                 await asyncio.wait_for(self._idle.wait(), grace)
@@ -314,40 +349,48 @@ class AsyncAgent:
                 self._current = None
 
     async def _run(self, turn: _Turn) -> None:
+        async with self._run_lock:
+            await self._run_locked(turn)
+
+    async def _run_locked(self, turn: _Turn) -> None:
         run_id = turn.run_id
         self._emit(
             AgentStart(
                 agent_id=self.agent_id, run_id=run_id, seq=self._next_seq(), origin=turn.origin
             )
         )
-        context = self.session.context()
-        compaction = self.session.last_compaction()
-        await self._user_message(turn)
         state = _RunState(run_id)
-        model_turn = ModelTurn(
-            agent_id=self.agent_id,
-            run_id=run_id,
-            text=turn.text,
-            context=context,
-            summary=compaction.summary if compaction else None,
-        )
-        task = asyncio.get_running_loop().create_task(self._stream(model_turn, state))
-        self._run_task = task
+        outcome: BaseException | None
         try:
-            # wait() rather than await: abort() cancels the stream task, never this one.
-            await asyncio.wait({task})
+            context = self.session.context()
+            compaction = self.session.last_compaction()
+            await self._user_message(turn)
+            model_turn = ModelTurn(
+                agent_id=self.agent_id,
+                run_id=run_id,
+                text=turn.text,
+                context=context,
+                summary=compaction.summary if compaction else None,
+            )
+            outcome = await self._drive(turn, model_turn, state)
+        except Exception as exc:
+            outcome = exc
         finally:
-            self._run_task = None
-            task.cancel()
+            turn.streamed = True
         error: ModelError | None = None
         status: RunStatus = "completed"
-        if task.cancelled():
+        if isinstance(outcome, asyncio.CancelledError):
             status = "aborted"
-        elif (exc := task.exception()) is not None:
+        elif outcome is not None:
             status = "failed"
-            error = exc if isinstance(exc, ModelError) else _internal_error(exc, run_id)
+            error = _run_error(outcome, run_id)
         if state.message is not None:
-            await self._end_message(state, aborted=status != "completed")
+            try:
+                await self._end_message(state, aborted=status != "completed")
+            except OSError as exc:
+                status, error = "failed", error or _run_error(exc, run_id)
+        if status == "completed" and self.compactor is not None:
+            await self._maybe_compact(run_id, state.usage)
         if error is not None:
             self._emit(
                 AgentError(
@@ -362,19 +405,54 @@ class AsyncAgent:
             self._read.put(
                 LegacyError(agent_id=self.agent_id, run_id=run_id, text=f"Error: {error.message}")
             )
-        self._emit(
-            AgentEnd(
-                agent_id=self.agent_id,
-                run_id=run_id,
-                seq=self._next_seq(),
-                status=status,
-                input_tokens=state.usage.input_tokens,
-                output_tokens=state.usage.output_tokens,
-            )
+        end = AgentEnd(
+            agent_id=self.agent_id,
+            run_id=run_id,
+            seq=self._next_seq(),
+            status=status,
+            input_tokens=state.usage.input_tokens,
+            output_tokens=state.usage.output_tokens,
         )
+        entry = RunEntry(
+            id=new_entry_id("r"),
+            run_id=run_id,
+            seq=end.seq,
+            status=status,
+            error_code=error.code if error else None,
+            input_tokens=end.input_tokens,
+            output_tokens=end.output_tokens,
+        )
+        try:
+            await self._persist_then_emit(entry, end)
+        except OSError:
+            log.warning("agent %s: run %s ended but its end was not saved", self.agent_id, run_id)
         self.last_run = RunOutcome(run_id, status, now_ms(), error.code if error else None)
-        if status == "completed" and self.compactor is not None:
-            await self._maybe_compact(run_id, state.usage)
+
+    async def _drive(
+        self, turn: _Turn, model_turn: ModelTurn, state: _RunState
+    ) -> BaseException | None:
+        """Run the model stream as its own task (what `abort()` cancels); return how it
+        ended: None, the `CancelledError` of an abort, or the exception it raised."""
+        if turn.aborted:
+            return asyncio.CancelledError()
+        task = asyncio.get_running_loop().create_task(self._stream(model_turn, state))
+        self._run_task = task
+        try:
+            # wait() rather than await: abort() cancels the stream task, never this one.
+            await asyncio.wait({task})
+        finally:
+            self._run_task = None
+            task.cancel()
+        if task.cancelled():
+            return asyncio.CancelledError()
+        return task.exception()
+
+    async def _persist_then_emit(self, entry: SessionEntry, event: AgentEvent) -> None:
+        """Save `entry`, then emit `event`; the event goes out even when saving fails."""
+        try:
+            await self.session.append(entry)
+        finally:
+            self._emit(event)
 
     async def _user_message(self, turn: _Turn) -> None:
         message_id = new_entry_id("m")
@@ -394,12 +472,10 @@ class AsyncAgent:
             role="user",
             text=turn.text,
         )
-        self._emit(end)
-        await self.session.append(
-            MessageEntry(
-                id=message_id, run_id=turn.run_id, seq=end.seq, role="user", text=turn.text
-            )
+        entry = MessageEntry(
+            id=message_id, run_id=turn.run_id, seq=end.seq, role="user", text=turn.text
         )
+        await self._persist_then_emit(entry, end)
 
     async def _stream(self, turn: ModelTurn, state: _RunState) -> None:
         async with aclosing(self.model.stream(turn)) as stream:
@@ -463,19 +539,17 @@ class AsyncAgent:
             result=part.result,
             is_error=part.is_error,
         )
-        self._emit(end)
-        await self.session.append(
-            ToolEntry(
-                id=new_entry_id("t"),
-                run_id=state.run_id,
-                seq=end.seq,
-                tool_call_id=part.tool_call_id,
-                tool_name=part.tool_name,
-                args=part.args,
-                result=part.result,
-                is_error=part.is_error,
-            )
+        entry = ToolEntry(
+            id=new_entry_id("t"),
+            run_id=state.run_id,
+            seq=end.seq,
+            tool_call_id=part.tool_call_id,
+            tool_name=part.tool_name,
+            args=part.args,
+            result=part.result,
+            is_error=part.is_error,
         )
+        await self._persist_then_emit(entry, end)
 
     async def _end_message(self, state: _RunState, *, aborted: bool) -> None:
         message, state.message = state.message, None
@@ -489,17 +563,15 @@ class AsyncAgent:
             text=message.text,
             aborted=aborted,
         )
-        self._emit(end)
-        await self.session.append(
-            MessageEntry(
-                id=message.message_id,
-                run_id=state.run_id,
-                seq=end.seq,
-                role="assistant",
-                text=message.text,
-                aborted=aborted,
-            )
+        entry = MessageEntry(
+            id=message.message_id,
+            run_id=state.run_id,
+            seq=end.seq,
+            role="assistant",
+            text=message.text,
+            aborted=aborted,
         )
+        await self._persist_then_emit(entry, end)
 
     async def _maybe_compact(self, run_id: str, usage: UsageReport) -> None:
         assert self.compactor is not None
@@ -527,21 +599,32 @@ class AsyncAgent:
             removed=removed,
             kept=kept,
         )
-        if plan is not None and plan.removed:
-            await self.session.append(
-                CompactionEntry(
-                    id=new_entry_id("c"),
-                    seq=end.seq,
-                    first_kept_id=plan.first_kept_id,
-                    removed=plan.removed,
-                    kept=plan.kept,
-                    reason=reason,
-                    summary=plan.summary,
-                )
-            )
-        self._emit(end)
+        if plan is None or not plan.removed:
+            self._emit(end)
+            return
+        entry = CompactionEntry(
+            id=new_entry_id("c"),
+            seq=end.seq,
+            first_kept_id=plan.first_kept_id,
+            removed=plan.removed,
+            kept=plan.kept,
+            reason=reason,
+            summary=plan.summary,
+        )
+        try:
+            await self._persist_then_emit(entry, end)
+        except OSError:
+            log.warning("agent %s: compaction was not saved; context unchanged", self.agent_id)
 
 
-def _internal_error(exc: BaseException, run_id: str) -> ModelError:
+def _run_error(exc: BaseException, run_id: str) -> ModelError:
+    """What a client is told about a failed run: a `ModelError` as it is, a failure to save as
+    `storage`, anything else as `internal` (and logged with its traceback)."""
+    if isinstance(exc, ModelError):
+        return exc
+    if isinstance(exc, OSError):
+        return ModelError("storage", f"could not save the conversation ({exc})", retryable=True)
+    if isinstance(exc, HubError):
+        return ModelError(exc.code, str(exc))
     log.error("run %s failed: %s: %s", run_id, type(exc).__name__, exc, exc_info=exc)
     return ModelError("internal", f"the agent failed unexpectedly ({type(exc).__name__}: {exc})")

@@ -5,11 +5,14 @@ Every consumer (the single `read()` reader and each `subscribe()` callback) has 
 never block the run or another consumer.
 
 Overflow policy, when a consumer is `limit` items behind:
-1. Coalesce: drop every `message_update` that a later update or `message_end` of the same
-   message supersedes. Those carry the full text so far, so nothing a reader shows is lost.
+1. Coalesce: drop every queued `message_update` that a later queued update or `message_end`
+   of the same message supersedes. Those carry the full text so far, so nothing a reader shows
+   is lost (the reader sees a jump in `seq` between updates, and no `ReadGap`).
 2. If that frees nothing, drop the oldest item and remember it. Before its next item the
    consumer receives a `ReadGap` saying how many items and which seqs it missed, so it can
    refetch history. Nothing is dropped silently, and memory stays bounded.
+Superseded updates are tracked as they are queued, so a full channel costs O(1) per item
+when there is nothing to coalesce, and coalescing is a single pass that frees them all.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ class EventChannel:
         self._items: deque[ReadItem] = deque()
         self._ready = asyncio.Event()
         self._closed = False
+        # Queued updates by message id (the newest only), and the seqs of superseded ones.
+        self._latest: dict[str, MessageUpdate] = {}
+        self._stale: set[int] = set()
         self._gap_count = 0
         self._gap_first = 0
         self._gap_last = 0
@@ -51,9 +57,15 @@ class EventChannel:
     def put(self, item: ReadItem) -> None:
         if self._closed:
             return
+        if isinstance(item, MessageUpdate | MessageEnd):
+            previous = self._latest.pop(item.message_id, None)
+            if previous is not None:
+                self._stale.add(previous.seq)
         if len(self._items) >= self._limit and not self._coalesce():
             self._drop_oldest()
         self._items.append(item)
+        if isinstance(item, MessageUpdate):
+            self._latest[item.message_id] = item
         self._ready.set()
 
     def close(self) -> None:
@@ -73,28 +85,36 @@ class EventChannel:
                 self._gap_count = self._gap_first = self._gap_last = 0
                 return gap
             if self._items:
-                return self._items.popleft()
+                return self._take()
             if self._closed:
                 return None
             self._ready.clear()
             await self._ready.wait()
 
+    def _take(self) -> ReadItem:
+        item = self._items.popleft()
+        if isinstance(item, MessageUpdate):
+            if item.seq in self._stale:
+                self._stale.discard(item.seq)
+            elif self._latest.get(item.message_id) is item:
+                del self._latest[item.message_id]
+        return item
+
     def _coalesce(self) -> bool:
-        superseded: set[str] = set()
-        kept: deque[ReadItem] = deque()
-        for item in reversed(self._items):
-            if isinstance(item, MessageUpdate) and item.message_id in superseded:
-                continue
-            if isinstance(item, MessageUpdate | MessageEnd):
-                superseded.add(item.message_id)
-            kept.appendleft(item)
-        freed = len(self._items) - len(kept)
-        self._items = kept
-        self.coalesced += freed
-        return freed > 0
+        if not self._stale:
+            return False
+        stale = self._stale
+        self._items = deque(
+            item
+            for item in self._items
+            if not (isinstance(item, MessageUpdate) and item.seq in stale)
+        )
+        self.coalesced += len(stale)
+        self._stale = set()
+        return True
 
     def _drop_oldest(self) -> None:
-        item = self._items.popleft()
+        item = self._take()
         self.dropped += 1
         seq = getattr(item, "seq", None)
         if isinstance(seq, int):
