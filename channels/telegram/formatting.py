@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import re
+from functools import lru_cache
 
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
@@ -39,8 +40,11 @@ def render_html(markdown: str) -> str:
     return _blocks(tree.children, depth=0).strip("\n")
 
 
+@lru_cache(maxsize=4096)
 def measure(markdown: str) -> int:
-    """Length of the rendered HTML in UTF-16 code units."""
+    """Length of the rendered HTML in UTF-16 code units.
+
+    Cached: the aggregator measures each pending line again after every cut."""
     return len(render_html(markdown).encode("utf-16-le")) // 2
 
 
