@@ -33,6 +33,7 @@ log = logging.getLogger("agenthub.desktop")
 
 LOCAL_SCHEMES = frozenset({"data", "blob", "about", "qrc"})
 EXTERNAL_SCHEMES = frozenset({"http", "https", "mailto"})
+DESKTOP_FLAG = "desktop=1"
 
 
 def origin_of(url: str) -> str:
@@ -86,7 +87,8 @@ class DesktopWindow:
         self._state = load_state(self.config.data_dir)
         window = webview.create_window(
             self.config.title,
-            url=str(self.config.index_html),
+            # The flag tells the page's bootstrap to use the desktop transport.
+            url=f"{self.config.index_html}?{DESKTOP_FLAG}",
             js_api=api,
             width=self._state.width,
             height=self._state.height,
