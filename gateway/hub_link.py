@@ -25,8 +25,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import AsyncGenerator, Callable
-from typing import cast
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import socketio
@@ -219,9 +218,9 @@ class HubLink:
 
     async def _on_refused(self, data: object = None) -> None:
         # Called for refusals (data is the gateway's {code, message}) and network errors.
-        if isinstance(data, dict):
+        if isinstance(data, dict) and "message" in data:
             self._refusal = True
-            self._last_error = f"refused by the gateway: {data.get('code')} {data.get('message')}"
+            self._last_error = f"refused by the gateway: {data['message']}"
 
     async def _on_disconnect(self, reason: object = None) -> None:
         self._last_error = f"disconnected ({reason})"
@@ -409,7 +408,7 @@ class HubLink:
     async def _consume(self, agent: AsyncAgent) -> None:
         """Forward one agent's read() stream for as long as the link runs."""
         coalescer = _Coalescer(self.coalesce_window, time.monotonic)
-        items = cast(AsyncGenerator[ReadItem, None], agent.read())
+        items = agent.read()
         waiting: asyncio.Future[ReadItem] | None = None
         try:
             while True:
