@@ -235,9 +235,17 @@ class GatewayServer:
         """Every connected device (all nodes, with Redis), for `ctl status` / `ctl devices`."""
         return await self.presence.devices()
 
-    @property
-    def local_sockets(self) -> int:
-        return len(self._conns)
+    def local_devices(self) -> list[DeviceInfo]:
+        """Devices with sockets on this node, synchronously (all of them without Redis)."""
+        devices: list[DeviceInfo] = []
+        for device_id, sids in sorted(self._local_sids.items()):
+            conn = self._conns[next(iter(sids))]
+            devices.append(
+                DeviceInfo(
+                    device_id=device_id, role=conn.role, label=conn.label, connections=len(sids)
+                )
+            )
+        return devices
 
     def _probe(self) -> SubsystemHealth:
         if not self._listening:

@@ -220,6 +220,7 @@ async def test_hubs_hear_device_presence(data_dir: Path) -> None:
             ("hub", "hub"),
             (client.device_id, "client"),
         }
+        assert stack.gateway.local_devices() == devices
         # Clients hear about hubs only.
         assert client.devices
         seen = {d.device_id for push in client.devices for d in push.devices}
