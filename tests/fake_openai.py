@@ -72,20 +72,20 @@ class RecordedRequest(BaseModel):
 @dataclass
 class FakeOpenAI:
     """The server. Use as `async with FakeOpenAI() as server:`; `server.base_url` is the
-    OpenAI-style base URL (ending in /v1)."""
+    OpenAI-style base URL (ending in /v1). `port` 0 picks a free loopback port."""
 
     default: Plan = field(default_factory=Reply)
     requests: list[RecordedRequest] = field(default_factory=list)
     closed_early: int = 0
     finished: int = 0
     _plans: deque[Plan] = field(default_factory=deque)
+    port: int = 0
     _runner: web.AppRunner | None = None
-    _port: int = 0
     _closed_event: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     def enqueue(self, *plans: Plan) -> None:
         """What the next requests get, in order; after these, `default`."""
@@ -101,8 +101,8 @@ class FakeOpenAI:
         # handler_cancellation: a client that goes away cancels the handler, which we record.
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()
-        self._port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self._port).start()
+        self.port = self.port or free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
