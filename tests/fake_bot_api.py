@@ -150,6 +150,7 @@ class FakeBotApi:
         self.conflict_polls = 0
         self.polls_completed = 0
         self.rate_violations = 0
+        self.violations_by_limit: dict[str, int] = {}
         self.webhook_url = ""
         self.webhook_secret = ""
         self.webhook_statuses: list[int] = []
@@ -418,13 +419,19 @@ class FakeBotApi:
         group = self._sent_group.setdefault(chat_id, deque())
         while group and now - group[0] >= 60.0:
             group.popleft()
-        too_fast = (
-            len(self._sent_global) >= 30
-            or now - self._sent_chat.get(chat_id, -10.0) < 1.0
-            or (chat_id < 0 and len(group) >= 20)
-        )
-        if too_fast:
+        broken = [
+            name
+            for name, hit in (
+                ("global", len(self._sent_global) >= 30),
+                ("chat", now - self._sent_chat.get(chat_id, -10.0) < 1.0),
+                ("group", chat_id < 0 and len(group) >= 20),
+            )
+            if hit
+        ]
+        if broken:
             self.rate_violations += 1
+            for name in broken:
+                self.violations_by_limit[name] = self.violations_by_limit.get(name, 0) + 1
             raise ApiError(429, "Too Many Requests: retry after 1", retry_after=1)
         self._sent_global.append(now)
         self._sent_chat[chat_id] = now

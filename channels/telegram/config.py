@@ -14,9 +14,9 @@ class RateLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    global_per_second: float = Field(default=28.0, gt=0)
-    chat_interval: float = Field(default=1.05, ge=0)
-    group_per_minute: float = Field(default=19.0, gt=0)
+    global_per_second: float = Field(default=29.0, gt=0)
+    chat_interval: float = Field(default=1.0, ge=0)
+    group_per_minute: float = Field(default=20.0, gt=0)
 
 
 class TelegramConfig(BaseModel):

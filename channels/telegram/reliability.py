@@ -147,20 +147,20 @@ class ReliableSender:
         attempt = flood_waits = 0
         while attempt < self.config.send_attempts:
             attempt += 1
-            await self.limiter.acquire(chat_id, group=group)
             self.stats.calls += 1
             try:
-                message = await self.bot.send_message(
-                    chat_id=chat_id,
-                    text=text,
-                    parse_mode=parse_mode,
-                    reply_parameters=(
-                        ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
-                        if reply_to is not None
-                        else None
-                    ),
-                    message_thread_id=thread_id,
-                )
+                async with self.limiter.slot(chat_id, group=group):
+                    message = await self.bot.send_message(
+                        chat_id=chat_id,
+                        text=text,
+                        parse_mode=parse_mode,
+                        reply_parameters=(
+                            ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+                            if reply_to is not None
+                            else None
+                        ),
+                        message_thread_id=thread_id,
+                    )
             except RetryAfter as exc:
                 wait = retry_after_seconds(exc)
                 self.stats.rate_limited += 1
@@ -251,12 +251,12 @@ class ReliableSender:
     ) -> bool | None:
         top = max(floor, self._known.get(chat_id, floor))
         for candidate in range(floor + 1, top + self.config.probe_window + 1):
-            await self.limiter.acquire(chat_id, group=group)
             self.stats.calls += 1
             try:
-                await self.bot.edit_message_text(
-                    text=text, chat_id=chat_id, message_id=candidate, parse_mode=parse_mode
-                )
+                async with self.limiter.slot(chat_id, group=group):
+                    await self.bot.edit_message_text(
+                        text=text, chat_id=chat_id, message_id=candidate, parse_mode=parse_mode
+                    )
             except BadRequest as exc:
                 if "not modified" in exc.message.lower():
                     self.note_message(chat_id, candidate)
