@@ -4,7 +4,8 @@
   travels with the run (in its `agent_start` event), so a reply is routed by the run that
   produced it, never by whatever surface wrote last.
 - `subscribe(callback)` is the multi-consumer stream; `read()` the single-consumer iterator.
-  Each consumer has its own bounded channel (see `hub.fanout` for the overflow policy).
+  A sync callback is called inline as each event is emitted; `read()` and each async callback
+  have their own bounded channel (see `hub.fanout` for delivery and the overflow policy).
 - A failed run emits `agent_error` and puts a `LegacyError` on `read()`; the next turn runs
   normally. `abort()` stops the current run, ending its open message; `close()` drains.
 - Persistence before announcement: a `message_end`, `tool_execution_end`, `compaction_end` or
@@ -142,6 +143,8 @@ class AsyncAgent:
         self._read = EventChannel(self.agent_id, read_limit)
         self._reader_active = False
         self._subscribers: dict[int, Subscriber] = {}
+        # What `_emit` iterates: a snapshot, so a callback may (un)subscribe while it runs.
+        self._fanout: tuple[Subscriber, ...] = ()
         self._next_subscriber = 0
         self._closed = False
         self._closing: asyncio.Future[int] | None = None
@@ -223,11 +226,13 @@ class AsyncAgent:
     def subscribe(
         self, callback: Callback, *, on_gap: GapCallback | None = None, name: str = ""
     ) -> Callable[[], None]:
-        """Receive every event from now on, in order, via `callback` (sync or async).
+        """Receive every event from now on, in order, via `callback`.
 
-        Returns the unsubscribe function. See `hub.fanout` for what happens when the callback
-        falls behind (`on_gap` hears about dropped events). Raises `AgentClosedError` after
-        `close()`."""
+        A sync callback is called inline as each event is emitted (it must not block); an
+        `async def` one runs in its own task behind a bounded channel, and `on_gap` hears about
+        events dropped when it falls behind (see `hub.fanout`). A callback may raise: it is
+        logged and keeps receiving. Returns the unsubscribe function. Raises
+        `AgentClosedError` after `close()`."""
         if self._closed:
             raise AgentClosedError(f"agent {self.agent_id} is closed; nothing more to receive")
         key = self._next_subscriber
@@ -236,11 +241,13 @@ class AsyncAgent:
             self.agent_id, callback, on_gap, self._subscriber_limit, name or f"#{key}"
         )
         self._subscribers[key] = subscriber
+        self._fanout = tuple(self._subscribers.values())
 
         def unsubscribe() -> None:
             removed = self._subscribers.pop(key, None)
             if removed is not None:
                 removed.cancel()
+                self._fanout = tuple(self._subscribers.values())
 
         return unsubscribe
 
@@ -261,8 +268,8 @@ class AsyncAgent:
             self._reader_active = False
 
     def _emit(self, event: AgentEvent) -> None:
-        for subscriber in self._subscribers.values():
-            subscriber.channel.put(event)
+        for subscriber in self._fanout:
+            subscriber.offer(event)
         self._read.put(event)
 
     def _next_seq(self) -> int:
@@ -326,6 +333,7 @@ class AsyncAgent:
         self._read.close()
         await asyncio.gather(*(s.stop(drain) for s in self._subscribers.values()))
         self._subscribers.clear()
+        self._fanout = ()
         return dropped
 
     # -- runs -------------------------------------------------------------------------------

@@ -1,8 +1,15 @@
 """Bounded per-consumer event channels: how one agent feeds many surfaces safely.
 
-Every consumer (the single `read()` reader and each `subscribe()` callback) has its own
-`EventChannel`. The agent only ever appends to channels, so a slow or broken consumer can
-never block the run or another consumer.
+Delivery, per kind of consumer:
+- The single `read()` reader and every `async def` subscriber have their own `EventChannel`
+  (and a subscriber its own delivery task). The agent only ever appends to channels, so a slow
+  consumer delays only itself, never the run or another consumer.
+- A plain (sync) subscriber is called inline, in event order, as each event is emitted. It
+  cannot be "slow" without blocking the whole event loop anyway, so a queue and a task would
+  buy nothing but latency. Its exceptions are caught and logged like an async one's.
+- A sync-looking callback that returns an awaitable is moved to the queued path at once: its
+  task awaits that result first, so its events stay in order.
+Either way, a subscriber that raises keeps receiving the next events.
 
 Overflow policy, when a consumer is `limit` items behind:
 1. Coalesce: drop every queued `message_update` that a later queued update or `message_end`
@@ -40,7 +47,8 @@ class EventChannel:
         self._agent_id = agent_id
         self._limit = limit
         self._items: deque[ReadItem] = deque()
-        self._ready = asyncio.Event()
+        # The one consumer's pending `get`, woken by the next put (cheaper than asyncio.Event).
+        self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         # Queued updates by message id (the newest only), and the seqs of superseded ones.
         self._latest: dict[str, MessageUpdate] = {}
@@ -57,39 +65,55 @@ class EventChannel:
     def put(self, item: ReadItem) -> None:
         if self._closed:
             return
-        if isinstance(item, MessageUpdate | MessageEnd):
+        kind = type(item)
+        if kind is MessageUpdate or kind is MessageEnd:
+            assert isinstance(item, MessageUpdate | MessageEnd)
             previous = self._latest.pop(item.message_id, None)
             if previous is not None:
                 self._stale.add(previous.seq)
         if len(self._items) >= self._limit and not self._coalesce():
             self._drop_oldest()
         self._items.append(item)
-        if isinstance(item, MessageUpdate):
+        if kind is MessageUpdate:
+            assert isinstance(item, MessageUpdate)
             self._latest[item.message_id] = item
-        self._ready.set()
+        self._wake()
 
     def close(self) -> None:
         """No more items; `get` returns None once the queued ones are taken."""
         self._closed = True
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def take_nowait(self) -> ReadItem | None:
+        """The next item (a pending `ReadGap` first), or None when nothing is queued."""
+        if self._gap_count:
+            gap = ReadGap(
+                agent_id=self._agent_id,
+                dropped=self._gap_count,
+                first_seq=self._gap_first,
+                last_seq=self._gap_last,
+            )
+            self._gap_count = self._gap_first = self._gap_last = 0
+            return gap
+        if self._items:
+            return self._take()
+        return None
 
     async def get(self) -> ReadItem | None:
+        """The next item, waiting for one; None once the channel is closed and empty."""
         while True:
-            if self._gap_count:
-                gap = ReadGap(
-                    agent_id=self._agent_id,
-                    dropped=self._gap_count,
-                    first_seq=self._gap_first,
-                    last_seq=self._gap_last,
-                )
-                self._gap_count = self._gap_first = self._gap_last = 0
-                return gap
-            if self._items:
-                return self._take()
-            if self._closed:
-                return None
-            self._ready.clear()
-            await self._ready.wait()
+            item = self.take_nowait()
+            if item is not None or self._closed:
+                return item
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
 
     def _take(self) -> ReadItem:
         item = self._items.popleft()
@@ -134,8 +158,9 @@ class EventChannel:
 class Subscriber:
     """A `subscribe()` callback with its own channel and delivery task.
 
-    The callback may be sync or async. An exception is logged and delivery goes on with the
-    next event; a slow callback only delays its own channel.
+    The callback may be sync (called inline by `offer`) or async (fed through `channel` by
+    its own task). An exception is logged and delivery goes on with the next event; a slow
+    async callback only delays its own channel.
     """
 
     def __init__(
@@ -149,33 +174,81 @@ class Subscriber:
         self.name = name
         self.channel = EventChannel(agent_id, limit)
         self.errors = 0
+        self._agent_id = agent_id
         self._callback = callback
         self._on_gap = on_gap
+        self._active = True
+        self._task: asyncio.Task[None] | None = None
+        self._first: Awaitable[object] | None = None
+        if _is_async(callback):
+            self._start()
+
+    @property
+    def inline(self) -> bool:
+        """Whether events are delivered by calling the callback directly in `offer`."""
+        return self._task is None
+
+    def offer(self, event: AgentEvent) -> None:
+        """Deliver one event: now (sync callback) or through the channel (async one)."""
+        if self._task is not None:
+            self.channel.put(event)
+            return
+        if not self._active:
+            return
+        try:
+            result = self._callback(event)
+        except Exception:
+            self._failed()
+            return
+        if result is not None and inspect.isawaitable(result):
+            self._first = result
+            self._start()
+
+    def _start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
-            self._deliver(), name=f"subscriber:{agent_id}:{name}"
+            self._deliver(), name=f"subscriber:{self._agent_id}:{self.name}"
         )
 
+    def _failed(self) -> None:
+        self.errors += 1
+        log.exception("subscriber %s failed on an event; it keeps receiving", self.name)
+
     async def _deliver(self) -> None:
-        while (item := await self.channel.get()) is not None:
+        if self._first is not None:
+            first, self._first = self._first, None
             try:
-                if isinstance(item, LegacyError):
-                    continue
-                if isinstance(item, ReadGap):
+                await first
+            except Exception:
+                self._failed()
+        channel = self.channel
+        while True:
+            # Take what is queued without a coroutine round trip; wait only when empty.
+            item = channel.take_nowait()
+            if item is None:
+                item = await channel.get()
+                if item is None:
+                    return
+            try:
+                if isinstance(item, (LegacyError, ReadGap)):
+                    if isinstance(item, LegacyError):
+                        continue
                     if self._on_gap is None:
                         log.warning("subscriber %s missed %d events", self.name, item.dropped)
                         continue
                     result = self._on_gap(item)
                 else:
                     result = self._callback(item)
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):
                     await result
             except Exception:
-                self.errors += 1
-                log.exception("subscriber %s failed on an event; it keeps receiving", self.name)
+                self._failed()
 
     async def stop(self, grace: float) -> None:
         """Deliver what is queued (within `grace` seconds), then end the delivery task."""
+        self._active = False
         self.channel.close()
+        if self._task is None:
+            return
         try:
             await asyncio.wait_for(asyncio.shield(self._task), grace)
         except TimeoutError:
@@ -183,5 +256,15 @@ class Subscriber:
             log.warning("subscriber %s did not drain within %.1fs", self.name, grace)
 
     def cancel(self) -> None:
+        """Stop at once, dropping what is queued."""
+        self._active = False
         self.channel.close()
-        self._task.cancel()
+        if self._task is not None:
+            self._task.cancel()
+
+
+def _is_async(callback: Callable[..., object]) -> bool:
+    """An `async def` function, method or partial, or an object with an `async def __call__`."""
+    return inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
+        getattr(callback, "__call__", None)  # noqa: B004 - looking for async __call__
+    )

@@ -380,6 +380,45 @@ async def test_unsubscribe_stops_delivery(data_dir: Path) -> None:
     assert len(kept.events) == 2 * len(RUN_TYPES)
 
 
+async def test_a_sync_callback_returning_awaitables_is_moved_to_its_own_task(
+    data_dir: Path,
+) -> None:
+    agent = make_agent(data_dir, EchoModel(pieces=4))
+    got: list[AgentEvent] = []
+
+    async def slowly(event: AgentEvent) -> None:
+        await asyncio.sleep(0)
+        got.append(event)
+
+    agent.subscribe(lambda event: slowly(event))  # looks sync, returns coroutines
+    recorder = Recorder()
+    agent.subscribe(recorder)
+    agent.write("in order please")
+    await recorder.until_runs_end(1)
+    await agent.close()
+    assert got == recorder.events
+
+
+async def test_callbacks_may_unsubscribe_and_subscribe_while_receiving(data_dir: Path) -> None:
+    agent = make_agent(data_dir, EchoModel(pieces=2))
+    first: list[AgentEvent] = []
+    late = Recorder()
+
+    def once(event: AgentEvent) -> None:
+        first.append(event)
+        unsubscribe()
+        agent.subscribe(late)
+
+    unsubscribe = agent.subscribe(once)
+    recorder = Recorder()
+    agent.subscribe(recorder)
+    agent.write("hello")
+    await recorder.until_runs_end(1)
+    await agent.close()
+    assert first == recorder.events[:1]
+    assert late.events == recorder.events[1:]
+
+
 # -- overflow -----------------------------------------------------------------------------
 
 
