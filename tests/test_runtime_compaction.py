@@ -170,7 +170,7 @@ def compacting_agent(server: FakeOpenAI, data_dir: Path) -> AsyncAgent:
     )
     model = build_model(config)
     return AsyncAgent(
-        "main", model, SessionStore(data_dir), compactor=build_compactor(config, model)
+        "main", model, SessionStore(data_dir), compactor=build_compactor(model, config)
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
+import types
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -206,6 +208,16 @@ def test_load_tool_errors(path: str, says: str) -> None:
     with pytest.raises(ValueError, match="tool") as caught:
         load_tool(path)
     assert says in str(caught.value)
+
+
+def test_tool_with_an_unusable_signature_fails_at_build_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = types.ModuleType("runtime_bad_tools")
+    exec("def lookup(x: 'NoSuchType') -> int:\n    return 1", module.__dict__)
+    monkeypatch.setitem(sys.modules, "runtime_bad_tools", module)
+    with pytest.raises(ValueError, match="tool 'lookup' cannot be offered to the model"):
+        build_tools(["runtime_bad_tools:lookup"])
 
 
 def test_build_tools_refuses_duplicate_names() -> None:

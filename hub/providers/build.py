@@ -80,7 +80,7 @@ def _pydantic_model(spec: ModelSpec, config: ModelConfig) -> tuple[PydanticModel
     )
 
 
-def build_compactor(config: ModelConfig, model: Model) -> Compactor:
+def build_compactor(model: Model, config: ModelConfig) -> Compactor:
     """A compactor sized for `model`; it summarises with the model when that can."""
     spec = parse_spec(config.spec)
     window = context_window_for(spec.model, config.context_window)
