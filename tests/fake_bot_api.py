@@ -172,13 +172,17 @@ class FakeBotApi:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/bot"
 
-    async def start(self) -> None:
+    def reserve_port(self) -> None:
+        """Choose the port now (for a client configured before the server starts)."""
+        self.port = free_port()
+
+    async def start(self, port: int | None = None) -> None:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._handle)
         app.router.add_get("/bot{token}/{method}", self._handle)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
-        self.port = free_port()
+        self.port = port or free_port()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
         self._client = ClientSession()
 

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from channels.base import ChannelMessage
+from channels.telegram import TelegramPlugin, TelegramStartError
 from hub.health import SubsystemHealth
 from hub.hub import Hub
 from tests.fake_bot_api import TRANSIENT_FAULTS, FakeBotApi, FaultKind
 from tests.telegram_rig import (
     ScriptedModel,
     expected_blocks,
+    fast_config,
     long_markdown,
     telegram_rig,
     until,
@@ -143,3 +146,42 @@ async def test_rate_limiter_keeps_a_fast_chat_under_the_per_chat_limit(data_dir:
             assert rig.plugin.sender.stats.rate_limited == 0
     finally:
         await api.stop()
+
+
+async def test_unreachable_bot_api_at_start_is_retried_in_the_background(
+    data_dir: Path,
+) -> None:
+    api = FakeBotApi()
+    api.reserve_port()  # nothing listens there yet
+    async with telegram_rig(data_dir, ScriptedModel(), api=api, reconnect_initial=0.1) as rig:
+        health = telegram_health(rig.hub)
+        assert health.status == "down"
+        assert health.detail.startswith("connecting")
+        await api.start(api.port)
+        try:
+            await until(lambda: telegram_health(rig.hub).status == "ok", "the connection")
+            await api.user_says("finally")
+            await until(lambda: bool(api.replies_in(CHAT)), "a reply")
+        finally:
+            await rig.manager.stop()
+            await api.stop()
+
+
+async def test_a_refused_token_fails_start_clearly(data_dir: Path) -> None:
+    api = FakeBotApi()
+    await api.start()
+    hub = Hub(data_dir, ScriptedModel)
+    config = fast_config(api, bot_token="999:not-the-token")
+    plugin = TelegramPlugin(config, hub.access, hub.health)
+    try:
+        with pytest.raises(TelegramStartError, match="refused the bot token"):
+            await plugin.start(_ignore)
+        assert telegram_health(hub).status == "down"
+    finally:
+        await plugin.stop()
+        await hub.close()
+        await api.stop()
+
+
+async def _ignore(message: ChannelMessage) -> None:
+    raise AssertionError("nothing should arrive")

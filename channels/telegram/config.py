@@ -41,6 +41,8 @@ class TelegramConfig(BaseModel):
     connect_timeout: float = Field(default=10.0, gt=0)
     read_timeout: float = Field(default=15.0, gt=0)
     write_timeout: float = Field(default=15.0, gt=0)
+    # First wait before retrying to reach the Bot API when it was unreachable at start.
+    reconnect_initial: float = Field(default=2.0, gt=0)
     send_attempts: int = Field(default=5, ge=1, le=20)
     backoff_initial: float = Field(default=0.5, ge=0)
     backoff_max: float = Field(default=30.0, ge=0)

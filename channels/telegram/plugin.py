@@ -86,6 +86,9 @@ class TelegramPlugin:
         self._conflict_at: float | None = None
         self._last_update_at: float | None = None
         self._stopping = False
+        self._live = False
+        self._connect_error: str | None = None
+        self._connecting: asyncio.Task[None] | None = None
         health.register(CHANNEL, self._health)
 
     # -- ChannelPlugin ----------------------------------------------------------------------
@@ -146,14 +149,29 @@ class TelegramPlugin:
         app: TelegramApp = builder.build()
         app.add_handler(TypeHandler(Update, self._on_update))
         app.add_error_handler(self._on_error)
-        try:
-            await app.initialize()
-        except InvalidToken as exc:
-            raise TelegramStartError(f"Telegram refused the bot token: {exc.message}") from None
         self._app = app
         self._sender = ReliableSender(app.bot, cfg, self.limiter)
         self._unlisten = self.access.listen(self._on_access)
-        await app.start()
+        try:
+            await self._connect(app)
+        except InvalidToken as exc:
+            await self.stop()
+            raise TelegramStartError(f"Telegram refused the bot token: {exc.message}") from None
+        except TelegramError as exc:
+            # Telegram unreachable at boot must not take the hub down: keep trying.
+            self._connect_error = str(exc)
+            log.warning("telegram: cannot reach the Bot API (%s); retrying in the background", exc)
+            self._connecting = asyncio.get_running_loop().create_task(
+                self._keep_connecting(app), name="telegram:connect"
+            )
+
+    async def _connect(self, app: TelegramApp) -> None:
+        """Initialise, start, and begin receiving; each step is skipped when already done,
+        so a failed attempt can simply be repeated."""
+        cfg = self.config
+        await app.initialize()
+        if not app.running:
+            await app.start()
         with contextlib.suppress(TelegramError):
             await app.bot.set_my_commands(BOT_COMMANDS)
         if self.webhook_mode:
@@ -165,14 +183,39 @@ class TelegramPlugin:
             )
             log.info("telegram: @%s receiving by webhook", app.bot.username)
         else:
-            await self._start_polling()
-            self._watchdog = asyncio.get_running_loop().create_task(
-                self._watch(), name="telegram:watchdog"
-            )
+            if app.updater is not None and not app.updater.running:
+                await self._start_polling()
+            if self._watchdog is None:
+                self._watchdog = asyncio.get_running_loop().create_task(
+                    self._watch(), name="telegram:watchdog"
+                )
             log.info("telegram: @%s long polling %s", app.bot.username, cfg.api_base_url)
+        self._live = True
+        self._connect_error = None
+
+    async def _keep_connecting(self, app: TelegramApp) -> None:
+        delay = self.config.reconnect_initial
+        while not self._stopping:
+            await asyncio.sleep(delay)
+            try:
+                await self._connect(app)
+            except InvalidToken as exc:
+                self._connect_error = f"Telegram refused the bot token: {exc.message}"
+                log.error("telegram: %s; the channel stays off", self._connect_error)
+                return
+            except TelegramError as exc:
+                self._connect_error = str(exc)
+                delay = min(self.config.backoff_max, delay * 2)
+                log.warning("telegram: still cannot reach the Bot API (%s)", exc)
+            else:
+                return
 
     async def stop(self) -> None:
         self._stopping = True
+        self._live = False
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
@@ -190,7 +233,7 @@ class TelegramPlugin:
                     await app.updater.stop()
             if app.running:
                 await app.stop()
-            await app.shutdown()
+            await app.shutdown()  # a no-op when initialize never succeeded
         except (TimeoutError, TelegramError) as exc:
             log.warning("telegram: stopped uncleanly (%s)", exc)
 
@@ -201,7 +244,7 @@ class TelegramPlugin:
         return await self._deliver(route, text, plain=plain, reply=False)
 
     async def typing(self, route: ChannelRoute) -> None:
-        if self._app is None:
+        if self._app is None or not self._live:
             return
         try:
             await self._app.bot.send_chat_action(
@@ -227,7 +270,7 @@ class TelegramPlugin:
             raise RuntimeError("webhook_secret is not configured")
         return webhook_handler(
             self.config.webhook_secret.get_secret_value(),
-            lambda: self._app.bot if self._app is not None else None,
+            lambda: self._app.bot if self._app is not None and self._live else None,
             self._enqueue_update,
         )
 
@@ -363,8 +406,8 @@ class TelegramPlugin:
     # -- outbound ---------------------------------------------------------------------------
 
     async def _deliver(self, route: ChannelRoute, text: str, *, plain: bool, reply: bool) -> bool:
-        if self._sender is None:
-            log.error("telegram: not started; a message to chat %s was dropped", route.chat_id)
+        if self._sender is None or not self._live:
+            log.error("telegram: not connected; a message to chat %s was dropped", route.chat_id)
             return False
         html = not plain
         if plain:
@@ -396,6 +439,9 @@ class TelegramPlugin:
     def _health(self) -> SubsystemHealth:
         if self._app is None:
             return SubsystemHealth(name=CHANNEL, status="down", detail="not running")
+        if not self._live:
+            detail = f"connecting: {self._connect_error or 'starting'}"
+            return SubsystemHealth(name=CHANNEL, status="down", detail=detail)
         if self.webhook_mode:
             age = time.monotonic() - self._last_update_at if self._last_update_at else None
             return SubsystemHealth(name=CHANNEL, status="ok", detail="webhook", age_seconds=age)
