@@ -120,9 +120,14 @@ class ChannelManager:
             raise
 
     async def stop(self) -> None:
+        """Send what is queued (within `drain_grace`), then stop the plugins. Close the hub's
+        agents first when shutting down, so replies in progress are queued before this."""
         if not self._started:
             return
         self._started = False
+        for run in self._runs.values():
+            self._stop_typing(run)
+        await self.outbox.close(self.drain_grace)
         for plugin in self._plugins.values():
             try:
                 await plugin.stop()
@@ -131,10 +136,7 @@ class ChannelManager:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
-        for run in self._runs.values():
-            self._stop_typing(run)
         self._runs.clear()
-        await self.outbox.close(self.drain_grace)
 
     # -- inbound ----------------------------------------------------------------------------
 
