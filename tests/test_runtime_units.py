@@ -488,3 +488,13 @@ async def test_check_model() -> None:
     assert problem is not None
     assert problem.startswith("auth:")
     assert "OPENAI_API_KEY" in problem
+
+
+async def test_check_counts_an_answer_cut_by_the_token_limit_as_working() -> None:
+    def thinks_too_long(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(parts=[], finish_reason="length")
+
+    model = PydanticAIModel(
+        "test:fn", FunctionModel(thinks_too_long), endpoint=ENDPOINT, system_prompt="s"
+    )
+    assert await check_model(model) is None

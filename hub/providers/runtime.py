@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import JsonValue
 from pydantic_ai import Agent, Tool
-from pydantic_ai.exceptions import ModelAPIError
+from pydantic_ai.exceptions import ModelAPIError, OutputTokenLimitExceeded
 from pydantic_ai.messages import (
     FunctionToolCallEvent,
     FunctionToolResultEvent,
@@ -167,9 +167,12 @@ class PydanticAIModel:
     async def check(self) -> str | None:
         """A tiny request to see the model answers; the error message, or None when it does."""
         agent: Agent[None, str] = Agent(self.model)
-        settings: ModelSettings = {**(self.settings or {}), "max_tokens": 1}
+        settings: ModelSettings = {**(self.settings or {}), "max_tokens": 16}
         try:
             await agent.run("Reply with OK.", model_settings=settings)
+        except OutputTokenLimitExceeded:
+            # It answered, only past the tiny limit (a reasoning model thinks first): it works.
+            return None
         except Exception as exc:
             error = to_model_error(exc, self.endpoint)
             return f"{error.code}: {error.message}"
