@@ -56,6 +56,7 @@ class _Run:
 
     plugin: ChannelPlugin
     route: ChannelRoute
+    agent_id: str
     aggregator: MessageAggregator | None = None
     sent_any: bool = False
     typing: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -216,6 +217,11 @@ class ChannelManager:
             gap.first_seq,
             gap.last_seq,
         )
+        # An agent_end may be among them: forget runs of this agent that are over.
+        current = self.hub.agent(gap.agent_id).current_run_id
+        over = [i for i, r in self._runs.items() if r.agent_id == gap.agent_id and i != current]
+        for run_id in over:
+            self._stop_typing(self._runs.pop(run_id))
 
     def _bind(self, event: AgentStart) -> None:
         route = event.origin.route
@@ -224,10 +230,11 @@ class ChannelManager:
         plugin = self._plugins.get(route.channel)
         if plugin is None:
             return
-        run = _Run(plugin, route)
+        run = _Run(plugin, route, event.agent_id)
         self._runs[event.run_id] = run
         run.typing = asyncio.get_running_loop().create_task(
-            self._keep_typing(plugin, route), name=f"typing:{route.channel}:{route.chat_id}"
+            self._keep_typing(plugin, route, event.agent_id, event.run_id),
+            name=f"typing:{route.channel}:{route.chat_id}",
         )
 
     def _block(self, run: _Run, block: Block) -> None:
@@ -248,8 +255,13 @@ class ChannelManager:
 
     # -- typing -----------------------------------------------------------------------------
 
-    async def _keep_typing(self, plugin: ChannelPlugin, route: ChannelRoute) -> None:
-        while True:
+    async def _keep_typing(
+        self, plugin: ChannelPlugin, route: ChannelRoute, agent_id: str, run_id: str
+    ) -> None:
+        agent = self.hub.agent(agent_id)
+        # Asking the agent, not only waiting for agent_end, means the indicator can never be
+        # left on (or sent after the final reply) even if events were lost.
+        while agent.current_run_id == run_id:
             try:
                 await plugin.typing(route)
             except Exception:

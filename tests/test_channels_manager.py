@@ -198,7 +198,7 @@ async def test_unauthorised_message_is_dropped_by_the_manager_too(data_dir: Path
 
 async def test_error_text_and_typing_stop_on_failure_and_abort(data_dir: Path) -> None:
     chat = MemoryChat()
-    model = ScriptedModel(fail=ModelError("auth", "the API key was refused"))
+    model = ScriptedModel(delay=0.05, fail=ModelError("auth", "the API key was refused"))
     hub, manager = await start(data_dir, model, chat)
     try:
         await chat.say("hi")

@@ -72,7 +72,9 @@ async def test_reply_to_a_web_or_desktop_turn_never_reaches_the_chat(data_dir: P
 
 
 async def test_provider_failure_is_sent_as_error_text(data_dir: Path) -> None:
-    model = ScriptedModel(fail=ModelError("rate_limited", "provider is overloaded, try later"))
+    model = ScriptedModel(
+        delay=0.1, fail=ModelError("rate_limited", "provider is overloaded, try later")
+    )
     async with telegram_rig(data_dir, model, typing_interval=0.05) as rig:
         await rig.api.user_says("hello")
         await until(lambda: len(rig.api.replies_in(CHAT)) == 2, "reply and error")
