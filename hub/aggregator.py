@@ -238,10 +238,10 @@ class MessageAggregator:
         self._partial_len = 0
         self._partial_content = False
         if text:
-            lines = text.splitlines(keepends=True)
-            tail = lines.pop() if not lines[-1].endswith("\n") else ""
+            # Lines end at "\n" only, as in `push` (str.splitlines also splits at \r, \u2028…).
+            *lines, tail = text.split("\n")
             for line in lines:
-                self._partial = [line]
+                self._partial = [line + "\n"]
                 self._complete_line()
             if tail:
                 self._partial = [tail]

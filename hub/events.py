@@ -4,8 +4,9 @@ JSON shape (camelCase, stable; see docs/events.md):
     {"type": "message_update", "agentId": "main", "runId": "r-…", "seq": 12, "ts": 1732190000123,
      "messageId": "m-…", "role": "assistant", "text": "Hello wor", "delta": "wor"}
 
-`seq` increases by one per event, per agent, and keeps increasing across restarts (the session
-store remembers the last one), so a client can detect a gap and refetch history.
+`seq` increases by one per event, per agent, and never repeats across restarts (the session
+records each run's end; after a crash mid-run it jumps ahead), so a client can detect a gap and
+refetch history. See docs/events.md.
 """
 
 from __future__ import annotations
