@@ -136,7 +136,7 @@ async def server(kind: Kind, clients: int, redis_url: str | None = None) -> Asyn
     if redis_url:
         args += ["--redis-url", redis_url]
     process = await asyncio.create_subprocess_exec(
-        sys.executable, *args, stdout=asyncio.subprocess.PIPE
+        sys.executable, *args, stdout=asyncio.subprocess.PIPE, limit=1 << 24
     )
     assert process.stdout is not None
     line = await asyncio.wait_for(process.stdout.readline(), 60)
