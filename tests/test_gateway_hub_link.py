@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -12,7 +13,7 @@ from gateway.hub_link import HubLink, _Coalescer
 from gateway.protocol import AgentsAnswer, HistoryAnswer, StatusAnswer
 from gateway.server import GatewayServer
 from hub.echo import EchoModel
-from hub.events import MessageUpdate
+from hub.events import MessageUpdate, ReadGap
 from hub.hub import Hub
 from hub.origin import Origin
 from tests.conftest import free_port
@@ -223,4 +224,17 @@ async def test_history_is_trimmed_to_fit_one_frame(data_dir: Path) -> None:
         assert history.truncated
         assert 0 < len(history.entries) < 24
         assert assistant_texts(history)[-1].startswith("message 11 ")
+        await client.close()
+
+
+async def test_a_hub_that_fell_behind_tells_clients_to_refetch(data_dir: Path) -> None:
+    async with running_stack(data_dir) as stack:
+        client = await connect_client(stack.url, stack.hub)
+        await eventually(lambda: client.device_id in stack.link.clients)
+        # What the agent's read() yields when this consumer fell behind (see hub.fanout).
+        gap = ReadGap(agent_id="main", dropped=7, first_seq=3, last_seq=9)
+        await stack.link._handle_item("main", gap, _Coalescer(0.04, time.monotonic))
+        frame = stream_of(await client.next_frame(is_stream("read_gap")))
+        assert frame.stream_id == "read_gap"
+        assert frame.event == gap.model_dump(mode="json")
         await client.close()

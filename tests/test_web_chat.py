@@ -58,6 +58,7 @@ def models() -> Iterator[Model]:
     yield ToolModel(delay=0.2)
     yield FailingModel()
     yield ScriptedModel(HOSTILE)
+    yield EchoModel(pieces=100, delay=0.05)
 
 
 async def send(page: Page, text: str) -> None:
@@ -79,7 +80,7 @@ async def test_pair_chat_tools_errors_and_hostile_markdown(data_dir: Path, artif
         running_stack(
             data_dir,
             model_factory=lambda: next(made),
-            agent_ids=("main", "tools", "failing", "hostile"),
+            agent_ids=("main", "tools", "failing", "hostile", "slow"),
         ) as stack,
         chromium() as browser,
     ):
@@ -89,7 +90,7 @@ async def test_pair_chat_tools_errors_and_hostile_markdown(data_dir: Path, artif
         await pair_with_link(page, stack)
         picker = page.locator("#agent-picker")
         await expect(picker).to_be_visible()
-        await expect(picker.locator("option")).to_have_count(4)
+        await expect(picker.locator("option")).to_have_count(5)
 
         # Streaming reply, rendered as Markdown.
         await send(page, "Hello **bold** and `code`")
@@ -135,6 +136,14 @@ async def test_pair_chat_tools_errors_and_hostile_markdown(data_dir: Path, artif
         assert not any(h.startswith("javascript:") for h in hrefs)
         assert await page.evaluate("window.__pwned") is None
         await page.screenshot(path=str(artifacts / "web-chat.png"))
+
+        # The stop button aborts a reply mid-stream.
+        await picker.select_option("slow")
+        await send(page, "a long reply to interrupt " * 10)
+        await expect(page.locator(".message.assistant .bubble.streaming")).to_have_count(1)
+        await page.locator("#stop").click()
+        await expect(page.locator(".message.assistant .meta")).to_have_text("Stopped")
+        await expect(page.locator("#stop")).to_be_hidden()
 
         # A reload shows the conversation from history, each message once.
         await page.reload()
