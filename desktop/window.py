@@ -1,7 +1,7 @@
 """The pywebview window (Qt backend) that shows the web client's UI with the desktop transport.
 
-- The UI is `web/index.html`, served by pywebview's own HTTP server on 127.0.0.1 (a random
-  port), so its ES modules and `node_modules` load as in a browser.
+- The UI is `web/index.html` and its modules, served by `WebFiles` (with a Content Security
+  Policy) through pywebview's HTTP server on 127.0.0.1, a random port.
 - The page may talk to nothing but that origin: a request interceptor blocks every other
   origin (no remote images or scripts: nothing the agent writes can call home), and a link
   that would navigate the window away opens in the system browser instead. Should a foreign
@@ -27,13 +27,13 @@ from PyQt6.QtWebEngineCore import QWebEngineUrlRequestInfo, QWebEngineUrlRequest
 
 from desktop.bridge import DesktopApi, PageGate
 from desktop.config import DesktopConfig
+from desktop.static import WebFiles
 from desktop.window_state import ScreenArea, WindowState, clamped, load_state, placed_on, save_state
 
 log = logging.getLogger("agenthub.desktop")
 
 LOCAL_SCHEMES = frozenset({"data", "blob", "about", "qrc"})
 EXTERNAL_SCHEMES = frozenset({"http", "https", "mailto"})
-DESKTOP_FLAG = "desktop=1"
 
 
 def origin_of(url: str) -> str:
@@ -87,8 +87,7 @@ class DesktopWindow:
         self._state = load_state(self.config.data_dir)
         window = webview.create_window(
             self.config.title,
-            # The flag tells the page's bootstrap to use the desktop transport.
-            url=f"{self.config.index_html}?{DESKTOP_FLAG}",
+            url=WebFiles(self.config.web_root),
             js_api=api,
             width=self._state.width,
             height=self._state.height,
