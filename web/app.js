@@ -4,6 +4,7 @@
 
 import { ChatUI } from "./ui.js";
 import { GatewayTransport } from "./transport-gateway.js";
+import { DesktopTransport } from "./transport-desktop.js";
 
 function takePairCode() {
   const params = new URLSearchParams(location.hash.slice(1));
@@ -13,5 +14,7 @@ function takePairCode() {
 }
 
 const pairCode = takePairCode();
-const ui = new ChatUI(document, new GatewayTransport());
+// The desktop window loads the page as index.html?desktop=1 (desktop/static.py).
+const desktop = new URLSearchParams(location.search).has("desktop");
+const ui = new ChatUI(document, desktop ? new DesktopTransport() : new GatewayTransport());
 ui.start({ pairCode });
