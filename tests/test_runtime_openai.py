@@ -322,3 +322,22 @@ async def test_history_continues_across_a_restart(server: FakeOpenAI, data_dir: 
     assert messages[3] == {"role": "tool", "tool_call_id": "call_1", "content": "2"}
     assert messages[4]["content"] == "Your name is Ada."
     assert messages[5]["content"] == "What is my name?"
+
+
+async def test_ollama_spec_speaks_openai_to_its_server(server: FakeOpenAI, data_dir: Path) -> None:
+    config = ModelConfig(spec="ollama:llama3.2", ollama_base_url=server.base_url)
+    agent = AsyncAgent("main", build_model(config), SessionStore(data_dir))
+    server.enqueue(Reply(chunks=("local ", "hello")))
+    events = await run_turn(agent, "hi")
+    assert [m.text for m in assistant_ends(events)] == ["local hello"]
+    assert server.requests[0].model == "llama3.2"
+    await agent.close()
+    server.enqueue(Fault(404, code="model_not_found"))
+    agent = AsyncAgent("main", build_model(config), SessionStore(data_dir))
+    events = await run_turn(agent, "hi")
+    error = only(events, AgentError)
+    assert isinstance(error, AgentError)
+    assert error.code == "model_not_found"
+    assert server.base_url in error.message
+    assert "ollama pull llama3.2" in error.message
+    await agent.close()

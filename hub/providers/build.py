@@ -58,7 +58,10 @@ def _pydantic_model(spec: ModelSpec, config: ModelConfig) -> tuple[PydanticModel
             "ollama", base_url=config.ollama_base_url, api_key=_NO_KEY
         )
         return OpenAIChatModel(spec.model, provider=ollama), Endpoint(
-            str(spec), f"the Ollama server at {config.ollama_base_url}", None
+            str(spec),
+            f"the Ollama server at {config.ollama_base_url}",
+            None,
+            missing_model_fix=f"run `ollama pull {spec.model}` or pick another model",
         )
     key = config.openai_api_key.get_secret_value() if config.openai_api_key else None
     if config.openai_base_url is None:

@@ -42,6 +42,7 @@ class Endpoint:
     where: str
     key_env: str | None
     url_env: str | None = None
+    missing_model_fix: str | None = None
 
 
 def to_model_error(exc: BaseException, endpoint: Endpoint) -> ModelError:
@@ -57,10 +58,8 @@ def _classify(exc: BaseException, ep: Endpoint) -> tuple[str, str]:
         fix = f"set {ep.key_env} to a valid key" if ep.key_env else "check the server's credentials"
         return "auth", f"{ep.where} refused the API key{status}: {fix} for {ep.spec}"
     if isinstance(exc, ModelNotFoundError):
-        return "model_not_found", (
-            f"{ep.where} does not know the model in {ep.spec}{status}: pick another with "
-            f"AGENTHUB_MODEL{url_hint}"
-        )
+        fix = ep.missing_model_fix or f"pick another with AGENTHUB_MODEL{url_hint}"
+        return "model_not_found", f"{ep.where} does not know the model in {ep.spec}{status}: {fix}"
     if isinstance(exc, ModelQuotaExceededError):
         return "quota_exceeded", (
             f"{ep.where} says the account's quota or credits are used up{status}: top it up "
