@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,13 @@ import socketio
 from pydantic import JsonValue
 
 from gateway.protocol import PairResult
-from tests.test_gateway_support import connect_device, is_stream, running_stack, stream_of
+from tests.test_gateway_support import (
+    GATEWAY_TOKEN,
+    connect_device,
+    is_stream,
+    running_stack,
+    stream_of,
+)
 
 
 async def test_an_invite_code_pairs_once_and_the_token_connects(data_dir: Path) -> None:
@@ -120,3 +127,29 @@ async def test_too_many_pairing_sockets_are_refused(data_dir: Path) -> None:
             await connect_device(stack.url, None)
         await first.close()
         await second.close()
+
+
+async def test_tokens_and_codes_never_reach_the_logs(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with running_stack(data_dir) as stack:
+        code = stack.hub.access.create_invite().code
+        pairing = await connect_device(stack.url, None)
+        result = PairResult.model_validate(await pairing.client.call("pair", {"code": code}))
+        await pairing.close()
+        assert result.token is not None
+        assert result.device_id is not None
+        client = await connect_device(
+            stack.url, {"role": "client", "deviceId": result.device_id, "token": result.token}
+        )
+        await client.message("hello")
+        await client.next_frame(is_stream("message_end"))
+        await client.close()
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await connect_device(
+                stack.url, {"role": "client", "deviceId": result.device_id, "token": "guess"}
+            )
+    assert "device web-" in caplog.text  # the log did record the pairing
+    for secret in (result.token, code, GATEWAY_TOKEN, "guess"):
+        assert secret not in caplog.text
