@@ -485,8 +485,14 @@ async def test_subscriber_overflow_then_drops_oldest_with_a_gap(data_dir: Path) 
         held(event)
 
     agent.subscribe(hold, on_gap=held.on_gap)
+    others = Recorder()
+    agent.subscribe(others)
     agent.write("go")
     await agent.wait_idle()
+    assert [e.seq for e in others.events] == list(range(1, 15))
+    assert [
+        i.seq for i in await read_until_idle(agent, 1) if not isinstance(i, ReadGap | LegacyError)
+    ] == list(range(1, 15))
     release.set()
     await held.until_runs_end(1)
     assert [(g.dropped, g.first_seq, g.last_seq) for g in held.gaps] == [(9, 2, 10)]
@@ -523,9 +529,14 @@ async def test_read_overflow_coalesces_then_drops_with_a_gap(data_dir: Path) -> 
     await agent.close()
 
     agent = make_agent(data_dir / "b", ScriptedModel(tool_calls(5)), read_limit=4)
+    others = Recorder()
+    agent.subscribe(others)
     agent.write("go")
     await agent.wait_idle()
     items = await read_until_idle(agent, 1)
+    assert [e.seq for e in others.events] == list(
+        range(1, 15)
+    )  # the stalled reader cost them nothing
     assert isinstance(items[0], ReadGap)
     assert (items[0].dropped, items[0].first_seq, items[0].last_seq) == (10, 1, 10)
     assert [i.seq for i in items[1:] if not isinstance(i, ReadGap | LegacyError)] == [
