@@ -185,3 +185,17 @@ async def test_a_refused_token_fails_start_clearly(data_dir: Path) -> None:
 
 async def _ignore(message: ChannelMessage) -> None:
     raise AssertionError("nothing should arrive")
+
+
+async def test_health_degrades_while_polls_do_not_complete(data_dir: Path) -> None:
+    api = FakeBotApi()
+    await api.start()
+    try:
+        async with telegram_rig(data_dir, ScriptedModel(), api=api, poll_read_slack=0.5) as rig:
+            await until(lambda: telegram_health(rig.hub).status == "ok", "a first poll")
+            api.stall_polls = 2  # each hangs until the client's read timeout
+            await until(lambda: telegram_health(rig.hub).status == "degraded", "stale polls")
+            assert "last poll" in telegram_health(rig.hub).detail
+            await until(lambda: telegram_health(rig.hub).status == "ok", "polls completing")
+    finally:
+        await api.stop()

@@ -229,7 +229,8 @@ class TelegramPlugin:
             return
         try:
             if app.updater is not None and app.updater.running:
-                async with asyncio.timeout(self.config.read_timeout + 5):
+                # Stopping cancels the long poll, then confirms the offset with a short poll.
+                async with asyncio.timeout(self.config.poll_read_slack + 5):
                     await app.updater.stop()
             if app.running:
                 await app.stop()
