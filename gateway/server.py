@@ -119,6 +119,9 @@ class GatewayServer:
             max_http_buffer_size=config.max_frame_bytes * 4 + 65536,
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_timeout,
+            # One socket's frames are handled one after another, in arrival order: a hub's
+            # stream frames keep their order even when a handler waits on Redis.
+            async_handlers=False,
             logger=False,
             engineio_logger=False,
         )
