@@ -1,0 +1,309 @@
+"""The real window: `agenthub desktop` under Xvfb (Qt on xcb), driven from here through Qt
+WebEngine's DevTools endpoint (QTWEBENGINE_REMOTE_DEBUGGING), the way a person would use it:
+type, click, read the DOM. Pairing goes through the real gateway with a real Socket.IO client;
+the agent error comes from the real OpenAI provider refused by a local OpenAI-compatible
+server. A screenshot of the screen goes to test-artifacts/desktop-window.png."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import socketio
+from pydantic import JsonValue
+
+from desktop.window_state import WindowState, load_state, save_state
+from tests.conftest import free_port, require_binary
+from tests.fake_openai import FakeOpenAI, Fault
+
+pytestmark = pytest.mark.slow
+
+AGENTHUB = Path(sys.executable).parent / "agenthub"
+START_TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="module")
+def display() -> Iterator[str]:
+    """A private Xvfb display on a free number."""
+    xvfb = require_binary("Xvfb", "runs the desktop window in the tests")
+    for number in range(90, 190):
+        if Path(f"/tmp/.X11-unix/X{number}").exists() or Path(f"/tmp/.X{number}-lock").exists():
+            continue
+        server = subprocess.Popen(
+            [xvfb, f":{number}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while server.poll() is None and time.monotonic() < deadline:
+            if Path(f"/tmp/.X11-unix/X{number}").exists():
+                break
+            time.sleep(0.05)
+        if server.poll() is not None:
+            continue  # taken meanwhile: try the next number
+        try:
+            yield f":{number}"
+        finally:
+            server.terminate()
+            server.wait(10)
+        return
+    pytest.fail("no free X display number for Xvfb")
+
+
+class Page:
+    """One page of the window over the DevTools protocol."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self._ids = itertools.count(1)
+
+    async def evaluate(self, expression: str) -> JsonValue:
+        call_id = next(self._ids)
+        params = {"expression": expression, "awaitPromise": True, "returnByValue": True}
+        await self.ws.send_json({"id": call_id, "method": "Runtime.evaluate", "params": params})
+        while True:
+            message: dict[str, Any] = await self.ws.receive_json()
+            if message.get("id") == call_id:
+                break
+        result = message["result"]
+        if "exceptionDetails" in result:
+            raise AssertionError(f"{expression!r} threw: {result['exceptionDetails']}")
+        value: JsonValue = result["result"].get("value")
+        return value
+
+    async def wait_for(self, expression: str, within: float = 20.0) -> JsonValue:
+        """Poll `expression` until it is truthy; its value."""
+        deadline = time.monotonic() + within
+        value = await self.evaluate(expression)
+        while not value:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still falsy after {within}s: {expression}")
+            await asyncio.sleep(0.05)
+            value = await self.evaluate(expression)
+        return value
+
+    async def type_and_send(self, text: str) -> None:
+        await self.evaluate(
+            f"(() => {{ const input = document.getElementById('input');"
+            f" input.value = {json.dumps(text)};"
+            f" input.dispatchEvent(new Event('input'));"
+            f" document.getElementById('send').click(); }})()"
+        )
+
+
+class DesktopProcess:
+    def __init__(self, proc: asyncio.subprocess.Process, data_dir: Path, log: Path) -> None:
+        self.proc = proc
+        self.data_dir = data_dir
+        self.log = log
+
+    async def exit_status(self) -> int:
+        return await asyncio.wait_for(self.proc.wait(), 30)
+
+
+@contextlib.asynccontextmanager
+async def desktop_window(
+    display: str, data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[DesktopProcess, Page]]:
+    """`agenthub desktop …` with DevTools on a free port; yields once the UI is online."""
+    devtools = free_port()
+    log = data_dir.parent / "desktop.log"
+    full_env = {
+        **os.environ,
+        **(env or {}),
+        "DISPLAY": display,
+        "QT_QPA_PLATFORM": "xcb",
+        "QTWEBENGINE_REMOTE_DEBUGGING": f"127.0.0.1:{devtools}",
+        "AGENTHUB_LOG_LEVEL": "info",
+    }
+    if os.geteuid() == 0:
+        full_env["QTWEBENGINE_CHROMIUM_FLAGS"] = "--no-sandbox"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            str(AGENTHUB),
+            "desktop",
+            "--data-dir",
+            str(data_dir),
+            *args,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    app = DesktopProcess(proc, data_dir, log)
+    try:
+        async with aiohttp.ClientSession() as session:
+            target = await _find_page(session, devtools, proc, log)
+            async with session.ws_connect(target, max_msg_size=0) as ws:
+                page = Page(ws)
+                await page.wait_for(
+                    "document.getElementById('conn')?.dataset.state === 'online'", START_TIMEOUT
+                )
+                yield app, page
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 30)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def _find_page(
+    session: aiohttp.ClientSession, port: int, proc: asyncio.subprocess.Process, log: Path
+) -> str:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.returncode is not None:
+            raise AssertionError(f"agenthub desktop exited: {_tail(log)}")
+        with contextlib.suppress(aiohttp.ClientError):
+            async with session.get(f"http://127.0.0.1:{port}/json") as response:
+                for target in await response.json():
+                    if target["type"] == "page" and "index.html?desktop=1" in target["url"]:
+                        url: str = target["webSocketDebuggerUrl"]
+                        return url
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the window never showed the UI: {_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:]
+
+
+def screenshot(display: str, path: Path) -> None:
+    """The whole X screen (that is, the window) as PNG, grabbed by Qt in a child process."""
+    grab = (
+        "import sys\n"
+        "from PyQt6.QtGui import QGuiApplication\n"
+        "app = QGuiApplication(sys.argv[:1])\n"
+        "assert app.primaryScreen().grabWindow(0).save(sys.argv[1])\n"
+    )
+    env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
+    subprocess.run([sys.executable, "-c", grab, str(path)], env=env, check=True, timeout=60)
+
+
+RECORD_PUSHES = """(() => {
+  window.__pushes = [];
+  const receive = window.agenthubDesktop.receive;
+  window.agenthubDesktop.receive = (text) => {
+    window.__pushes.push(JSON.parse(text));
+    return receive(text);
+  };
+  return true;
+})()"""
+
+HOSTILE = 'Hello from the **desktop** <img src=x onerror="globalThis.pwned=1"> window'
+SHOWN = 'Hello from the desktop <img src=x onerror="globalThis.pwned=1"> window'
+
+
+async def test_chat_streams_pairing_is_approved_and_the_window_is_remembered(
+    display: str, data_dir: Path, artifacts: Path
+) -> None:
+    port = free_port()
+    async with desktop_window(display, data_dir, "--with-gateway", "--port", str(port)) as (
+        app,
+        page,
+    ):
+        assert await page.evaluate(RECORD_PUSHES)
+        # 1. Send from the page; the echo streams back into the DOM.
+        await page.type_and_send(HOSTILE)
+        shown = await page.wait_for(
+            "document.querySelector('.message.assistant[data-final=\"true\"] .bubble')"
+            "?.textContent.trim()"
+        )
+        assert shown == SHOWN
+        assert await page.evaluate("document.querySelector('.message.user .bubble').textContent")
+        assert await page.evaluate("typeof globalThis.pwned") == "undefined"
+        assert await page.evaluate("document.querySelectorAll('#messages img').length") == 0
+        updates = await page.evaluate(
+            "window.__pushes.flat().filter(p => p.kind === 'stream'"
+            " && p.event.type === 'message_update').map(p => p.event.text)"
+        )
+        assert isinstance(updates, list)
+        assert len(updates) >= 2
+        assert updates[-1] == HOSTILE
+        assert all(isinstance(u, str) and HOSTILE.startswith(u) for u in updates)
+        kinds = await page.evaluate(
+            "window.__pushes.flat().filter(p => p.kind === 'stream').map(p => p.event.role || '')"
+        )
+        assert "user" not in kinds  # type: ignore[operator]
+
+        # 2. A browser asks the gateway for access; the window shows it; the owner approves.
+        device = socketio.AsyncClient(reconnection=False)
+        paired: asyncio.Queue[JsonValue] = asyncio.Queue()
+        device.on("paired", paired.put_nowait)
+        await device.connect(
+            f"http://127.0.0.1:{port}", auth={"role": "pair"}, transports=["websocket"]
+        )
+        try:
+            asked = await device.call("pair_request", {"label": "Test tablet"}, timeout=10)
+            assert isinstance(asked, dict)
+            code = asked["requestCode"]
+            assert isinstance(code, str)
+            row = f"#pairing-requests .pairing-request[data-code='{code}']"
+            text = await page.wait_for(f'document.querySelector("{row}")?.textContent')
+            assert "Test tablet" in str(text)
+            assert await page.evaluate("!document.getElementById('pairing-requests').hidden")
+            await asyncio.to_thread(screenshot, display, artifacts / "desktop-window.png")
+            await page.evaluate(f'document.querySelector("{row} [data-action=approve]").click()')
+            result = await asyncio.wait_for(paired.get(), 15)
+            assert isinstance(result, dict)
+            assert result["ok"] is True
+            assert result["token"]
+            await page.wait_for("document.getElementById('pairing-requests').hidden")
+        finally:
+            await device.disconnect()
+
+        # 3. Closing the window (SIGTERM) drains the hub and remembers the window.
+        app.proc.send_signal(signal.SIGTERM)
+        assert await app.exit_status() == 0
+    assert (artifacts / "desktop-window.png").stat().st_size > 10_000
+    state = load_state(data_dir)
+    assert (state.width, state.height) == (1000, 720)
+    assert state.x is not None
+    devices = json.loads((data_dir / "access.json").read_text())["devices"]
+    assert [d["label"] for d in devices] == ["Test tablet"]
+
+
+async def test_an_agent_error_shows_a_banner_and_ctl_shutdown_closes_the_window(
+    display: str, data_dir: Path
+) -> None:
+    save_state(data_dir, WindowState(width=900, height=650, x=30, y=40))
+    async with FakeOpenAI() as provider:
+        provider.enqueue(Fault(401, "Incorrect API key provided"))
+        env = {"OPENAI_BASE_URL": provider.base_url, "OPENAI_API_KEY": "sk-test-wrong"}
+        async with desktop_window(display, data_dir, "--model", "openai:gpt-4o-mini", env=env) as (
+            app,
+            page,
+        ):
+            assert await page.evaluate("window.innerWidth") == 900
+            await page.type_and_send("does the key work?")
+            banner = await page.wait_for(
+                "!document.getElementById('banner').hidden"
+                " && document.getElementById('banner-text').textContent"
+            )
+            assert "(auth)" in str(banner)
+            assert await page.evaluate("document.getElementById('send').disabled") is False
+            stopped = await asyncio.to_thread(
+                subprocess.run,
+                [str(AGENTHUB), "ctl", "--data-dir", str(data_dir), "shutdown"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            assert stopped.returncode == 0, stopped.stderr
+            assert await app.exit_status() == 0
+    assert load_state(data_dir) == WindowState(width=900, height=650, x=30, y=40)
