@@ -7,7 +7,8 @@
   run id, or the reason it was refused.
 - One consumer per agent over `agent.read()` turns events (filtered by `hub.filters.forward`
   for "web") into `stream` frames for every connected client device: all client devices are
-  the owner's, so every open tab sees every reply; the last sender is always included.
+  the owner's, so every open tab sees every reply (until the first presence push after linking,
+the device that wrote last).
   `seq` counts the frames of one stream (the run) sent to one device, from 0.
 - `message_update` carries the full text, so updates of one message are coalesced: the first
   goes at once, later ones at most one per `coalesce_window`; `message_end` supersedes them.
@@ -108,7 +109,8 @@ class HubLink:
         self.agent_senders: dict[str, str] = {}
         self.dropped_frames = 0
         self._token = token
-        self._clients: set[str] = set()
+        # None until the gateway's first `devices` push says who is connected.
+        self._clients: set[str] | None = None
         self._seqs: dict[tuple[str, str], int] = {}
         self._frame_prefix = secrets.token_hex(4)
         self._frame_counter = 0
@@ -132,7 +134,7 @@ class HubLink:
     @property
     def clients(self) -> frozenset[str]:
         """Client devices connected to the gateway, as its last `devices` push said."""
-        return frozenset(self._clients)
+        return frozenset(self._clients or ())
 
     async def wait_linked(self) -> None:
         await self._linked.wait()
@@ -167,7 +169,7 @@ class HubLink:
             return SubsystemHealth(
                 name="hub_link",
                 status="ok",
-                detail=f"linked to {where} as {self.device_id}; {len(self._clients)} clients",
+                detail=f"linked to {where} as {self.device_id}; {len(self.clients)} clients",
             )
         return SubsystemHealth(
             name="hub_link", status="degraded", detail=f"not linked to {where}: {self._last_error}"
@@ -209,7 +211,7 @@ class HubLink:
                 log.info("linked to the gateway as %s", self.device_id)
                 await self._down.wait()
                 self._linked.clear()
-                self._clients.clear()
+                self._clients = None
                 with contextlib.suppress(Exception):
                     await client.disconnect()
             attempt += 1
@@ -377,11 +379,11 @@ class HubLink:
     # -- outgoing streams -------------------------------------------------------------------
 
     def _targets(self, agent_id: str) -> set[str]:
-        targets = set(self._clients)
+        if self._clients is not None:
+            return self._clients
+        # Presence not known yet (just linked): at least the device that wrote last.
         sender = self.agent_senders.get(agent_id)
-        if sender is not None:
-            targets.add(sender)
-        return targets
+        return {sender} if sender is not None else set()
 
     async def _send_event(self, agent_id: str, stream_id: str, event: dict[str, JsonValue]) -> None:
         for target in sorted(self._targets(agent_id)):

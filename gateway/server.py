@@ -209,6 +209,12 @@ class GatewayServer:
             await self.sio.emit("going_away", notice, to=sid, ignore_queue=True)
         for sid in sids:
             await self.sio.disconnect(sid, ignore_queue=True)
+        if self.config.redis_url:
+            # Hubs on other nodes must hear that this node's devices are gone.
+            try:
+                await self._push_devices()
+            except Exception as exc:
+                log.warning("could not tell other nodes about departed devices: %s", exc)
         for task in list(self._tasks):
             task.cancel()
         # Close the transports too, so the HTTP server has no open websocket to wait for

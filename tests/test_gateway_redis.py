@@ -94,7 +94,8 @@ async def test_a_client_on_node_a_talks_to_a_hub_on_node_b(data_dir: Path, tmp_p
             # Unknown targets are still unknown with Redis.
             await client.send("ghost", "message", {"agentId": "main", "content": "x"})
             assert (await client.next_error()).code == "DEVICE_NOT_FOUND"
-            await client.close()
+            # Node A going away: the hub on node B hears its client is gone.
+            await node_a.stop()
             await eventually(lambda: not link.clients)
         finally:
             await link.stop()
