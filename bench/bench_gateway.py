@@ -139,8 +139,8 @@ async def server(kind: Kind, clients: int, redis_url: str | None = None) -> Asyn
         sys.executable, *args, stdout=asyncio.subprocess.PIPE, limit=1 << 24
     )
     assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), 60)
     try:
+        line = await asyncio.wait_for(process.stdout.readline(), 60)
         yield Server(kind, process, Ready.model_validate_json(line))
     finally:
         process.terminate()
