@@ -1,0 +1,131 @@
+"""`agenthub doctor`: check what the hub needs and say how to fix what is wrong."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from dataclasses import dataclass
+
+from app.compose import model_config
+from app.config import Settings
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def check_data_dir(settings: Settings) -> Check:
+    path = settings.data_dir
+    if not path.exists():
+        parent = next((p for p in path.parents if p.exists()), None)
+        if parent is not None and os.access(parent, os.W_OK):
+            return Check("data directory", True, f"{path} will be created on first start")
+        return Check(
+            "data directory",
+            False,
+            f"{path} does not exist and cannot be created",
+            "set AGENTHUB_DATA_DIR or --data-dir to a directory you own",
+        )
+    if not os.access(path, os.W_OK | os.X_OK):
+        return Check("data directory", False, f"{path} is not writable", f"chown/chmod {path}")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        return Check(
+            "data directory",
+            False,
+            f"{path} is readable by other users (mode {mode:o}); it holds transcripts and keys",
+            f"chmod 700 {path}",
+        )
+    return Check("data directory", True, f"{path} (mode {mode:o})")
+
+
+def check_port(settings: Settings) -> Check:
+    try:
+        infos = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return Check("port", False, f"cannot resolve {settings.host}: {exc}", "fix AGENTHUB_HOST")
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            return Check(
+                "port",
+                False,
+                f"{settings.host}:{settings.port} is not free ({exc.strerror})",
+                "stop what uses it (maybe a running hub: `agenthub ctl status`) "
+                "or pick another with --port / AGENTHUB_PORT",
+            )
+    return Check("port", True, f"{settings.host}:{settings.port} is free")
+
+
+async def check_model(settings: Settings) -> Check:
+    from hub.providers import build_model, describe_model
+    from hub.providers import check_model as probe
+
+    config = model_config(settings)
+    try:
+        model = build_model(config)
+    except ValueError as exc:
+        return Check("model", False, str(exc), "fix AGENTHUB_MODEL")
+    problem = await probe(model)
+    if problem:
+        return Check("model", False, f"{model.name}: {problem}", "see docs/models.md")
+    return Check("model", True, describe_model(config))
+
+
+async def check_telegram(settings: Settings) -> Check | None:
+    if settings.telegram_bot_token is None:
+        return None
+    from telegram import Bot
+    from telegram.error import InvalidToken, NetworkError, TelegramError
+
+    base_url = settings.telegram_api_base_url or "https://api.telegram.org/bot"
+    bot = Bot(settings.telegram_bot_token.get_secret_value(), base_url=base_url)
+    try:
+        async with bot:
+            me = await bot.get_me()
+    except InvalidToken:
+        return Check(
+            "telegram",
+            False,
+            "Telegram rejected TELEGRAM_BOT_TOKEN",
+            "copy the token again from @BotFather",
+        )
+    except NetworkError as exc:
+        return Check(
+            "telegram",
+            False,
+            f"cannot reach the Bot API at {base_url} ({exc.message})",
+            "check the network or TELEGRAM_API_BASE_URL",
+        )
+    except TelegramError as exc:
+        return Check("telegram", False, f"getMe failed: {exc.message}", "check the bot token")
+    return Check("telegram", True, f"bot @{me.username} answers getMe")
+
+
+async def run_doctor(settings: Settings) -> int:
+    """Print every check; exit status 0 when all pass, 1 otherwise."""
+    checks = [
+        Check("configuration", True, f"loaded ({len(settings.masked())} settings)"),
+        check_data_dir(settings),
+        check_port(settings),
+        await check_model(settings),
+    ]
+    telegram = await check_telegram(settings)
+    if telegram is not None:
+        checks.append(telegram)
+    for check in checks:
+        mark = "ok  " if check.ok else "FAIL"
+        print(f"[{mark}] {check.name}: {check.detail}")
+        if not check.ok and check.fix:
+            print(f"       fix: {check.fix}")
+    failed = [c for c in checks if not c.ok]
+    print("all checks passed" if not failed else f"{len(failed)} check(s) failed")
+    return 0 if not failed else 1
