@@ -29,6 +29,7 @@ from pydantic import JsonValue, ValidationError
 from pydantic_core import to_json
 
 from gateway.config import GatewayConfig
+from gateway.packet import JsonPacket
 from gateway.presence import LocalPresence, Presence, RedisPresence
 from gateway.protocol import (
     ALLOWED_ACTIONS,
@@ -122,6 +123,7 @@ class GatewayServer:
             # One socket's frames are handled one after another, in arrival order: a hub's
             # stream frames keep their order even when a handler waits on Redis.
             async_handlers=False,
+            serializer=JsonPacket,
             logger=False,
             engineio_logger=False,
         )
