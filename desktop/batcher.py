@@ -5,6 +5,9 @@ in Qt), so one per token would eat the window's time. The batcher collects pushe
 hub's loop and a dedicated thread hands them to the page:
 - leading-edge throttle: a push after a quiet spell goes at once; while pushes keep coming,
   at most one script per `interval` (≈ one animation frame) carries all that arrived;
+- a push may name what it supersedes (`key`: the message a full-text `message_update` or
+  `message_end` belongs to): a queued push with the same key is dropped, so a page that fell
+  behind renders each message once per batch, with its latest text;
 - a script carries at most `max_batch_bytes` of JSON (a backlog goes in several scripts);
 - the payload travels as a JSON *string literal* parsed in the page (`JSON.parse`), ASCII
   only, with `<`, `>`, `&`, U+2028 and U+2029 escaped: nothing in it can end the literal or
@@ -47,13 +50,21 @@ def push_script(items: list[str]) -> str:
 class BatchStats:
     scripts: int = 0
     items: int = 0
+    superseded: int = 0
     failures: int = 0
+
+
+@dataclass
+class _Queued:
+    text: str | None
+    key: str | None
 
 
 class PushBatcher:
     """Collects JSON pushes from any thread; one thread delivers them to `sink` in batches.
 
-    `max_items=1` with `interval=0` gives one script per push (the unbatched baseline)."""
+    `max_items=1`, `interval=0` and `coalesce=False` give one script per push (the naive
+    baseline the benchmark compares with)."""
 
     def __init__(
         self,
@@ -62,13 +73,17 @@ class PushBatcher:
         interval: float = 0.016,
         max_items: int = 10_000,
         max_batch_bytes: int = 1 << 20,
+        coalesce: bool = True,
     ) -> None:
         self._sink = sink
         self.interval = interval
         self.max_items = max_items
         self.max_batch_bytes = max_batch_bytes
+        self.coalesce = coalesce
         self.stats = BatchStats()
-        self._items: deque[str] = deque()
+        self._items: deque[_Queued] = deque()
+        self._by_key: dict[str, _Queued] = {}
+        self._live = 0
         self._cond = threading.Condition()
         self._open = False
         self._stopping = False
@@ -79,7 +94,7 @@ class PushBatcher:
 
     @property
     def pending(self) -> int:
-        return len(self._items)
+        return self._live
 
     def start(self) -> None:
         self._thread.start()
@@ -95,13 +110,24 @@ class PushBatcher:
         with self._cond:
             self._open = False
             self._items.clear()
+            self._by_key.clear()
+            self._live = 0
 
-    def push(self, item: str) -> None:
-        """Queue one JSON-serialised push (thread-safe)."""
+    def push(self, item: str, key: str | None = None) -> None:
+        """Queue one JSON-serialised push (thread-safe); it replaces a queued push of `key`."""
         with self._cond:
             if not self._open:
                 return
-            self._items.append(item)
+            entry = _Queued(item, key)
+            if key is not None and self.coalesce:
+                older = self._by_key.get(key)
+                if older is not None and older.text is not None:
+                    older.text = None
+                    self._live -= 1
+                    self.stats.superseded += 1
+                self._by_key[key] = entry
+            self._items.append(entry)
+            self._live += 1
             self._cond.notify()
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -115,9 +141,9 @@ class PushBatcher:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not (self._stopping or (self._open and self._items)):
+                while not (self._stopping or (self._open and self._live)):
                     self._cond.wait()
-                if not self._items:
+                if not self._live:
                     return
                 wait = self._last_flush + self.interval - time.monotonic()
             if wait > 0 and not self._stopping:
@@ -132,11 +158,19 @@ class PushBatcher:
         batch: list[str] = []
         size = 0
         while self._items and len(batch) < self.max_items:
-            item = self._items[0]
-            if batch and size + len(item) > self.max_batch_bytes:
+            entry = self._items[0]
+            text = entry.text
+            if text is None:  # superseded by a later push
+                self._items.popleft()
+                continue
+            if batch and size + len(text) > self.max_batch_bytes:
                 break
-            batch.append(self._items.popleft())
-            size += len(item) + 1
+            self._items.popleft()
+            self._live -= 1
+            if entry.key is not None and self._by_key.get(entry.key) is entry:
+                del self._by_key[entry.key]
+            batch.append(text)
+            size += len(text) + 1
         return batch
 
     def _deliver(self, batch: list[str]) -> None:

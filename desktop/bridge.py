@@ -48,7 +48,7 @@ from desktop.protocol import (
 )
 from hub.access import AccessError, Decision, DeviceRecord
 from hub.errors import HubError
-from hub.events import AgentEvent, ReadGap
+from hub.events import AgentEvent, MessageEnd, MessageUpdate, ReadGap
 from hub.filters import forward
 from hub.hub import Hub, UnknownAgentError
 from hub.origin import Origin
@@ -183,7 +183,13 @@ class DesktopBridge:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._room.wait(), 0.1)
         push = StreamPush(agent_id=event.agent_id, stream_id=event.run_id, event=event)
-        self.batcher.push(push.model_dump_json())
+        # Updates carry the full text: a newer one (or the end) makes a queued one redundant.
+        key = (
+            f"{event.agent_id}/{event.message_id}"
+            if isinstance(event, MessageUpdate | MessageEnd)
+            else None
+        )
+        self.batcher.push(push.model_dump_json(), key)
 
     def _on_gap(self, gap: ReadGap) -> None:
         push = StreamPush(agent_id=gap.agent_id, stream_id="read_gap", event=gap)

@@ -5,6 +5,7 @@ The push scripts are run by a real JS engine (node) to prove what the page recei
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import threading
@@ -141,12 +142,15 @@ class Rig:
         return seen
 
 
-def make_rig(data_dir: Path, *, interval: float = 0.016, max_items: int = 10_000) -> Iterator[Rig]:
+@contextlib.contextmanager
+def make_rig(
+    data_dir: Path, *, interval: float = 0.016, max_items: int = 10_000, coalesce: bool = True
+) -> Iterator[Rig]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     sink = PageSink()
-    batcher = PushBatcher(sink, interval=interval, max_items=max_items)
+    batcher = PushBatcher(sink, interval=interval, max_items=max_items, coalesce=coalesce)
 
     async def setup() -> tuple[Hub, DesktopBridge]:
         hub = Hub(data_dir, lambda: EchoModel(pieces=8))
@@ -171,7 +175,8 @@ def make_rig(data_dir: Path, *, interval: float = 0.016, max_items: int = 10_000
 
 @pytest.fixture
 def rig(data_dir: Path) -> Iterator[Rig]:
-    yield from make_rig(data_dir)
+    with make_rig(data_dir) as rig:
+        yield rig
 
 
 def wait_idle(rig: Rig) -> None:
@@ -189,7 +194,12 @@ def test_send_clears_last_route_and_writes_with_a_desktop_origin(rig: Rig) -> No
     assert sent.run_id == start.run_id
 
 
-def test_pushes_are_the_desktop_row_of_the_filter_table(rig: Rig) -> None:
+def test_pushes_are_the_desktop_row_of_the_filter_table(data_dir: Path) -> None:
+    with make_rig(data_dir, coalesce=False) as rig:
+        check_filter_row(rig)
+
+
+def check_filter_row(rig: Rig) -> None:
     seen = rig.everything()
     assert rig.call("subscribe", "main").ok
     rig.call("send", "main", "one two three four five six seven eight")
@@ -205,8 +215,42 @@ def test_pushes_are_the_desktop_row_of_the_filter_table(rig: Rig) -> None:
     assert all(isinstance(p.event, ReadGap) or p.stream_id == p.event.run_id for p in stream)
 
 
+def test_a_newer_update_replaces_a_queued_one_of_the_same_message(data_dir: Path) -> None:
+    with make_rig(data_dir, interval=0.2) as rig:
+        seen = rig.everything()
+        rig.call("subscribe", "main")
+        rig.call("send", "main", "one two three four five six seven eight")
+        wait_idle(rig)
+        rig.sink.wait_for(runs_ended(1))
+        pushed = rig.sink.events()
+        forwarded = [e for e in seen if forward("desktop", e)]
+        # Every event but superseded updates arrives, in order; the text is never lost.
+        assert [e.seq for e in pushed] == [
+            e.seq for e in forwarded if not isinstance(e, MessageUpdate) or e in pushed
+        ]
+        assert [e.type for e in pushed if not isinstance(e, MessageUpdate)] == [
+            e.type for e in forwarded if not isinstance(e, MessageUpdate)
+        ]
+        assert rig.batcher.stats.superseded > 0
+        final = next(e for e in pushed if isinstance(e, MessageEnd))
+        assert final.text == "one two three four five six seven eight"
+
+
+def test_coalescing_keeps_other_messages_and_order() -> None:
+    delivered: list[str] = []
+    batcher = PushBatcher(lambda script: delivered.append(script), interval=0.0)
+    batcher.open()
+    for item, key in [("1", None), ("2", "a"), ("3", "b"), ("4", "a"), ("5", None), ("6", "a")]:
+        batcher.push(item, key)
+    assert batcher.pending == 4
+    batcher.start()
+    batcher.stop()
+    assert delivered == [push_script(["1", "3", "5", "6"])]
+    assert batcher.stats.superseded == 2
+
+
 def test_events_are_batched_into_few_scripts(data_dir: Path) -> None:
-    for rig in make_rig(data_dir, interval=0.05):
+    with make_rig(data_dir, interval=0.05) as rig:
         rig.call("subscribe", "main")
         for n in range(5):
             rig.call("send", "main", f"message number {n} with several words to stream back")
@@ -219,7 +263,7 @@ def test_events_are_batched_into_few_scripts(data_dir: Path) -> None:
 
 
 def test_unbatched_mode_sends_one_script_per_event(data_dir: Path) -> None:
-    for rig in make_rig(data_dir, interval=0.0, max_items=1):
+    with make_rig(data_dir, interval=0.0, max_items=1) as rig:
         rig.call("subscribe", "main")
         rig.call("send", "main", "a few words to echo")
         wait_idle(rig)
@@ -299,9 +343,7 @@ def test_history_agents_status_and_abort(rig: Rig) -> None:
 
 
 def test_abort_stops_a_running_reply(data_dir: Path) -> None:
-    loop_rig = make_rig(data_dir)
-    rig = next(loop_rig)
-    try:
+    with make_rig(data_dir) as rig:
         rig.hub.default_agent.model = EchoModel(pieces=50, delay=0.2)
         rig.call("subscribe", "main")
         rig.call("send", "main", "a long reply " * 20)
@@ -311,9 +353,6 @@ def test_abort_stops_a_running_reply(data_dir: Path) -> None:
         rig.sink.wait_for(has_event(MessageEnd))
         end = next(e for e in rig.sink.events() if isinstance(e, MessageEnd))
         assert end.aborted is True
-    finally:
-        for _ in loop_rig:
-            pass
 
 
 def test_pairing_requests_are_pushed_and_approved_from_the_window(rig: Rig) -> None:

@@ -26,7 +26,7 @@ from pydantic import JsonValue
 
 from desktop.window_state import WindowState, load_state, save_state
 from tests.conftest import free_port, require_binary
-from tests.fake_openai import FakeOpenAI, Fault
+from tests.fake_openai import FakeOpenAI, Fault, Reply
 
 pytestmark = pytest.mark.slow
 
@@ -204,6 +204,17 @@ RECORD_PUSHES = """(() => {
   return true;
 })()"""
 
+OBSERVE_BUBBLE = """(() => {
+  window.__seen = [];
+  const messages = document.getElementById('messages');
+  new MutationObserver(() => {
+    const bubble = messages.querySelector('.message.assistant:last-child .bubble');
+    const text = bubble?.textContent.trim();
+    if (text && window.__seen[window.__seen.length - 1] !== text) window.__seen.push(text);
+  }).observe(messages, {childList: true, subtree: true, characterData: true});
+  return true;
+})()"""
+
 HOSTILE = 'Hello from the **desktop** <img src=x onerror="globalThis.pwned=1"> window'
 SHOWN = 'Hello from the desktop <img src=x onerror="globalThis.pwned=1"> window'
 
@@ -227,18 +238,17 @@ async def test_chat_streams_pairing_is_approved_and_the_window_is_remembered(
         assert await page.evaluate("document.querySelector('.message.user .bubble').textContent")
         assert await page.evaluate("typeof globalThis.pwned") == "undefined"
         assert await page.evaluate("document.querySelectorAll('#messages img').length") == 0
-        updates = await page.evaluate(
-            "window.__pushes.flat().filter(p => p.kind === 'stream'"
-            " && p.event.type === 'message_update').map(p => p.event.text)"
+        streamed = await page.evaluate(
+            "window.__pushes.flat().filter(p => p.kind === 'stream').map(p => p.event)"
         )
-        assert isinstance(updates, list)
-        assert len(updates) >= 2
-        assert updates[-1] == HOSTILE
-        assert all(isinstance(u, str) and HOSTILE.startswith(u) for u in updates)
-        kinds = await page.evaluate(
-            "window.__pushes.flat().filter(p => p.kind === 'stream').map(p => p.event.role || '')"
-        )
-        assert "user" not in kinds  # type: ignore[operator]
+        assert isinstance(streamed, list)
+        types = [e["type"] for e in streamed if isinstance(e, dict)]
+        assert types[:2] == ["agent_start", "message_start"]
+        assert types[-2:] == ["message_end", "agent_end"]
+        texts = [e["text"] for e in streamed if isinstance(e, dict) and "text" in e]
+        assert texts[-1] == HOSTILE
+        assert all(isinstance(t, str) and HOSTILE.startswith(t) for t in texts)
+        assert all(isinstance(e, dict) and e.get("role") != "user" for e in streamed)
 
         # 2. A browser asks the gateway for access; the window shows it; the owner approves.
         device = socketio.AsyncClient(reconnection=False)
@@ -277,18 +287,37 @@ async def test_chat_streams_pairing_is_approved_and_the_window_is_remembered(
     assert [d["label"] for d in devices] == ["Test tablet"]
 
 
-async def test_an_agent_error_shows_a_banner_and_ctl_shutdown_closes_the_window(
+async def test_a_reply_streams_into_the_dom_then_an_agent_error_shows_a_banner(
     display: str, data_dir: Path
 ) -> None:
     save_state(data_dir, WindowState(width=900, height=650, x=30, y=40))
+    chunks = ("Streaming ", "into ", "the ", "**window**", " now")
     async with FakeOpenAI() as provider:
-        provider.enqueue(Fault(401, "Incorrect API key provided"))
+        provider.enqueue(
+            Reply(chunks=chunks, chunk_delay=0.15), Fault(401, "Incorrect API key provided")
+        )
         env = {"OPENAI_BASE_URL": provider.base_url, "OPENAI_API_KEY": "sk-test-wrong"}
         async with desktop_window(display, data_dir, "--model", "openai:gpt-4o-mini", env=env) as (
             app,
             page,
         ):
             assert await page.evaluate("window.innerWidth") == 900
+            assert await page.evaluate(OBSERVE_BUBBLE)
+            await page.type_and_send("stream something")
+            final = await page.wait_for(
+                "document.querySelector('.message.assistant[data-final=\"true\"] .bubble')"
+                "?.textContent.trim()"
+            )
+            assert final == "Streaming into the window now"
+            seen = await page.evaluate("window.__seen")
+            assert isinstance(seen, list)
+            partial = [
+                t for t in seen if isinstance(t, str) and t != "Streaming into the window now"
+            ]
+            # The bubble showed the reply growing before it was final.
+            assert len(partial) >= 2
+            assert all("Streaming into the window now".startswith(t) for t in partial)
+
             await page.type_and_send("does the key work?")
             banner = await page.wait_for(
                 "!document.getElementById('banner').hidden"

@@ -192,13 +192,19 @@ class PairingPanel {
     const doc = this.doc;
     const root = doc.createElement("section");
     root.id = "pairing-requests";
-    root.className = "banner";
     root.setAttribute("aria-label", "Pairing requests");
+    // Styled through the CSSOM (the page's CSP allows no inline style markup).
     Object.assign(root.style, {
+      display: "flex",
       flexDirection: "column",
-      alignItems: "stretch",
+      gap: "8px",
+      width: "calc(100% - 40px)",
+      maxWidth: "820px",
+      margin: "12px auto 0",
+      padding: "12px 14px",
+      borderRadius: "10px",
       background: "var(--panel)",
-      borderColor: "var(--border)",
+      border: "1px solid color-mix(in srgb, var(--warn) 45%, var(--border))",
     });
     root.hidden = true;
     const anchor = doc.querySelector(".topbar");
@@ -216,15 +222,20 @@ class PairingPanel {
       row.className = "pairing-request";
       row.dataset.code = String(request.code);
       Object.assign(row.style, { display: "flex", alignItems: "center", gap: "10px" });
+      row.title = String(request.subject);
       const what = doc.createElement("span");
       const who = request.kind === "channel" ? "Chat user" : "Web device";
-      const code = String(request.code);
-      what.textContent = `${who} ${request.label || request.subject} (${request.subject}) asks for access · code ${code.slice(0, 4)}-${code.slice(4)}`;
+      what.textContent = `${who} “${request.label || request.subject}” asks for access`;
+      what.style.flex = "1";
+      const code = doc.createElement("code");
+      const text = String(request.code);
+      code.textContent = `${text.slice(0, 4)}-${text.slice(4)}`;
+      Object.assign(code.style, { whiteSpace: "nowrap", fontWeight: "600", letterSpacing: "1px" });
       const approve = this._button("Approve", "primary", () => this.transport.approve(request.code));
       approve.dataset.action = "approve";
       const deny = this._button("Deny", "stop", () => this.transport.deny(request.code));
       deny.dataset.action = "deny";
-      row.append(what, approve, deny);
+      row.append(what, code, approve, deny);
       return row;
     });
     const title = doc.createElement("strong");
