@@ -178,7 +178,10 @@ class HubLink:
     # -- the link ---------------------------------------------------------------------------
 
     def _new_client(self) -> socketio.AsyncClient:
-        client = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False)
+        # handle_sigint=False: signals belong to the process (graceful shutdown), not the client.
+        client = socketio.AsyncClient(
+            reconnection=False, logger=False, engineio_logger=False, handle_sigint=False
+        )
         client.on("receive", self._on_receive)
         client.on("devices", self._on_devices)
         client.on("send_error", self._on_send_error)
