@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 import socketio
+from aiohttp import web
 from pydantic import JsonValue
 
 from desktop.window_state import WindowState, load_state, save_state
@@ -127,6 +128,8 @@ async def desktop_window(
         "QT_QPA_PLATFORM": "xcb",
         "QTWEBENGINE_REMOTE_DEBUGGING": f"127.0.0.1:{devtools}",
         "AGENTHUB_LOG_LEVEL": "info",
+        # A link that would leave the window "opens in the system browser": here, a no-op.
+        "BROWSER": "true",
     }
     if os.geteuid() == 0:
         full_env["QTWEBENGINE_CHROMIUM_FLAGS"] = "--no-sandbox"
@@ -276,7 +279,38 @@ async def test_chat_streams_pairing_is_approved_and_the_window_is_remembered(
         finally:
             await device.disconnect()
 
-        # 3. Closing the window (SIGTERM) drains the hub and remembers the window.
+        # 3. The window never leaves the UI's origin: a navigation elsewhere is blocked
+        #    before any request goes out, and the UI comes back.
+        hits: list[str] = []
+
+        async def record(request: web.Request) -> web.Response:
+            hits.append(request.path)
+            return web.Response(text="<script>pywebview.api.pairing_list()</script>")
+
+        trap = web.Application()
+        trap.router.add_get("/{tail:.*}", record)
+        runner = web.AppRunner(trap)
+        await runner.setup()
+        trap_port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", trap_port).start()
+        try:
+            await page.evaluate(
+                f"setTimeout(() => {{ location.href = 'http://127.0.0.1:{trap_port}/steal'; }}, 0)"
+            )
+            await asyncio.sleep(1.0)
+            await page.wait_for(
+                "location.port !== '' && location.search === '?desktop=1'"
+                " && document.getElementById('conn')?.dataset.state === 'online'"
+            )
+            assert await page.evaluate(
+                "[...document.querySelectorAll('.message.assistant .bubble')]"
+                ".some(b => b.textContent.includes('desktop'))"
+            )
+        finally:
+            await runner.cleanup()
+        assert hits == []
+
+        # 4. Closing the window (SIGTERM) drains the hub and remembers the window.
         app.proc.send_signal(signal.SIGTERM)
         assert await app.exit_status() == 0
     assert (artifacts / "desktop-window.png").stat().st_size > 10_000
