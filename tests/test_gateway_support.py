@@ -202,6 +202,16 @@ def is_stream(event_type: str) -> Callable[[dict[str, JsonValue]], bool]:
     return match
 
 
+def reply_is(text: str) -> Callable[[dict[str, JsonValue]], bool]:
+    """Matches the stream frame of an assistant message_end with exactly `text`."""
+    is_end = is_stream("message_end")
+
+    def match(frame: dict[str, JsonValue]) -> bool:
+        return is_end(frame) and stream_of(frame).event.get("text") == text
+
+    return match
+
+
 def assistant_texts(history: HistoryAnswer) -> list[str]:
     return [
         e.text for e in history.entries if isinstance(e, MessageEntry) and e.role == "assistant"
