@@ -18,6 +18,7 @@ from hub.providers.compaction import (
     context_window_for,
     estimate_tokens,
 )
+from hub.providers.runtime import PydanticAIModel
 from hub.sessions import CompactionEntry, HistoryEntry, MessageEntry, SessionStore, ToolEntry
 from tests.fake_openai import FakeOpenAI, Fault, Reply, run_turn
 
@@ -140,19 +141,21 @@ async def test_compact_with_no_allowed_cut_removes_nothing() -> None:
 
 async def test_summary_of_the_removed_part_and_fallback_on_failure() -> None:
     context = conversation(20)
-    seen: list[int] = []
+    seen: list[tuple[int, str | None]] = []
 
-    async def summarize(entries: Sequence[HistoryEntry], max_tokens: int) -> str:
-        seen.append(len(entries))
+    async def summarize(
+        entries: Sequence[HistoryEntry], max_tokens: int, previous: str | None
+    ) -> str:
+        seen.append((len(entries), previous))
         return "they talked about words"
 
-    async def broken(entries: Sequence[HistoryEntry], max_tokens: int) -> str:
+    async def broken(entries: Sequence[HistoryEntry], max_tokens: int, previous: str | None) -> str:
         raise RuntimeError("summary model down")
 
     window = sum(map(estimate_tokens, context))
-    plan = await BudgetCompactor(window, summarize=summarize).compact(context, "full")
+    plan = await BudgetCompactor(window, summarize=summarize).compact(context, "full", "before")
     assert plan.summary == "they talked about words"
-    assert seen == [plan.removed]
+    assert seen == [(plan.removed, "before")]
     fallback = await BudgetCompactor(window, summarize=broken).compact(context, "full")
     assert fallback.summary is None
     assert fallback.removed == plan.removed
@@ -234,3 +237,15 @@ async def test_agent_compacts_without_summary_when_the_summary_fails(
     assert isinstance(entry, CompactionEntry)
     assert entry.summary is None
     await agent.close()
+
+
+async def test_model_summary_folds_in_the_previous_one(server: FakeOpenAI) -> None:
+    config = ModelConfig(spec="openai:gpt-test", openai_base_url=server.base_url)
+    model = build_model(config)
+    assert isinstance(model, PydanticAIModel)
+    server.enqueue(Reply(chunks=("  both parts  ",)))
+    summary = await model.summarize(conversation(2), 100, "they met on Monday")
+    assert summary == "both parts"
+    sent = str(server.requests[-1].messages)
+    assert "they met on Monday" in sent
+    assert "word word" in sent

@@ -41,7 +41,8 @@ _KNOWN_WINDOWS: tuple[tuple[str, int], ...] = (
 # Tokens a message costs beyond its text (role markers, separators).
 _PER_ENTRY_TOKENS = 4
 
-Summarizer = Callable[[Sequence[HistoryEntry], int], Awaitable[str]]
+# (removed entries, max tokens, the summary they already had) -> the new summary.
+Summarizer = Callable[[Sequence[HistoryEntry], int, str | None], Awaitable[str]]
 
 
 def context_window_for(model_name: str, configured: int | None = None) -> int:
@@ -96,7 +97,11 @@ class BudgetCompactor:
         share = round(100 * used / self.context_window)
         return f"context at {used} of {self.context_window} tokens ({share}%, {source})"
 
-    async def compact(self, context: Sequence[HistoryEntry], reason: str) -> CompactionPlan:
+    async def compact(
+        self, context: Sequence[HistoryEntry], reason: str, previous_summary: str | None = None
+    ) -> CompactionPlan:
+        """`previous_summary` (the last compaction's) is folded into the new summary, so what
+        was compacted earlier is not forgotten."""
         cut = self._cut(context)
         if cut == 0:
             return CompactionPlan(first_kept_id=None, removed=0, kept=len(context))
@@ -104,7 +109,8 @@ class BudgetCompactor:
         summary = None
         if self.summarize is not None:
             try:
-                summary = await self.summarize(removed, max(64, self.context_window // 10))
+                budget = max(64, self.context_window // 10)
+                summary = await self.summarize(removed, budget, previous_summary)
             except Exception as exc:
                 log.warning("compaction summary failed, compacting without one: %s", exc)
         return CompactionPlan(

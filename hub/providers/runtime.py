@@ -154,12 +154,17 @@ class PydanticAIModel:
             ),
         )
 
-    async def summarize(self, entries: Sequence[HistoryEntry], max_tokens: int) -> str:
-        """A short summary of `entries`, by this model (for compaction)."""
+    async def summarize(
+        self, entries: Sequence[HistoryEntry], max_tokens: int, previous: str | None = None
+    ) -> str:
+        """A short summary of `entries` (after the `previous` one), by this model."""
         agent: Agent[None, str] = Agent(self.model, instructions=SUMMARY_INSTRUCTIONS)
         settings: ModelSettings = {**(self.settings or {}), "max_tokens": max_tokens}
+        transcript = entries_text(entries)
+        if previous:
+            transcript = f"(Summary of what came before: {previous})\n{transcript}"
         try:
-            result = await agent.run(entries_text(entries), model_settings=settings)
+            result = await agent.run(transcript, model_settings=settings)
         except Exception as exc:
             raise to_model_error(exc, self.endpoint) from exc
         return result.output.strip()
