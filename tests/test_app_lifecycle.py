@@ -8,7 +8,7 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -64,12 +64,10 @@ async def start(env: dict[str, str]) -> tuple[Served, str]:
     return served, base
 
 
-async def wait_for(predicate: object, timeout: float = 20) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+async def wait_for(predicate: Callable[[], object]) -> None:
+    async with asyncio.timeout(20):
+        while not predicate():
+            await asyncio.sleep(0.02)
 
 
 async def test_sigterm_mid_run_finishes_the_turn_and_leaks_no_secret(
