@@ -65,8 +65,9 @@ async def start(env: dict[str, str]) -> tuple[Served, str]:
 
 
 async def wait_for(predicate: Callable[[], object]) -> None:
+    # Polling: the state lives in fake servers fed by another process, with no event to await.
     async with asyncio.timeout(20):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
 
