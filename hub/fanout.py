@@ -49,6 +49,7 @@ class EventChannel:
         self._items: deque[ReadItem] = deque()
         # The one consumer's pending `get`, woken by the next put (cheaper than asyncio.Event).
         self._waiter: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         # Queued updates by message id (the newest only), and the seqs of superseded ones.
         self._latest: dict[str, MessageUpdate] = {}
@@ -65,18 +66,18 @@ class EventChannel:
     def put(self, item: ReadItem) -> None:
         if self._closed:
             return
-        kind = type(item)
-        if kind is MessageUpdate or kind is MessageEnd:
-            assert isinstance(item, MessageUpdate | MessageEnd)
+        latest = None
+        if isinstance(item, (MessageUpdate, MessageEnd)):
             previous = self._latest.pop(item.message_id, None)
             if previous is not None:
                 self._stale.add(previous.seq)
+            if isinstance(item, MessageUpdate):
+                latest = item
         if len(self._items) >= self._limit and not self._coalesce():
             self._drop_oldest()
         self._items.append(item)
-        if kind is MessageUpdate:
-            assert isinstance(item, MessageUpdate)
-            self._latest[item.message_id] = item
+        if latest is not None:
+            self._latest[latest.message_id] = latest
         self._wake()
 
     def close(self) -> None:
@@ -112,7 +113,9 @@ class EventChannel:
             item = self.take_nowait()
             if item is not None or self._closed:
                 return item
-            self._waiter = asyncio.get_running_loop().create_future()
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._waiter = self._loop.create_future()
             await self._waiter
 
     def _take(self) -> ReadItem:
