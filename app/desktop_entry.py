@@ -47,6 +47,7 @@ def run_desktop(settings: Settings, *, with_gateway: bool) -> int:
 
     from app.cli import print_banner
     from app.compose import StartupError, build
+    from app.control_server import HubAlreadyRunningError
     from desktop.batcher import PushBatcher
     from desktop.bridge import DesktopApi, DesktopBridge, PageGate
     from desktop.config import DesktopConfig
@@ -76,8 +77,8 @@ def run_desktop(settings: Settings, *, with_gateway: bool) -> int:
     )
     try:
         host.start()
-    except StartupError as exc:
-        print(f"agenthub: {exc}", file=sys.stderr)
+    except (StartupError, HubAlreadyRunningError) as exc:
+        print(f"agenthub desktop: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
     gate = PageGate(batcher)

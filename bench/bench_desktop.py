@@ -39,7 +39,7 @@ OBSERVER = """(() => {
   window.__dom = [];
   const messages = document.getElementById('messages');
   new MutationObserver(() => {
-    const bubble = messages.querySelector('.message.assistant:last-child .bubble');
+    const bubble = [...messages.querySelectorAll('.message.assistant .bubble')].pop();
     if (bubble) window.__dom.push([performance.timeOrigin + performance.now(),
                                    (bubble.dataset.text || '').length]);
   }).observe(messages, {childList: true, subtree: true, characterData: true});

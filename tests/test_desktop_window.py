@@ -211,7 +211,7 @@ OBSERVE_BUBBLE = """(() => {
   window.__seen = [];
   const messages = document.getElementById('messages');
   new MutationObserver(() => {
-    const bubble = messages.querySelector('.message.assistant:last-child .bubble');
+    const bubble = [...messages.querySelectorAll('.message.assistant .bubble')].pop();
     const text = bubble?.textContent.trim();
     if (text && window.__seen[window.__seen.length - 1] !== text) window.__seen.push(text);
   }).observe(messages, {childList: true, subtree: true, characterData: true});
@@ -359,6 +359,18 @@ async def test_a_reply_streams_into_the_dom_then_an_agent_error_shows_a_banner(
             )
             assert "(auth)" in str(banner)
             assert await page.evaluate("document.getElementById('send').disabled") is False
+            second = await asyncio.to_thread(
+                subprocess.run,
+                [str(AGENTHUB), "desktop", "--data-dir", str(data_dir)],
+                env={**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert second.returncode == 1
+            assert "another agenthub is already running" in second.stderr
+            assert "Traceback" not in second.stderr
             stopped = await asyncio.to_thread(
                 subprocess.run,
                 [str(AGENTHUB), "ctl", "--data-dir", str(data_dir), "shutdown"],
