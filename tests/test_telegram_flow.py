@@ -53,7 +53,7 @@ async def test_long_reply_arrives_in_blocks_in_order_exactly_once(data_dir: Path
 
 
 async def test_reply_to_a_web_or_desktop_turn_never_reaches_the_chat(data_dir: Path) -> None:
-    async with telegram_rig(data_dir, ScriptedModel(pieces=3, delay=0.01)) as rig:
+    async with telegram_rig(data_dir, ScriptedModel(pieces=3, delay=0.2)) as rig:
         await rig.api.user_says("from telegram")
         await until(lambda: rig.agent.busy, "the telegram run")
         # Web writes while the Telegram turn runs: lastRoute still names Telegram.
@@ -94,8 +94,9 @@ async def test_typing_is_refreshed_during_a_run_and_stops_when_it_ends(data_dir:
         await rig.settle()
         assert rig.manager.typing_chats() == set()
         count = len(rig.api.chat_actions)
-        await asyncio.sleep(0.3)
-        assert len(rig.api.chat_actions) == count
+        await asyncio.sleep(0.3)  # six refresh intervals
+        # At most one request that was already on the wire when the run ended may land.
+        assert len(rig.api.chat_actions) <= count + 1
         assert all(action == "typing" for _, action, _ in rig.api.chat_actions)
 
 
