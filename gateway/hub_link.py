@@ -7,9 +7,9 @@
   run id, or the reason it was refused.
 - One consumer per agent over `agent.read()` turns events (filtered by `hub.filters.forward`
   for "web") into `stream` frames for every connected client device: all client devices are
-  the owner's, so every open tab sees every reply (until the first presence push after linking,
-the device that wrote last).
-  `seq` counts the frames of one stream (the run) sent to one device, from 0.
+  the owner's, so every open tab sees every reply; the device that wrote last is always included.
+  `seq` counts the frames of one stream (the run), from 0, the same for every device, so a
+  device that missed frames (or joined mid-stream) sees a jump.
 - `message_update` carries the full text, so updates of one message are coalesced: the first
   goes at once, later ones at most one per `coalesce_window`; `message_end` supersedes them.
 - A send failure is logged and the frame dropped: the consumer never dies and never buffers
@@ -111,7 +111,7 @@ class HubLink:
         self._token = token
         # None until the gateway's first `devices` push says who is connected.
         self._clients: set[str] | None = None
-        self._seqs: dict[tuple[str, str], int] = {}
+        self._seqs: dict[str, int] = {}
         self._frame_prefix = secrets.token_hex(4)
         self._frame_counter = 0
         self._client: socketio.AsyncClient | None = None
@@ -248,7 +248,11 @@ class HubLink:
             error = SendError.model_validate(data)
         except ValidationError:
             return
-        log.info("gateway refused frame %s: %s %s", error.message_id, error.code, error.message)
+        # A device that left mid-stream makes DEVICE_NOT_FOUND routine, not news.
+        level = logging.DEBUG if error.code == "DEVICE_NOT_FOUND" else logging.WARNING
+        log.log(
+            level, "gateway refused frame %s: %s %s", error.message_id, error.code, error.message
+        )
 
     async def _emit(self, frame: BaseModel) -> bool:
         """Send one frame; False (and dropped) when the link is down or the send fails."""
@@ -382,23 +386,27 @@ class HubLink:
     # -- outgoing streams -------------------------------------------------------------------
 
     def _targets(self, agent_id: str) -> set[str]:
-        if self._clients is not None:
-            return self._clients
-        # Presence not known yet (just linked): at least the device that wrote last.
+        # Every connected client device, and always the one that wrote last (presence pushes
+        # are debounced, so a device may write before the hub hears it connected).
+        targets = set(self._clients or ())
         sender = self.agent_senders.get(agent_id)
-        return {sender} if sender is not None else set()
+        if sender is not None:
+            targets.add(sender)
+        return targets
 
     async def _send_event(self, agent_id: str, stream_id: str, event: dict[str, JsonValue]) -> None:
+        # One count per stream, the same for every device: a device that joins mid-stream
+        # sees a first seq above 0 and knows it missed the beginning.
+        seq = self._seqs.get(stream_id, 0)
+        self._seqs[stream_id] = seq + 1
+        payload = StreamPayload(agent_id=agent_id, stream_id=stream_id, seq=seq, event=event)
         for target in sorted(self._targets(agent_id)):
-            key = (target, stream_id)
-            seq = self._seqs.get(key, 0)
-            self._seqs[key] = seq + 1
             frame = make_frame(
                 StreamFrame,
                 frame_id=self._frame_id(),
                 sender=self.device_id,
                 to=target,
-                payload=StreamPayload(agent_id=agent_id, stream_id=stream_id, seq=seq, event=event),
+                payload=payload,
             )
             await self._emit(frame)
         if len(self._seqs) > MAX_TRACKED_STREAMS:
@@ -407,8 +415,7 @@ class HubLink:
                 del self._seqs[key]
 
     def _end_stream(self, stream_id: str) -> None:
-        for key in [k for k in self._seqs if k[1] == stream_id]:
-            del self._seqs[key]
+        self._seqs.pop(stream_id, None)
 
     async def _consume(self, agent: AsyncAgent) -> None:
         """Forward one agent's read() stream for as long as the link runs."""

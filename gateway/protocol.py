@@ -44,9 +44,9 @@ class MessagePayload(WireModel):
 
 
 class StreamPayload(WireModel):
-    """One agent event for one device. `seq` counts frames of `stream_id` sent to that device
-    (0, 1, 2, …), so the device sees a gap as a jump. `event` is an agent event as JSON, or a
-    `read_gap` notice (the hub itself missed events: refetch history)."""
+    """One agent event for one device. `seq` counts the frames of `stream_id` (0, 1, 2, …, the
+    same for every device), so a device that missed some sees a jump. `event` is an agent
+    event as JSON, or a `read_gap` notice (the hub itself missed events: refetch history)."""
 
     agent_id: str
     stream_id: str

@@ -48,7 +48,7 @@ async def test_every_client_device_of_the_owner_sees_the_reply(data_dir: Path) -
     async with running_stack(data_dir) as stack:
         sender = await connect_client(stack.url, stack.hub, "laptop")
         other = await connect_client(stack.url, stack.hub, "phone")
-        await asyncio.sleep(0.3)  # the hub learns the second device from the devices push
+        await eventually(lambda: {sender.device_id, other.device_id} <= stack.link.clients)
         await sender.message("for both tabs")
         for device in (sender, other):
             end = stream_of(await device.next_frame(is_stream("message_end")))
