@@ -170,8 +170,10 @@ async def test_dm_policies(
     async with telegram_rig(
         data_dir, ScriptedModel(), dm_policy=policy, allowed_users=allowed
     ) as rig:
-        for user in answered + ignored:
+        for user in ignored + answered:
             await rig.api.user_says(f"hi from {user}", chat_id=user)
+        total = len(ignored + answered)
+        await until(lambda: rig.plugin.updates_received == total, "every update handled")
         for user in answered:
             await until(partial(_has_reply, rig.api, user), f"reply to {user}")
         await rig.settle()

@@ -74,6 +74,7 @@ class TelegramPlugin:
         self.limiter = RateLimiter(config.rate_limits)
         self.poll_restarts = 0
         self.conflicts = 0
+        self.updates_received = 0
         self._app: TelegramApp | None = None
         self._poll_request: TrackingRequest | None = None
         self._sender: ReliableSender | None = None
@@ -345,6 +346,7 @@ class TelegramPlugin:
             log.info("telegram: update %d seen before; ignored", update.update_id)
             return
         self._seen[update.update_id] = None
+        self.updates_received += 1
         if len(self._seen) > DEDUPE_SIZE:
             self._seen.popitem(last=False)
         app = self._app
