@@ -9,6 +9,7 @@ import pytest
 import socketio
 
 from gateway.protocol import StreamPayload
+from hub.echo import EchoModel
 from tests.test_gateway_support import (
     GATEWAY_TOKEN,
     connect_client,
@@ -227,3 +228,18 @@ async def test_hubs_hear_device_presence(data_dir: Path) -> None:
         assert seen == {"hub"}
         await client.close()
         await eventually(lambda: not stack.link.clients)
+
+
+async def test_a_device_joining_mid_stream_sees_the_gap(data_dir: Path) -> None:
+    async with running_stack(
+        data_dir, model_factory=lambda: EchoModel(pieces=60, delay=0.03)
+    ) as stack:
+        writer = await connect_client(stack.url, stack.hub, "laptop")
+        await writer.message("a long streaming reply " * 10)
+        await writer.next_frame(is_stream("message_update"))
+        late = await connect_client(stack.url, stack.hub, "phone")
+        first = stream_of(await late.next_frame(lambda f: f["action"] == "stream"))
+        assert first.seq > 0  # it missed the beginning: it must refetch history
+        await late.next_frame(reply_is("a long streaming reply " * 10))
+        await writer.close()
+        await late.close()
