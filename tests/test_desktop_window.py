@@ -253,6 +253,19 @@ async def test_chat_streams_pairing_is_approved_and_the_window_is_remembered(
         assert all(isinstance(t, str) and HOSTILE.startswith(t) for t in texts)
         assert all(isinstance(e, dict) and e.get("role") != "user" for e in streamed)
 
+        # Any text survives both directions of the bridge exactly (pywebview's return path too).
+        nasty = "q'\"` \\ \u2028 \u2029 </script><!-- ${x} \n\t 🎉"
+        sent = await page.evaluate(f"pywebview.api.send('main', {json.dumps(nasty)})")
+        assert isinstance(sent, dict)
+        assert sent["ok"] is True
+        await page.wait_for(
+            "document.querySelectorAll('.message.assistant[data-final=\"true\"]').length === 2"
+        )
+        stored = await page.evaluate(
+            "pywebview.api.history('main', 10).then(r => r.payload.entries.map(e => e.text))"
+        )
+        assert stored == [HOSTILE, HOSTILE, nasty, nasty]
+
         # 2. A browser asks the gateway for access; the window shows it; the owner approves.
         device = socketio.AsyncClient(reconnection=False)
         paired: asyncio.Queue[JsonValue] = asyncio.Queue()
