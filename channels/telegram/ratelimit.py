@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -43,9 +43,16 @@ class _Window:
 
 
 class RateLimiter:
-    def __init__(self, limits: RateLimits, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limits: RateLimits,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.limits = limits
         self._clock = clock
+        self._sleep = sleep
         self._global = _Window(1.0, max(1, int(limits.global_per_second)))
         self._chat_free_at: dict[str, float] = {}
         self._groups: dict[str, _Window] = {}
@@ -70,7 +77,7 @@ class RateLimiter:
         """Hold a slot for one message to `chat_id` while it is sent (waits for one first)."""
         while (wait := self._wait_for(chat_id, group, self._clock())) > 0:
             self.waited += wait
-            await asyncio.sleep(wait)
+            await self._sleep(wait)
         windows = [self._global, self._group(chat_id)] if group else [self._global]
         for window in windows:
             window.in_flight += 1
