@@ -593,8 +593,10 @@ class AsyncAgent:
             )
         )
         removed = kept = 0
+        last = self.session.last_compaction()
+        previous = last.summary if last is not None else None
         try:
-            plan = await self.compactor.compact(context, reason)
+            plan = await self.compactor.compact(context, reason, previous_summary=previous)
             removed, kept = plan.removed, plan.kept
         except Exception:
             log.exception("agent %s: compaction failed; context left as it was", self.agent_id)
@@ -617,7 +619,8 @@ class AsyncAgent:
             removed=plan.removed,
             kept=plan.kept,
             reason=reason,
-            summary=plan.summary,
+            # Without a new summary the previous one still stands for what came before.
+            summary=plan.summary if plan.summary is not None else previous,
         )
         try:
             await self._persist_then_emit(entry, end)

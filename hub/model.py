@@ -89,4 +89,9 @@ class Compactor(Protocol):
         """Why to compact now, or None to leave the context as it is."""
         ...
 
-    async def compact(self, context: Sequence[HistoryEntry], reason: str) -> CompactionPlan: ...
+    async def compact(
+        self, context: Sequence[HistoryEntry], reason: str, previous_summary: str | None = None
+    ) -> CompactionPlan:
+        """Plan the cut. `previous_summary` (the last compaction's) stands for what was removed
+        before; fold it into the new summary so it is not forgotten."""
+        ...

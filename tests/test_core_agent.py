@@ -904,26 +904,35 @@ async def test_new_session_waits_for_the_run_and_keeps_seq_increasing(data_dir: 
 
 
 class HalvingCompactor:
-    """Compacts whenever the context holds more than four entries, keeping the last two."""
+    """Compacts whenever the context holds more than four entries, keeping the last two; its
+    summary counts compactions and folds in the previous one."""
 
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
+        self.previous: list[str | None] = []
 
     def reason(self, context: Sequence[HistoryEntry], usage: UsageReport | None) -> str | None:
         return "more than four entries" if len(context) > 4 else None
 
-    async def compact(self, context: Sequence[HistoryEntry], reason: str) -> CompactionPlan:
+    async def compact(
+        self, context: Sequence[HistoryEntry], reason: str, previous_summary: str | None = None
+    ) -> CompactionPlan:
+        self.previous.append(previous_summary)
         if self.fail:
             raise RuntimeError("summariser down")
+        summary = f"summary {len(self.previous)}" + (
+            f" after ({previous_summary})" if previous_summary else ""
+        )
         return CompactionPlan(
-            first_kept_id=context[-2].id, removed=len(context) - 2, kept=2, summary="earlier: hi"
+            first_kept_id=context[-2].id, removed=len(context) - 2, kept=2, summary=summary
         )
 
 
 @pytest.mark.parametrize("fail", [False, True], ids=["ok", "failing"])
 async def test_compaction_runs_before_agent_end(data_dir: Path, fail: bool) -> None:
     model = ScriptedModel()
-    agent = AsyncAgent("main", model, SessionStore(data_dir), compactor=HalvingCompactor(fail=fail))
+    compactor = HalvingCompactor(fail=fail)
+    agent = AsyncAgent("main", model, SessionStore(data_dir), compactor=compactor)
     recorder = Recorder()
     agent.subscribe(recorder)
     for n in range(3):
@@ -950,8 +959,15 @@ async def test_compaction_runs_before_agent_end(data_dir: Path, fail: bool) -> N
         ]
         agent.write("after compaction")
         await recorder.until_runs_end(4)
-        assert model.turns[-1].summary == "earlier: hi"
+        assert model.turns[-1].summary == "summary 1"
         assert len(model.turns[-1].context) == 2
+        # The next compaction folds the first one's summary into its own.
+        agent.write("and once more")
+        await recorder.until_runs_end(5)
+        assert compactor.previous == [None, "summary 1"]
+        last = agent.session.last_compaction()
+        assert last is not None
+        assert last.summary == "summary 2 after (summary 1)"
     await agent.close()
 
 
