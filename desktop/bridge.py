@@ -97,8 +97,8 @@ class DesktopBridge:
         return self._loop
 
     async def start(self) -> None:
-        self._loop = loop = asyncio.get_running_loop()
-        self.batcher.on_delivered = lambda: loop.call_soon_threadsafe(self._room.set)
+        self._loop = asyncio.get_running_loop()
+        self.batcher.on_delivered = self._wake_producers
         self._unlisten = self.hub.access.listen(self._on_access_change)
         self._watcher = self._loop.create_task(self._watch_pairing(), name="desktop:pairing")
 
@@ -197,7 +197,15 @@ class DesktopBridge:
 
     def _on_access_change(self, what: str, payload: Decision | DeviceRecord) -> None:
         # Listeners may be told from another thread; the event belongs to the loop.
-        self.loop.call_soon_threadsafe(self._pairing_changed.set)
+        self._on_loop(self._pairing_changed.set)
+
+    def _wake_producers(self) -> None:
+        """The batcher delivered a script (on its thread): a held-back subscriber may go on."""
+        self._on_loop(self._room.set)
+
+    def _on_loop(self, callback: Callable[[], object]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop already closed: nobody waits
+            self.loop.call_soon_threadsafe(callback)
 
     async def _watch_pairing(self) -> None:
         shown: list[str] | None = None
