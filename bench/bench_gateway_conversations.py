@@ -73,13 +73,13 @@ async def step(
     return percentile(latencies, 99) * 1000
 
 
-async def capacity(kind: Kind) -> tuple[int, dict[int, float]]:
+async def capacity(kind: Kind) -> tuple[int, dict[int, tuple[float, float]]]:
     latencies: list[float] = []
 
     def on_receive(frame: dict[str, JsonValue]) -> None:
         latencies.append(time.perf_counter() - sent_at(frame))
 
-    seen: dict[int, float] = {}
+    seen: dict[int, tuple[float, float]] = {}
     best = 0
     async with server(kind, max(STEPS)) as srv:
         hubs = [await connect(srv.url, hub_auth(kind, f"hub-{i}")) for i in range(HUBS)]
@@ -93,8 +93,10 @@ async def capacity(kind: Kind) -> tuple[int, dict[int, float]]:
                         for d in wanted[batch : batch + 50]
                     )
                 )
+            cpu = srv.cpu_seconds()
             p99 = await step(hubs, [d[0] for d in srv.ready.devices[:count]], latencies)
-            seen[count] = p99
+            frames = count * int(SECONDS * FRAMES_PER_SECOND)
+            seen[count] = (p99, (srv.cpu_seconds() - cpu) / frames * 1e6)
             if p99 > LIMIT_MS:
                 break
             best = count
@@ -106,7 +108,9 @@ async def main() -> None:
     bare, bare_seen = await capacity("bare")
     ours, our_seen = await capacity("gateway")
     for kind, seen in (("baseline", bare_seen), ("agenthub", our_seen)):
-        steps = ", ".join(f"{n}: {p:.0f} ms" for n, p in seen.items())
+        steps = ", ".join(
+            f"{n}: {p:.0f} ms ({cpu:.0f} us CPU/frame)" for n, (p, cpu) in seen.items()
+        )
         print(f"{kind} p99 added latency by conversations: {steps}")
     report(
         f"conversations at 50 tokens/s ({FRAMES_PER_SECOND} frames/s) with p99 < 100 ms",
