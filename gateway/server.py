@@ -19,9 +19,10 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, cast
+from typing import NoReturn, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import socketio
 from aiohttp import web
@@ -145,7 +146,7 @@ class GatewayServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._devices_push: asyncio.TimerHandle | None = None
         self._runner: web.AppRunner | None = None
-        self._unlisten: Any = None
+        self._unlisten: Callable[[], None] | None = None
         self._listening = False
         self.port = config.port
         self.sio.on("connect", self._on_connect)
@@ -193,7 +194,9 @@ class GatewayServer:
             if pubsub is not None and pubsub.subscribed:
                 return
             await asyncio.sleep(0.025)
-        raise RuntimeError(f"could not subscribe to Redis at {self.config.redis_url}")
+        raise RuntimeError(
+            f"could not subscribe to Redis at {_without_password(self.config.redis_url)}"
+        )
 
     async def stop(self) -> None:
         """Tell every socket the node is going away, disconnect them, and close."""
@@ -545,7 +548,7 @@ class GatewayServer:
             await self.sio.disconnect(sid)
         log.info("revoked device %s: %d sockets disconnected", device_id, len(sids))
 
-    def _spawn(self, work: Coroutine[Any, Any, None] | Awaitable[None]) -> None:
+    def _spawn(self, work: Awaitable[None]) -> None:
         async def run() -> None:
             try:
                 await work
@@ -555,6 +558,13 @@ class GatewayServer:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _without_password(url: str | None) -> str:
+    parts = urlsplit(url or "")
+    if parts.password is None:
+        return url or ""
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":****@")))
 
 
 def _refuse(code: str, message: str) -> NoReturn:
