@@ -248,8 +248,12 @@ async def serve(settings: Settings, mode: Mode) -> int:
     try:
         await runtime.start()
     except StartupError as exc:
-        print(f"agenthub: {exc}", file=sys.stderr)
+        print(f"agenthub: {logs.mask_secrets(str(exc), settings.secrets())}", file=sys.stderr)
         return EXIT_FAILED
+    except ConfigError as exc:
+        message = logs.mask_secrets(str(exc), settings.secrets())
+        print(f"agenthub: bad configuration:\n{message}", file=sys.stderr)
+        return EXIT_USAGE
     print_banner(runtime)
     await runtime.stop_requested.wait()
     await runtime.shutdown()

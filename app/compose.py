@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from app.config import ConfigError, Settings, env_name
 from app.control_handlers import ControlContext, build_handlers
 from app.control_protocol import ConnectedDevice
-from app.control_server import ControlServer
+from app.control_server import ControlServer, HubAlreadyRunningError
 from hub.access import AccessStore
 from hub.health import HealthRegistry, SubsystemHealth
 from hub.hub import Hub
@@ -60,6 +60,8 @@ class Runtime:
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     gateway: GatewayServer | None = None
     link: HubLink | None = None
+    # Start-up failures that mean the configuration is wrong (exit 2), not the machine.
+    config_errors: tuple[type[Exception], ...] = ()
     _started: list[Service] = field(default_factory=list)
 
     async def connected_devices(self) -> list[ConnectedDevice]:
@@ -80,6 +82,12 @@ class Runtime:
         for service in self.services:
             try:
                 await service.start()
+            except HubAlreadyRunningError as exc:
+                await self.stop_services()
+                raise StartupError(str(exc)) from exc
+            except self.config_errors as exc:
+                await self.stop_services()
+                raise ConfigError(f"{service.name}: {exc}") from exc
             except OSError as exc:
                 await self.stop_services()
                 raise StartupError(f"{service.name} could not start: {exc}") from exc
@@ -250,7 +258,7 @@ def _add_hub_link(runtime: Runtime, hub: Hub, url: str, token: str) -> None:
 
 def _add_telegram(runtime: Runtime, hub: Hub) -> None:
     from channels.manager import ChannelManager
-    from channels.telegram import TelegramConfig, TelegramPlugin
+    from channels.telegram import TelegramConfig, TelegramPlugin, TelegramStartError
 
     settings = runtime.settings
     assert settings.telegram_bot_token is not None
@@ -282,6 +290,7 @@ def _add_telegram(runtime: Runtime, hub: Hub) -> None:
             )
         plugin.attach_webhook(runtime.gateway.app)
         how = f"webhook at {plugin.webhook_path}"
+    runtime.config_errors += (TelegramStartError,)
     manager = ChannelManager(hub)
     manager.register(plugin)
     runtime.services.append(manager)

@@ -12,25 +12,29 @@ FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 MASK = "**********"
 
 
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret (longest first) replaced by a mask."""
+    # Short values would mask ordinary words; real tokens are long.
+    for secret in sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
 class RedactSecrets(logging.Filter):
     """Replace each secret in a record's final message (and traceback) with a mask."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        # Short values would mask ordinary words; real tokens are long.
-        self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        self._secrets = list(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self._secrets:
             return True
-        message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        for secret in self._secrets:
-            message = message.replace(secret, MASK)
-            if record.exc_text:
-                record.exc_text = record.exc_text.replace(secret, MASK)
-        record.msg, record.args = message, None
+        if record.exc_text:
+            record.exc_text = mask_secrets(record.exc_text, self._secrets)
+        record.msg, record.args = mask_secrets(record.getMessage(), self._secrets), None
         return True
 
 

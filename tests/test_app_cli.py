@@ -133,3 +133,15 @@ def test_doctor_flags_an_open_data_dir(data_dir: Path) -> None:
     result = run_cli("doctor", env=clean_env(data_dir, AGENTHUB_PORT=str(free_port())))
     assert result.returncode == 1
     assert "chmod 700" in result.stdout
+
+
+def test_second_hub_on_the_same_data_dir_is_refused(data_dir: Path) -> None:
+    served = Served("serve", clean_env(data_dir, AGENTHUB_PORT=str(free_port())))
+    try:
+        served.wait_for_output(r"control: agenthub ctl status")
+        second = run_cli("serve", env=clean_env(data_dir, AGENTHUB_PORT=str(free_port())))
+        assert second.returncode == 1
+        assert "another agenthub is already running" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        served.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_process import Served, clean_env, http_get, wait_healthy
+from tests.cli_process import Served, clean_env, http_get, run_cli, wait_healthy
 from tests.conftest import free_port
 from tests.fake_bot_api import FakeBotApi
 from tests.fake_openai import FakeOpenAI, Reply
@@ -35,19 +35,18 @@ async def fakes() -> AsyncIterator[tuple[FakeOpenAI, FakeBotApi]]:
 
 
 def serve_env(data_dir: Path, model: FakeOpenAI, bot: FakeBotApi, **extra: str) -> dict[str, str]:
-    return clean_env(
-        data_dir,
-        AGENTHUB_PORT=str(free_port()),
-        AGENTHUB_MODEL="openai:fake-model",
-        AGENTHUB_LOG_LEVEL="debug",
-        AGENTHUB_GATEWAY_TOKEN=GATEWAY_TOKEN,
-        OPENAI_BASE_URL=model.base_url,
-        OPENAI_API_KEY=OPENAI_KEY,
-        TELEGRAM_BOT_TOKEN=BOT_TOKEN,
-        TELEGRAM_API_BASE_URL=bot.base_url,
-        TELEGRAM_DM_POLICY="open",
-        **extra,
-    )
+    settings = {
+        "AGENTHUB_PORT": str(free_port()),
+        "AGENTHUB_MODEL": "openai:fake-model",
+        "AGENTHUB_LOG_LEVEL": "debug",
+        "AGENTHUB_GATEWAY_TOKEN": GATEWAY_TOKEN,
+        "OPENAI_BASE_URL": model.base_url,
+        "OPENAI_API_KEY": OPENAI_KEY,
+        "TELEGRAM_BOT_TOKEN": BOT_TOKEN,
+        "TELEGRAM_API_BASE_URL": bot.base_url,
+        "TELEGRAM_DM_POLICY": "open",
+    }
+    return clean_env(data_dir, **(settings | extra))
 
 
 def transcript(data_dir: Path) -> list[dict[str, object]]:
@@ -143,3 +142,14 @@ async def test_second_signal_exits_at_once(
         assert await asyncio.to_thread(served.wait_exit, 5) == 130
     finally:
         served.stop()
+
+
+async def test_a_refused_bot_token_exits_2(
+    data_dir: Path, fakes: tuple[FakeOpenAI, FakeBotApi]
+) -> None:
+    model, bot = fakes
+    env = serve_env(data_dir, model, bot, TELEGRAM_BOT_TOKEN="999:not-the-right-token")
+    result = await asyncio.to_thread(run_cli, "serve", env=env)
+    assert result.returncode == 2, result.stderr
+    assert "bad configuration" in result.stderr and "channels" in result.stderr
+    assert "not-the-right-token" not in result.stdout + result.stderr
