@@ -247,7 +247,7 @@ async def relay(kind: Kind) -> RelayResult:
         await asyncio.sleep(0.5)
 
         # Throughput: 64 frames in flight.
-        total = expected = 4000
+        total = expected = 3000
         cpu0, t0 = srv.cpu_seconds(), time.perf_counter()
         for i in range(total):
             await window.acquire()
@@ -262,7 +262,7 @@ async def relay(kind: Kind) -> RelayResult:
         received = 0
         windowed = False
         all_in.clear()
-        rate, seconds = LATENCY_RATE, 3.0
+        rate, seconds = LATENCY_RATE, 5.0
         start = time.perf_counter()
         count = expected = int(rate * seconds)
         for i in range(count):
