@@ -1,13 +1,13 @@
-// The page's entry point: the chat UI over a transport.
-//
-// The transport is chosen by the page's `?transport=NAME` query (default: gateway), which loads
-// `./transport-NAME.js`; that module exports `createTransport()` returning a Transport (see
-// ui.js). The browser uses the gateway; the desktop window loads this same page with its own.
+// The page's entry point: the chat UI over a transport (see the interface in ui.js).
+// The browser uses the gateway; the desktop window loads this same page as
+// index.html?desktop=1 (desktop/static.py) and gets its bridge transport.
 //
 // A pairing code arrives in the URL fragment (#pair=CODE), which browsers never send to a
 // server; it is removed from the address bar before anything else runs.
 
 import { ChatUI } from "./ui.js";
+import { GatewayTransport } from "./transport-gateway.js";
+import { DesktopTransport } from "./transport-desktop.js";
 
 function takePairCode() {
   const params = new URLSearchParams(location.hash.slice(1));
@@ -17,8 +17,6 @@ function takePairCode() {
 }
 
 const pairCode = takePairCode();
-const name = new URLSearchParams(location.search).get("transport") || "gateway";
-if (!/^[a-z]+$/.test(name)) throw new Error(`bad transport name: ${name}`);
-const { createTransport } = await import(`./transport-${name}.js`);
-const ui = new ChatUI(document, createTransport());
+const desktop = new URLSearchParams(location.search).has("desktop");
+const ui = new ChatUI(document, desktop ? new DesktopTransport() : new GatewayTransport());
 ui.start({ pairCode });

@@ -284,8 +284,3 @@ export class GatewayTransport {
     return { requestCode: result.requestCode };
   }
 }
-
-/** The browser's transport: the gateway this page was served from. */
-export function createTransport() {
-  return new GatewayTransport();
-}

@@ -1,6 +1,6 @@
 // The chat UI, shared by the browser (gateway transport) and the desktop window (its bridge
-// transport; app.js picks one by the page's `?transport=` query). It talks to the agent only
-// through a Transport object:
+// transport; app.js picks it when the page is loaded as index.html?desktop=1). It talks to the
+// agent only through a Transport object:
 //
 //   transport.connect(): Promise<void>           start; keep the connection up by itself
 //   transport.onEvent(({agentId, streamId, event}) => …)
