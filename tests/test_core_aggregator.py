@@ -328,10 +328,16 @@ async def test_idle_flush_sends_below_min_at_a_safe_break() -> None:
 
 async def test_idle_flush_never_cuts_inside_a_fence() -> None:
     blocks: list[Block] = []
-    aggregator = MessageAggregator(blocks.append, min_chars=500, max_chars=1000, idle_flush=0.01)
+    arrived = asyncio.Event()
+
+    def on_block(block: Block) -> None:
+        blocks.append(block)
+        arrived.set()
+
+    aggregator = MessageAggregator(on_block, min_chars=500, max_chars=1000, idle_flush=0.01)
     aggregator.push("Intro.\n```py\nx = 1\n")
-    for _ in range(100):  # let the idle timer fire (and re-arm) several times
-        await asyncio.sleep(0.002)
+    await asyncio.wait_for(arrived.wait(), 5)
+    aggregator.flush()  # idle again: the open fence still holds
     assert [b.text for b in blocks] == ["Intro.\n"]
     aggregator.push("```\n")
     aggregator.finish()
