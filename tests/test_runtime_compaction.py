@@ -249,3 +249,24 @@ async def test_model_summary_folds_in_the_previous_one(server: FakeOpenAI) -> No
     sent = str(server.requests[-1].messages)
     assert "they met on Monday" in sent
     assert "word word" in sent
+
+
+async def test_second_compaction_summary_carries_the_first(
+    server: FakeOpenAI, data_dir: Path
+) -> None:
+    agent = compacting_agent(server, data_dir)
+    for round_number in range(2):
+        for number in range(8):
+            await run_turn(agent, f"round {round_number} question {number}")
+        server.enqueue(
+            Reply(chunks=("full",), prompt_tokens=1_900),
+            Reply(chunks=(f"summary {round_number}",)),
+        )
+        events = await run_turn(agent, f"round {round_number} last")
+        assert any(isinstance(e, CompactionEnd) and e.removed for e in events)
+    second_summary_request = str(server.requests[-1].messages)
+    assert "summary 0" in second_summary_request
+    entry = agent.session.last_compaction()
+    assert isinstance(entry, CompactionEntry)
+    assert entry.summary == "summary 1"
+    await agent.close()
