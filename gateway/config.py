@@ -26,6 +26,7 @@ class GatewayConfig(BaseModel):
     hub_burst: int = Field(default=2000, ge=1)
     pair_attempts_per_minute: int = Field(default=6, ge=1)
     max_pairing_sockets: int = Field(default=100, ge=1)
+    max_pairing_sockets_per_address: int = Field(default=4, ge=1)
     max_connections_per_device: int = Field(default=8, ge=1)
     ping_interval: float = Field(default=15.0, gt=0)
     ping_timeout: float = Field(default=10.0, gt=0)

@@ -96,6 +96,7 @@ class _Conn:
 @dataclass(slots=True)
 class _Pairing:
     bucket: TokenBucket
+    address: str
     waiting_for: str | None = None
 
 
@@ -325,10 +326,15 @@ class GatewayServer:
                 _refuse("TOO_MANY_CONNECTIONS", "this device has too many open connections")
             await self._register(sid, creds.device_id, "client", self._label(creds.device_id))
         else:
-            if len(self._pairing) >= self.config.max_pairing_sockets:
+            address = _peer_address(environ)
+            same_address = sum(1 for p in self._pairing.values() if p.address == address)
+            if (
+                len(self._pairing) >= self.config.max_pairing_sockets
+                or same_address >= self.config.max_pairing_sockets_per_address
+            ):
                 _refuse("RATE_LIMITED", "too many devices are pairing; try again later")
             per_minute = self.config.pair_attempts_per_minute
-            self._pairing[sid] = _Pairing(TokenBucket(per_minute / 60.0, per_minute))
+            self._pairing[sid] = _Pairing(TokenBucket(per_minute / 60.0, per_minute), address)
             self._after_connect(sid, Registered(device_id=None, role="pairing", node=self.node_id))
 
     def _label(self, device_id: str) -> str:
@@ -558,6 +564,13 @@ class GatewayServer:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _peer_address(environ: dict[str, object]) -> str:
+    """The socket's remote address (behind a reverse proxy, the proxy's)."""
+    request = environ.get("aiohttp.request")
+    remote = request.remote if isinstance(request, web.BaseRequest) else None
+    return remote or "unknown"
 
 
 def _without_password(url: str | None) -> str:

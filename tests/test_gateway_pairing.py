@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -119,8 +120,10 @@ async def test_registered_devices_cannot_pair_again_and_bad_pair_input_is_refuse
         await pairing.close()
 
 
-async def test_too_many_pairing_sockets_are_refused(data_dir: Path) -> None:
-    async with running_stack(data_dir, max_pairing_sockets=2) as stack:
+@pytest.mark.parametrize("limit", ["max_pairing_sockets", "max_pairing_sockets_per_address"])
+async def test_too_many_pairing_sockets_are_refused(data_dir: Path, limit: str) -> None:
+    options: dict[str, Any] = {limit: 2}
+    async with running_stack(data_dir, **options) as stack:
         first = await connect_device(stack.url, None)
         second = await connect_device(stack.url, None)
         with pytest.raises(socketio.exceptions.ConnectionError, match="RATE_LIMITED"):
