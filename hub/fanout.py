@@ -13,8 +13,9 @@ Either way, a subscriber that raises keeps receiving the next events.
 
 Overflow policy, when a consumer is `limit` items behind:
 1. Coalesce: drop every queued `message_update` that a later update or `message_end` of the
-   same message (queued, or the one arriving) supersedes. Those carry the full text so far, so nothing a reader shows
-   is lost (the reader sees a jump in `seq` between updates, and no `ReadGap`).
+   same message (queued, or the one arriving) supersedes. Those carry the full text so far,
+   so nothing a reader shows is lost (the reader sees a jump in `seq` between updates, and
+   no `ReadGap`).
 2. If that frees nothing, drop the oldest item and remember it. Before its next item the
    consumer receives a `ReadGap` saying how many items and which seqs it missed, so it can
    refetch history. Nothing is dropped silently, and memory stays bounded.
