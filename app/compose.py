@@ -161,12 +161,13 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
     else:
         config = model_config(settings)
         try:
-            build_model(config)
+            model = build_model(config)
         except ValueError as exc:
             raise ConfigError(f"AGENTHUB_MODEL: {exc}") from None
+        # Models hold no per-conversation state, so every agent can share this one.
         hub = Hub(
             settings.data_dir,
-            lambda: build_model(config),
+            lambda: model,
             compactor_factory=lambda model: build_compactor(model, config),
         )
         access, health = hub.access, hub.health

@@ -93,7 +93,9 @@ class AlwaysCompact:
     def reason(self, context: Sequence[HistoryEntry], usage: UsageReport | None) -> str | None:
         return "test"
 
-    async def compact(self, context: Sequence[HistoryEntry], reason: str) -> CompactionPlan:
+    async def compact(
+        self, context: Sequence[HistoryEntry], reason: str, previous_summary: str | None = None
+    ) -> CompactionPlan:
         return CompactionPlan(first_kept_id=None, removed=0, kept=len(context), summary="s")
 
 

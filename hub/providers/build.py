@@ -1,24 +1,23 @@
-"""The composition helpers: a `ModelConfig` in, the hub `Model` (and its compactor) out."""
+"""The composition helpers: a `ModelConfig` in, the hub `Model` (and its compactor) out.
+
+pydantic-ai and the provider SDKs take seconds to import, so they are imported only when a
+spec needs them: `echo` starts without them, `openai:` never loads the Anthropic SDK.
+"""
 
 from __future__ import annotations
 
-from pydantic_ai.models import Model as PydanticModel
-from pydantic_ai.models.anthropic import AnthropicModel
-from pydantic_ai.models.openai import OpenAIChatModel
-from pydantic_ai.providers.anthropic import AnthropicProvider
-from pydantic_ai.providers.openai import OpenAIProvider
-from pydantic_ai.providers.openai_compatible import OpenAICompatibleProvider
-from pydantic_ai.settings import ModelSettings
+from typing import TYPE_CHECKING
 
 from hub.echo import EchoModel
 from hub.model import Compactor, Model
 from hub.providers.compaction import BudgetCompactor, context_window_for
 from hub.providers.config import ModelConfig
-from hub.providers.failures import Endpoint, RetryPolicy
-from hub.providers.local import LocalModel
-from hub.providers.runtime import PydanticAIModel
 from hub.providers.specs import ModelSpec, openai_base_url, parse_spec
-from hub.providers.tools import build_tools
+
+if TYPE_CHECKING:
+    from pydantic_ai.models import Model as PydanticModel
+
+    from hub.providers.failures import Endpoint
 
 # A local server needs no key, but the OpenAI client insists on one.
 _NO_KEY = "no-key"
@@ -31,7 +30,15 @@ def build_model(config: ModelConfig) -> Model:
     if spec.provider == "echo":
         return EchoModel()
     if spec.provider == "local":
+        from hub.providers.local import LocalModel
+
         return LocalModel.from_spec(spec, config)
+    from pydantic_ai.settings import ModelSettings
+
+    from hub.providers.failures import RetryPolicy
+    from hub.providers.runtime import PydanticAIModel
+    from hub.providers.tools import build_tools
+
     model, endpoint = _pydantic_model(spec, config)
     settings: ModelSettings = {"max_retries": 0, "timeout": config.request_timeout}
     return PydanticAIModel(
@@ -46,13 +53,22 @@ def build_model(config: ModelConfig) -> Model:
 
 
 def _pydantic_model(spec: ModelSpec, config: ModelConfig) -> tuple[PydanticModel, Endpoint]:
+    from hub.providers.failures import Endpoint
+
     if spec.provider == "anthropic":
+        from pydantic_ai.models.anthropic import AnthropicModel
+        from pydantic_ai.providers.anthropic import AnthropicProvider
+
         if config.anthropic_api_key is None:
             raise ValueError(f"{spec} needs an API key: set ANTHROPIC_API_KEY")
         provider = AnthropicProvider(api_key=config.anthropic_api_key.get_secret_value())
         return AnthropicModel(spec.model, provider=provider), Endpoint(
             str(spec), "the Anthropic API", "ANTHROPIC_API_KEY"
         )
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+    from pydantic_ai.providers.openai_compatible import OpenAICompatibleProvider
+
     if spec.provider == "ollama":
         ollama = OpenAICompatibleProvider(
             "ollama", base_url=config.ollama_base_url, api_key=_NO_KEY
@@ -87,11 +103,12 @@ def build_compactor(model: Model, config: ModelConfig) -> Compactor:
     """A compactor sized for `model`; it summarises with the model when that can."""
     spec = parse_spec(config.spec)
     window = context_window_for(spec.model, config.context_window)
-    summarize = (
-        model.summarize
-        if isinstance(model, PydanticAIModel) and config.compaction_summary
-        else None
-    )
+    summarize = None
+    if spec.provider not in ("echo", "local") and config.compaction_summary:
+        from hub.providers.runtime import PydanticAIModel
+
+        if isinstance(model, PydanticAIModel):
+            summarize = model.summarize
     return BudgetCompactor(
         window, summarize=summarize, overhead_tokens=len(config.system_prompt) // 4
     )
@@ -99,6 +116,11 @@ def build_compactor(model: Model, config: ModelConfig) -> Compactor:
 
 async def check_model(model: Model) -> str | None:
     """For `agenthub doctor`: a tiny request; the error message, or None when the model answers."""
+    if isinstance(model, EchoModel):
+        return None
+    from hub.providers.local import LocalModel
+    from hub.providers.runtime import PydanticAIModel
+
     if isinstance(model, PydanticAIModel | LocalModel):
         return await model.check()
     return None
