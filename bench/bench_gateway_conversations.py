@@ -36,9 +36,9 @@ from bench.bench_gateway import (
 from bench.common import report
 
 FRAMES_PER_SECOND = 25
-STEPS = (10, 20, 40, 80, 160, 320, 640)
+STEPS = (20, 40, 60, 80, 100, 140, 200, 300, 450, 640)
 HUBS = 4
-SECONDS = 3.0
+SECONDS = 2.5
 LIMIT_MS = 100.0
 
 
