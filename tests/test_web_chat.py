@@ -207,3 +207,24 @@ async def test_gateway_restart_mid_reply_shows_the_full_reply_once(data_dir: Pat
         await expect(final).to_have_text(text)
         await expect(page.locator(".message.assistant")).to_have_count(1)
         await expect(page.locator(".message.user")).to_have_count(1)
+
+
+async def test_hub_link_restart_mid_reply_shows_the_full_reply_once(data_dir: Path) -> None:
+    text = " ".join(f"part{i}" for i in range(30))
+    async with (
+        running_stack(data_dir, model_factory=lambda: EchoModel(pieces=30, delay=0.05)) as stack,
+        chromium() as browser,
+    ):
+        page = await browser.new_page()
+        await pair_with_link(page, stack)
+        await send(page, text)
+        await expect(page.locator(".message.assistant .bubble.streaming")).to_have_count(1)
+        await stack.link.stop()
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "hub_offline")
+        await stack.hub.default_agent.wait_idle()  # the reply completes while the hub is away
+        await stack.link.start()
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "online")
+        final = page.locator('.message.assistant[data-final="true"] .bubble')
+        await expect(final).to_have_text(text)
+        await expect(page.locator(".message.assistant")).to_have_count(1)
+        await expect(page.locator(".message.user")).to_have_count(1)
