@@ -4,8 +4,8 @@ The reply is realistic Markdown (paragraphs, lists, code fences, a table), fed t
 MessageAggregator with `push` exactly as `handle` feeds it from message updates. If the work
 is linear the 200k reply takes twice as long. Target: time ratio <= 2.3. Also printed: the
 absolute throughput, for the default limits (200/2000, `len`) and Telegram's (3800/4000,
-measured as escaped HTML). Times are the process's CPU time (the box is shared), the best of
-REPEATS runs with the two sizes interleaved.
+measured as escaped HTML). Times are the process's CPU time (the box is shared), the median of
+REPEATS runs with the two sizes interleaved (a best-of would let one lucky short run decide).
 
 Run: .venv/bin/python bench/bench_aggregator.py
 """
@@ -23,7 +23,7 @@ from bench.common import report
 from hub.aggregator import Block, Measure, MessageAggregator
 
 DELTA = 10
-REPEATS = 15
+REPEATS = 21
 
 
 def markdown(size: int) -> str:
@@ -73,15 +73,18 @@ def feed(text: str, min_chars: int, max_chars: int, measure: Measure) -> tuple[f
     return elapsed, len(blocks)
 
 
-def best_of(
+def median_of(
     small: str, large: str, min_chars: int, max_chars: int, measure: Measure
 ) -> tuple[tuple[float, int], tuple[float, int]]:
-    """Best times for both texts, interleaved so load on the box hits both alike."""
-    best_small, best_large = (float("inf"), 0), (float("inf"), 0)
-    for _ in range(REPEATS):
-        best_small = min(best_small, feed(small, min_chars, max_chars, measure))
-        best_large = min(best_large, feed(large, min_chars, max_chars, measure))
-    return best_small, best_large
+    """Median times for both texts (and their block counts), interleaved so load on the box
+    hits both alike."""
+    runs = [
+        (feed(small, min_chars, max_chars, measure), feed(large, min_chars, max_chars, measure))
+        for _ in range(REPEATS)
+    ]
+    small_runs = sorted(run[0] for run in runs)
+    large_runs = sorted(run[1] for run in runs)
+    return small_runs[REPEATS // 2], large_runs[REPEATS // 2]
 
 
 def main() -> bool:
@@ -91,7 +94,7 @@ def main() -> bool:
         ("default 200/2000, len", 200, 2000, len),
         ("telegram 3800/4000, html", 3800, 4000, html_len),
     ):
-        (t_small, n_small), (t_large, n_large) = best_of(
+        (t_small, n_small), (t_large, n_large) = median_of(
             small, large, min_chars, max_chars, measure
         )
         print(
