@@ -4,6 +4,7 @@ abort, close, bad input, restart, and persistence before announcement."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from pathlib import Path
@@ -993,3 +994,63 @@ async def test_message_start_precedes_updates_for_readers(data_dir: Path) -> Non
     starts = [i for i in items if isinstance(i, MessageStart)]
     assert [s.role for s in starts] == ["user", "assistant"]
     await agent.close()
+
+
+# -- races --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_random_writes_aborts_and_session_switches_keep_the_invariants(
+    data_dir: Path, seed: int
+) -> None:
+    """Writes, aborts, /new and yields interleaved at random, then close: every run is a
+    well-formed, non-overlapping block of events with seq +1 each, every message that started
+    ended, and what was announced is what was saved."""
+    rng = random.Random(seed)
+    agent = make_agent(data_dir, EchoModel(pieces=3, delay=0.0005))
+    recorder = Recorder()
+    agent.subscribe(recorder)
+    sessions = {agent.session.session_id: agent.session}
+    written: list[str] = []
+    for step in range(40):
+        action = rng.random()
+        if action < 0.5:
+            written.append(agent.write(f"message {step}"))
+        elif action < 0.65:
+            agent.abort()
+        elif action < 0.72:
+            session = await agent.new_session()
+            sessions[session.session_id] = session
+        else:
+            for _ in range(rng.randint(1, 6)):
+                await asyncio.sleep(0)
+    await agent.close(grace=rng.choice([0, 10]))
+
+    events = recorder.events
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    runs: list[list[AgentEvent]] = []
+    for event in events:
+        if isinstance(event, AgentStart):
+            runs.append([event])
+        else:
+            assert runs, event
+            assert event.run_id == runs[-1][0].run_id, "runs overlap"
+            runs[-1].append(event)
+    assert [run[0].run_id for run in runs] == written[: len(runs)]
+    saved = {e.seq: e for s in sessions.values() for e in s.entries}
+    for run in runs:
+        end = run[-1]
+        assert isinstance(end, AgentEnd), [e.type for e in run]
+        assert sum(isinstance(e, AgentEnd) for e in run) == 1
+        started = [e.message_id for e in run if isinstance(e, MessageStart)]
+        ended = [e.message_id for e in run if isinstance(e, MessageEnd)]
+        assert started == ended
+        for event in run:
+            if isinstance(event, MessageEnd):
+                entry = saved[event.seq]
+                assert isinstance(entry, MessageEntry)
+                assert (entry.text, entry.aborted) == (event.text, event.aborted)
+        assert saved[end.seq].type == "run"
+        if end.status == "completed":
+            texts = [e.text for e in run if isinstance(e, MessageEnd)]
+            assert texts[0] == texts[1]  # echo: the reply equals the message
