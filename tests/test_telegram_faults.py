@@ -187,6 +187,20 @@ async def _ignore(message: ChannelMessage) -> None:
     raise AssertionError("nothing should arrive")
 
 
+async def test_health_is_ok_while_the_first_long_poll_waits(data_dir: Path) -> None:
+    api = FakeBotApi()
+    await api.start()
+    try:
+        async with telegram_rig(data_dir, ScriptedModel(), api=api, poll_timeout=20) as rig:
+            await until(lambda: api.calls.get("getUpdates", 0) >= 1, "a first poll")
+            health = telegram_health(rig.hub)
+            assert api.polls_completed == 0
+            assert health.status == "ok"
+            assert "in progress" in health.detail
+    finally:
+        await api.stop()
+
+
 async def test_health_degrades_while_polls_do_not_complete(data_dir: Path) -> None:
     api = FakeBotApi()
     await api.start()

@@ -88,6 +88,7 @@ class TelegramPlugin:
         self._last_update_at: float | None = None
         self._stopping = False
         self._live = False
+        self._live_since = 0.0
         self._connect_error: str | None = None
         self._connecting: asyncio.Task[None] | None = None
         health.register(CHANNEL, self._health)
@@ -192,6 +193,7 @@ class TelegramPlugin:
                 )
             log.info("telegram: @%s long polling %s", app.bot.username, cfg.api_base_url)
         self._live = True
+        self._live_since = time.monotonic()
         self._connect_error = None
 
     async def _keep_connecting(self, app: TelegramApp) -> None:
@@ -461,8 +463,10 @@ class TelegramPlugin:
                 detail="409 Conflict: another process is polling with this bot token",
                 age_seconds=age,
             )
-        stale = age is None or age > self.config.poll_timeout + self.config.poll_read_slack
-        detail = f"polling; last poll {'never' if age is None else f'{age:.1f}s ago'}"
+        # Before the first long poll returns, polling is as fresh as the moment it began.
+        quiet_for = age if age is not None else time.monotonic() - self._live_since
+        stale = quiet_for > self.config.poll_timeout + self.config.poll_read_slack
+        detail = f"polling; last poll {'in progress' if age is None else f'{age:.1f}s ago'}"
         if self.poll_restarts:
             detail += f"; watchdog restarts: {self.poll_restarts}"
         return SubsystemHealth(
