@@ -105,7 +105,9 @@ def main() -> None:
                 "AGENTHUB_LOG_LEVEL": "warning",
             }
             serve_env.pop("TELEGRAM_BOT_TOKEN", None)
-            serve_times.append(time_until_healthy([str(Path(PY).parent / "agenthub"), "serve"], port, serve_env))
+            serve_times.append(
+                time_until_healthy([str(Path(PY).parent / "agenthub"), "serve"], port, serve_env)
+            )
     python_pass = statistics.median(pass_times)
     bare = statistics.median(bare_times)
     serve = statistics.median(serve_times)
