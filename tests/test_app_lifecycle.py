@@ -16,7 +16,7 @@ import pytest
 from tests.cli_process import Served, clean_env, http_get, run_cli, wait_healthy
 from tests.conftest import free_port
 from tests.fake_bot_api import FakeBotApi
-from tests.fake_openai import FakeOpenAI, Reply
+from tests.fake_openai import FakeOpenAI, Fault, Reply
 
 pytestmark = pytest.mark.slow
 
@@ -153,3 +153,24 @@ async def test_a_refused_bot_token_exits_2(
     assert result.returncode == 2, result.stderr
     assert "bad configuration" in result.stderr and "channels" in result.stderr
     assert "not-the-right-token" not in result.stdout + result.stderr
+
+
+async def test_doctor_checks_the_model_and_the_bot_token(
+    data_dir: Path, fakes: tuple[FakeOpenAI, FakeBotApi]
+) -> None:
+    model, bot = fakes
+    good = await asyncio.to_thread(run_cli, "doctor", env=serve_env(data_dir, model, bot))
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "bot @agenthub_test_bot answers getMe" in good.stdout
+    assert model.requests, "the doctor made no model request"
+
+    bad = serve_env(data_dir, model, bot, TELEGRAM_BOT_TOKEN="999:not-the-right-token")
+    refused = await asyncio.to_thread(run_cli, "doctor", env=bad)
+    assert refused.returncode == 1
+    assert "Telegram rejected TELEGRAM_BOT_TOKEN" in refused.stdout
+    assert "not-the-right-token" not in refused.stdout + refused.stderr
+
+    model.enqueue(Fault(401, "invalid api key"))
+    unauthorised = await asyncio.to_thread(run_cli, "doctor", env=serve_env(data_dir, model, bot))
+    assert unauthorised.returncode == 1
+    assert "[FAIL] model" in unauthorised.stdout and "OPENAI_API_KEY" in unauthorised.stdout
