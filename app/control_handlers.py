@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from app.control_protocol import (
     ConnectedDevice,
     CtlParams,
-    DecisionResult,
     DeviceInfo,
     Method,
     PairListResult,
@@ -22,9 +21,10 @@ from app.control_protocol import (
     StatusResult,
 )
 from app.control_server import Handler, RequestError
-from hub.access import AccessError, AccessStore, Decision
+from hub.access import AccessError, AccessStore
 from hub.health import HealthRegistry
 from hub.hub import AgentInfo, Hub, UnknownAgentError
+from hub.requests import DecisionAnswer, decide
 from hub.sessions import HistoryEntry, load_session
 
 
@@ -96,7 +96,7 @@ def build_handlers(ctx: ControlContext) -> dict[Method, Handler]:
         try:
             agent = hub.agent(agent_id(params, hub))
         except UnknownAgentError as exc:
-            raise RequestError("unknown_agent", str(exc)) from None
+            raise RequestError(exc.code, str(exc)) from None
         return agent.history(limit=params.limit or 50, after=params.after_seq)
 
     async def devices_list(_: CtlParams) -> list[DeviceInfo]:
@@ -126,15 +126,15 @@ def build_handlers(ctx: ControlContext) -> dict[Method, Handler]:
     async def pair_list(_: CtlParams) -> PairListResult:
         return PairListResult(pending=ctx.access.pending(), invites=ctx.access.invites())
 
-    def decide(approve: bool) -> Handler:
-        async def handler(params: CtlParams) -> DecisionResult:
+    def pair_decide(approve: bool) -> Handler:
+        async def handler(params: CtlParams) -> DecisionAnswer:
             if not params.code:
                 raise RequestError("invalid_request", "a pairing code is required")
             try:
-                decision = (ctx.access.approve if approve else ctx.access.deny)(params.code)
+                # The access store, not a Hub: a gateway-only process decides pairings too.
+                return decide(ctx.access, params.code, approved=approve)
             except AccessError as exc:
                 raise RequestError(exc.code, exc.message) from None
-            return _decision(decision)
 
         return handler
 
@@ -151,18 +151,7 @@ def build_handlers(ctx: ControlContext) -> dict[Method, Handler]:
         "devices.revoke": devices_revoke,
         "pair.new": pair_new,
         "pair.list": pair_list,
-        "pair.approve": decide(True),
-        "pair.deny": decide(False),
+        "pair.approve": pair_decide(True),
+        "pair.deny": pair_decide(False),
         "shutdown": shutdown,
     }
-
-
-def _decision(decision: Decision) -> DecisionResult:
-    request = decision.request
-    return DecisionResult(
-        code=request.code,
-        kind=request.kind,
-        subject=request.subject,
-        label=request.label,
-        approved=decision.approved,
-    )

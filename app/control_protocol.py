@@ -102,16 +102,6 @@ class PairListResult(WireModel):
     invites: list[Invite]
 
 
-class DecisionResult(WireModel):
-    """approve/deny outcome; a device's token is never sent over the control socket."""
-
-    code: str
-    kind: str
-    subject: str
-    label: str
-    approved: bool
-
-
 class RevokeResult(WireModel):
     device_id: str
     revoked: bool

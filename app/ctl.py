@@ -17,7 +17,6 @@ from app.control_protocol import (
     CtlParams,
     CtlRequest,
     CtlResponse,
-    DecisionResult,
     DeviceInfo,
     Method,
     PairListResult,
@@ -27,6 +26,7 @@ from app.control_protocol import (
     StatusResult,
 )
 from hub.hub import AgentInfo
+from hub.requests import DecisionAnswer
 from hub.sessions import HistoryEntry, MessageEntry
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -139,7 +139,7 @@ def render(method: Method, result: JsonValue) -> str:
             lines.append(f"{len(listing.invites)} unused invite code(s)")
         return "\n".join(lines)
     if method in ("pair.approve", "pair.deny"):
-        decision = _load(DecisionResult, result)
+        decision = _load(DecisionAnswer, result)
         verb = "approved" if decision.approved else "denied"
         return f"{verb} {decision.kind} {decision.subject} ({decision.label})"
     if method == "shutdown":

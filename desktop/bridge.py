@@ -29,20 +29,11 @@ from pydantic import BaseModel, JsonValue, ValidationError
 
 from desktop.batcher import PushBatcher
 from desktop.protocol import (
-    AbortAnswer,
-    AgentParams,
-    AgentsAnswer,
     BridgeError,
     BridgeReply,
-    CodeParams,
-    DecisionAnswer,
-    HistoryAnswer,
-    HistoryParams,
-    PairingAnswer,
     PairingPush,
     SendAnswer,
     SendParams,
-    StatusAnswer,
     StreamPush,
     SubscribeAnswer,
 )
@@ -52,6 +43,18 @@ from hub.events import AgentEvent, MessageEnd, MessageUpdate, ReadGap
 from hub.filters import forward
 from hub.hub import Hub, UnknownAgentError
 from hub.origin import Origin
+from hub.requests import (
+    AbortAnswer,
+    AgentParams,
+    AgentsAnswer,
+    CodeParams,
+    DecisionAnswer,
+    HistoryAnswer,
+    HistoryParams,
+    HubRequests,
+    PairingAnswer,
+    StatusAnswer,
+)
 
 log = logging.getLogger("agenthub.desktop")
 
@@ -80,6 +83,7 @@ class DesktopBridge:
         max_pending_pushes: int = 2048,
     ) -> None:
         self.hub = hub
+        self.requests = HubRequests(hub)
         self.batcher = batcher
         self.pairing_poll = pairing_poll
         self.max_pending_pushes = max_pending_pushes
@@ -139,37 +143,22 @@ class DesktopBridge:
         return SubscribeAnswer(agent_id=agent.agent_id, last_seq=agent.last_seq, busy=agent.busy)
 
     async def history(self, params: HistoryParams) -> HistoryAnswer:
-        agent = self.hub.agent(params.agent_id)
-        return HistoryAnswer(
-            agent_id=agent.agent_id,
-            session_id=agent.session.session_id,
-            last_seq=agent.last_seq,
-            entries=agent.history(limit=params.limit, before=params.before),
-        )
+        return self.requests.history(params)
 
     async def agents(self) -> AgentsAnswer:
-        return AgentsAnswer(agents=self.hub.agents_info())
+        return self.requests.agents()
 
     async def status(self) -> StatusAnswer:
-        return StatusAnswer(agents=self.hub.agents_info(), health=self.hub.health.report())
+        return self.requests.status()
 
     async def abort(self, params: AgentParams) -> AbortAnswer:
-        return AbortAnswer(aborted=self.hub.agent(params.agent_id).abort())
+        return self.requests.abort(params)
 
     async def pairing_list(self) -> PairingAnswer:
-        return PairingAnswer(pending=self.hub.access.pending())
+        return self.requests.pending()
 
     async def pairing_decide(self, params: CodeParams, *, approved: bool) -> DecisionAnswer:
-        access = self.hub.access
-        decision = access.approve(params.code) if approved else access.deny(params.code)
-        request = decision.request
-        return DecisionAnswer(
-            code=request.code,
-            approved=decision.approved,
-            kind=request.kind,
-            subject=request.subject,
-            label=request.label,
-        )
+        return self.requests.decide(params.code, approved)
 
     # -- pushes -----------------------------------------------------------------------------
 
@@ -327,9 +316,7 @@ class DesktopApi:
         except FutureTimeout:
             future.cancel()
             return _error("timeout", f"the hub did not answer within {self._timeout:.0f}s")
-        except UnknownAgentError as exc:
-            return _error("unknown_agent", str(exc))
-        except (HubError, AccessError) as exc:
+        except (HubError, AccessError, UnknownAgentError) as exc:
             return _error(exc.code, str(exc))
         except Exception as exc:
             log.exception("desktop bridge call failed")

@@ -13,17 +13,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, JsonValue, StringConstraints
+from pydantic import Field, JsonValue
 
 from hub.access import PendingRequest
 from hub.events import AgentEvent, ReadGap
-from hub.health import HealthReport
-from hub.hub import AgentInfo
-from hub.sessions import HistoryEntry
+from hub.requests import AgentId
 from hub.wire import WireModel
-
-AgentId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-PairingCode = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
 class BridgeError(WireModel):
@@ -39,29 +34,12 @@ class BridgeReply(WireModel):
     error: BridgeError | None = None
 
 
-# -- call parameters ----------------------------------------------------------------------------
+# -- call parameters and answers (the shared ones live in hub.requests) -------------------------
 
 
 class SendParams(WireModel):
     agent_id: AgentId
     text: str
-
-
-class AgentParams(WireModel):
-    agent_id: AgentId
-
-
-class HistoryParams(WireModel):
-    agent_id: AgentId
-    limit: Annotated[int, Field(ge=1, le=500)] = 100
-    before: int | None = None
-
-
-class CodeParams(WireModel):
-    code: PairingCode
-
-
-# -- answers ------------------------------------------------------------------------------------
 
 
 class SendAnswer(WireModel):
@@ -74,44 +52,6 @@ class SubscribeAnswer(WireModel):
     agent_id: str
     last_seq: int
     busy: bool
-
-
-class AgentsAnswer(WireModel):
-    agents: list[AgentInfo]
-
-
-class HistoryAnswer(WireModel):
-    """Entries oldest first (the same shape the web client gets from the hub)."""
-
-    agent_id: str
-    session_id: str
-    last_seq: int
-    entries: list[HistoryEntry]
-    truncated: bool = False
-
-
-class StatusAnswer(WireModel):
-    agents: list[AgentInfo]
-    health: HealthReport
-
-
-class AbortAnswer(WireModel):
-    aborted: bool
-
-
-class PairingAnswer(WireModel):
-    pending: list[PendingRequest]
-
-
-class DecisionAnswer(WireModel):
-    """An approve/deny outcome. The issued device token is never shown to the window: the
-    device that asked receives it through its own pairing socket."""
-
-    code: str
-    approved: bool
-    kind: str
-    subject: str
-    label: str
 
 
 # -- pushes -------------------------------------------------------------------------------------

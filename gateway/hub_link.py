@@ -35,12 +35,7 @@ from pydantic_core import to_json
 
 from gateway.protocol import (
     FRAME_ADAPTER,
-    AbortAnswer,
-    AgentParams,
-    AgentsAnswer,
     Devices,
-    HistoryAnswer,
-    HistoryParams,
     MessageAccepted,
     MessageFrame,
     RequestFrame,
@@ -48,7 +43,6 @@ from gateway.protocol import (
     ResponseFrame,
     ResponsePayload,
     SendError,
-    StatusAnswer,
     StreamFrame,
     StreamPayload,
     make_frame,
@@ -66,8 +60,9 @@ from hub.events import (
 )
 from hub.filters import forward
 from hub.health import SubsystemHealth
-from hub.hub import Hub
+from hub.hub import Hub, UnknownAgentError
 from hub.origin import Origin
+from hub.requests import AgentParams, HistoryAnswer, HistoryParams, HubRequests
 
 log = logging.getLogger("agenthub.hub_link")
 
@@ -80,7 +75,6 @@ class _RequestFailed(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-        self.message = message
 
 
 class HubLink:
@@ -100,6 +94,7 @@ class HubLink:
         backoff_max: float = 30.0,
     ) -> None:
         self.hub = hub
+        self.requests = HubRequests(hub)
         self.url = url
         self.device_id = device_id
         self.coalesce_window = coalesce_window
@@ -294,9 +289,10 @@ class HubLink:
 
     async def _on_message(self, frame: MessageFrame) -> None:
         agent_id = frame.payload.agent_id
-        agent = self.hub.agents.get(agent_id)
-        if agent is None:
-            await self._answer(frame, error=("unknown_agent", f"no agent {agent_id!r}"))
+        try:
+            agent = self.hub.agent(agent_id)
+        except UnknownAgentError as exc:
+            await self._answer(frame, error=(exc.code, str(exc)))
             return
         self.hub.last_route.clear()
         self.agent_senders[agent_id] = frame.sender
@@ -312,8 +308,8 @@ class HubLink:
     async def _on_request(self, frame: RequestFrame) -> None:
         try:
             answer = self._handle_request(frame.payload.method, frame.payload.params)
-        except _RequestFailed as exc:
-            await self._answer(frame, error=(exc.code, exc.message))
+        except (_RequestFailed, UnknownAgentError) as exc:
+            await self._answer(frame, error=(exc.code, str(exc)))
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first["loc"]) or "params"
@@ -323,30 +319,18 @@ class HubLink:
 
     def _handle_request(self, method: str, params: dict[str, JsonValue]) -> BaseModel:
         if method == "agents.list":
-            return AgentsAnswer(agents=self.hub.agents_info())
+            return self.requests.agents()
         if method == "history":
             return self._history(HistoryParams.model_validate(params))
         if method == "status":
-            return StatusAnswer(agents=self.hub.agents_info(), health=self.hub.health.report())
+            return self.requests.status()
         if method == "abort":
-            return AbortAnswer(aborted=self._agent(AgentParams.model_validate(params)).abort())
+            return self.requests.abort(AgentParams.model_validate(params))
         raise _RequestFailed("unknown_method", f"unknown method {method!r}")
 
-    def _agent(self, params: AgentParams) -> AsyncAgent:
-        agent = self.hub.agents.get(params.agent_id)
-        if agent is None:
-            raise _RequestFailed("unknown_agent", f"no agent {params.agent_id!r}")
-        return agent
-
     def _history(self, params: HistoryParams) -> HistoryAnswer:
-        agent = self._agent(AgentParams(agent_id=params.agent_id))
-        entries = agent.history(limit=params.limit, before=params.before)
-        answer = HistoryAnswer(
-            agent_id=agent.agent_id,
-            session_id=agent.session.session_id,
-            last_seq=agent.last_seq,
-            entries=entries,
-        )
+        answer = self.requests.history(params)
+        entries = answer.entries
         # Leave the oldest entries out until the answer fits one frame (with room to spare).
         budget = self.max_frame_bytes * 9 // 10
         while entries and len(to_json(answer.model_dump(mode="json"))) > budget:

@@ -13,9 +13,6 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import ConfigDict, Field, JsonValue, StringConstraints, TypeAdapter
 
-from hub.health import HealthReport
-from hub.hub import AgentInfo
-from hub.sessions import MessageEntry, ToolEntry
 from hub.wire import WireModel
 
 DeviceId = Annotated[
@@ -220,43 +217,10 @@ class PairResult(WireModel):
     error: ResponseError | None = None
 
 
-# -- hub request parameters and answers -------------------------------------------------------
-
-
-class HistoryParams(WireModel):
-    agent_id: str
-    limit: Annotated[int, Field(ge=1, le=500)] = 100
-    before: int | None = None
-
-
-class AgentParams(WireModel):
-    agent_id: str
+# -- hub answers (the request params and answers live in hub.requests) ------------------------
 
 
 class MessageAccepted(WireModel):
     """The hub's answer to a `message` frame (a `response` whose requestId is the frame id)."""
 
     run_id: str
-
-
-class AgentsAnswer(WireModel):
-    agents: list[AgentInfo]
-
-
-class HistoryAnswer(WireModel):
-    """Entries oldest first. `truncated`: older entries were left out to fit one frame."""
-
-    agent_id: str
-    session_id: str
-    last_seq: int
-    entries: list[MessageEntry | ToolEntry]
-    truncated: bool = False
-
-
-class StatusAnswer(WireModel):
-    agents: list[AgentInfo]
-    health: HealthReport
-
-
-class AbortAnswer(WireModel):
-    aborted: bool

@@ -33,6 +33,10 @@ class AgentInfo(WireModel):
 
 
 class UnknownAgentError(KeyError):
+    """No agent has this id; `code` is stable for clients of every surface."""
+
+    code = "unknown_agent"
+
     def __init__(self, agent_id: str) -> None:
         super().__init__(agent_id)
         self.agent_id = agent_id

@@ -20,18 +20,11 @@ from pydantic import BaseModel, JsonValue, TypeAdapter
 from desktop.batcher import PushBatcher, push_script
 from desktop.bridge import DesktopApi, DesktopBridge, PageGate
 from desktop.protocol import (
-    AbortAnswer,
-    AgentParams,
-    AgentsAnswer,
     BridgeError,
     BridgeReply,
-    DecisionAnswer,
-    HistoryAnswer,
-    PairingAnswer,
     PairingPush,
     Push,
     SendAnswer,
-    StatusAnswer,
     StreamPush,
 )
 from hub.echo import EchoModel
@@ -47,6 +40,15 @@ from hub.events import (
 from hub.filters import forward
 from hub.hub import Hub
 from hub.origin import ChannelRoute
+from hub.requests import (
+    AbortAnswer,
+    AgentParams,
+    AgentsAnswer,
+    DecisionAnswer,
+    HistoryAnswer,
+    PairingAnswer,
+    StatusAnswer,
+)
 from hub.sessions import MessageEntry
 from tests.conftest import require_binary
 

@@ -10,12 +10,12 @@ from pydantic import SecretStr
 
 from gateway.config import GatewayConfig
 from gateway.hub_link import HubLink, _Coalescer
-from gateway.protocol import AgentsAnswer, HistoryAnswer, StatusAnswer
 from gateway.server import GatewayServer
 from hub.echo import EchoModel
 from hub.events import MessageUpdate, ReadGap
 from hub.hub import Hub
 from hub.origin import Origin
+from hub.requests import AgentsAnswer, HistoryAnswer, StatusAnswer
 from tests.conftest import free_port
 from tests.test_gateway_support import (
     GATEWAY_TOKEN,

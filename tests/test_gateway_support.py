@@ -15,7 +15,7 @@ from pydantic import JsonValue, SecretStr
 
 from gateway.config import GatewayConfig
 from gateway.hub_link import HubLink
-from gateway.protocol import Devices, HistoryAnswer, ResponsePayload, SendError, StreamPayload
+from gateway.protocol import Devices, ResponsePayload, SendError, StreamPayload
 from gateway.server import GatewayServer
 from hub.echo import EchoModel
 from hub.errors import ModelError
@@ -28,6 +28,7 @@ from hub.model import (
     ToolCallFinished,
     ToolCallStarted,
 )
+from hub.requests import HistoryAnswer
 from hub.sessions import MessageEntry
 
 GATEWAY_TOKEN = "test-gateway-token-0123456789abcdef"
