@@ -263,7 +263,8 @@ async def append_forever(data_dir: Path) -> None:
         await session.append(
             MessageEntry(id=f"m-{n}", run_id="r", seq=n + 1, role="user", text=text)
         )
-        print(n, flush=True)
+        # One write(2) of a few bytes to a pipe is atomic: a kill cannot tear an ack line.
+        os.write(1, f"{n}\\n".encode())
         n += 1
 
 for _ in sys.stdin:
