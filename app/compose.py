@@ -79,22 +79,26 @@ class Runtime:
         return f"{self.web_url}/#pair={code}" if self.web_url else None
 
     async def start(self) -> None:
+        """Start every part in order; on a failure, stop what started and say why."""
         for service in self.services:
             try:
                 await service.start()
-            except HubAlreadyRunningError as exc:
+            except Exception as exc:
                 await self.stop_services()
-                raise StartupError(str(exc)) from exc
-            except self.config_errors as exc:
-                await self.stop_services()
-                raise ConfigError(f"{service.name}: {exc}") from exc
-            except OSError as exc:
-                await self.stop_services()
-                raise StartupError(f"{service.name} could not start: {exc}") from exc
-            except Exception:
-                await self.stop_services()
-                raise
+                failure = self._explain(service, exc)
+                if failure is exc:
+                    raise
+                raise failure from exc
             self._started.append(service)
+
+    def _explain(self, service: Service, exc: Exception) -> Exception:
+        if isinstance(exc, HubAlreadyRunningError):
+            return StartupError(str(exc))
+        if isinstance(exc, self.config_errors):
+            return ConfigError(f"{service.name}: {exc}")
+        if isinstance(exc, OSError):
+            return StartupError(f"{service.name} could not start: {exc}")
+        return exc
 
     async def shutdown(self) -> None:
         """Drain: refuse new input, let the current run finish within the grace period (then
