@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -272,8 +273,20 @@ def print_banner(runtime: Runtime) -> None:
         lines.append("  (the pairing code in that link works once, for 10 minutes)")
     elif runtime.web_url:
         lines.append(f"web client: {runtime.web_url}/ (pair with `agenthub ctl pair new`)")
+    if runtime.web_url and not _is_loopback(runtime.settings.host):
+        lines.append(
+            f"warning: listening on {runtime.settings.host} over plain HTTP; "
+            "put it behind an HTTPS reverse proxy before reaching it over a network"
+        )
     lines.append(f"control: agenthub ctl status --data-dir {runtime.settings.data_dir}")
     print("\n".join(lines), flush=True)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 if __name__ == "__main__":

@@ -145,3 +145,14 @@ def test_second_hub_on_the_same_data_dir_is_refused(data_dir: Path) -> None:
         assert "Traceback" not in second.stderr
     finally:
         served.stop()
+
+
+def test_a_non_loopback_bind_is_warned_about(data_dir: Path) -> None:
+    port = free_port()
+    served = Served("serve", clean_env(data_dir, AGENTHUB_HOST="0.0.0.0", AGENTHUB_PORT=str(port)))
+    try:
+        served.wait_for_output(r"control: agenthub ctl status")
+        assert "warning: listening on 0.0.0.0 over plain HTTP" in served.output()
+        assert f"http://127.0.0.1:{port}/#pair=" in served.output()
+    finally:
+        served.stop()
