@@ -61,9 +61,17 @@ def _pydantic_model(spec: ModelSpec, config: ModelConfig) -> tuple[PydanticModel
 
         if config.anthropic_api_key is None:
             raise ValueError(f"{spec} needs an API key: set ANTHROPIC_API_KEY")
-        provider = AnthropicProvider(api_key=config.anthropic_api_key.get_secret_value())
+        provider = AnthropicProvider(
+            api_key=config.anthropic_api_key.get_secret_value(),
+            base_url=config.anthropic_base_url,
+        )
+        where = (
+            f"the Anthropic server at {config.anthropic_base_url}"
+            if config.anthropic_base_url
+            else "the Anthropic API"
+        )
         return AnthropicModel(spec.model, provider=provider), Endpoint(
-            str(spec), "the Anthropic API", "ANTHROPIC_API_KEY"
+            str(spec), where, "ANTHROPIC_API_KEY"
         )
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider

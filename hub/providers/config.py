@@ -24,6 +24,9 @@ class ModelConfig(BaseModel):
         default=None, description="any OpenAI-compatible server; None means api.openai.com"
     )
     anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = Field(
+        default=None, description="an Anthropic Messages API server; None means api.anthropic.com"
+    )
     ollama_base_url: str = OLLAMA_BASE_URL
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     context_window: int | None = Field(
