@@ -230,3 +230,20 @@ async def test_error_event_mid_stream_ends_the_partial_message_and_is_not_retrie
     events = await run_turn(agent, "again")
     assert [m.text for m in assistant_ends(events)] == ["Hello, world"]
     await agent.close()
+
+
+async def test_an_overload_event_before_any_text_surfaces_as_retryable(
+    server: FakeAnthropic, data_dir: Path
+) -> None:
+    # An error event on an opened stream is not retried automatically (a 529 on opening is):
+    # the user sees a retryable `unavailable` and the next turn works.
+    server.enqueue(Reply(chunks=("never shown",), error_after=0))
+    agent = agent_for(server, data_dir)
+    events = await run_turn(agent, "hi")
+    error = only(events, AgentError)
+    assert (error.code, error.retryable) == ("unavailable", True)
+    assert not assistant_ends(events)
+    assert len(server.requests) == 1
+    events = await run_turn(agent, "again")
+    assert [m.text for m in assistant_ends(events)] == ["Hello, world"]
+    await agent.close()

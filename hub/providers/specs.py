@@ -13,7 +13,7 @@ VALID_FORMS = "echo, openai:<model>, anthropic:<model>, ollama:<model>, local[:P
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 HOW_TO_PICK = (
     "pick a real one with AGENTHUB_MODEL (or --model), e.g. openai:gpt-4o-mini (needs "
-    "OPENAI_API_KEY), anthropic:claude-sonnet-4-5 (needs ANTHROPIC_API_KEY), ollama:llama3.2 "
+    "OPENAI_API_KEY), anthropic:claude-sonnet-4-6 (needs ANTHROPIC_API_KEY), ollama:llama3.2 "
     "(a local Ollama server), or openai:<model> with OPENAI_BASE_URL for any OpenAI-compatible "
     "server"
 )
