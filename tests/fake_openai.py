@@ -18,8 +18,6 @@ from typing import Any, Self
 from aiohttp import web
 from pydantic import BaseModel, JsonValue
 
-from hub.agent import AsyncAgent
-from hub.events import AgentEnd, AgentEvent
 from tests.conftest import free_port
 
 
@@ -218,25 +216,3 @@ def _completion(model: str, plan: Reply) -> dict[str, Any]:
             "total_tokens": plan.prompt_tokens + plan.completion_tokens,
         },
     }
-
-
-async def run_turn(agent: AsyncAgent, text: str) -> list[AgentEvent]:
-    """Write one turn and return the run's events, up to and including its agent_end."""
-    events: list[AgentEvent] = []
-    done = asyncio.Event()
-    run_id = ""
-
-    def collect(event: AgentEvent) -> None:
-        if event.run_id == run_id:
-            events.append(event)
-            if isinstance(event, AgentEnd):
-                done.set()
-
-    unsubscribe = agent.subscribe(collect)
-    try:
-        run_id = agent.write(text)
-        async with asyncio.timeout(20):
-            await done.wait()
-    finally:
-        unsubscribe()
-    return events

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -13,18 +12,14 @@ from hub.agent import AsyncAgent
 from hub.events import (
     AgentEnd,
     AgentError,
-    AgentEvent,
-    MessageEnd,
     MessageUpdate,
     ToolExecutionEnd,
     ToolExecutionStart,
 )
 from hub.providers import ModelConfig, build_model
 from hub.sessions import SessionStore
+from tests.agent_turns import assistant_ends, only, run_turn
 from tests.fake_anthropic import FakeAnthropic, Fault, Reply, ToolUse
-from tests.fake_openai import run_turn
-
-E = TypeVar("E", bound=AgentEvent)
 
 
 @pytest.fixture
@@ -43,16 +38,6 @@ def agent_for(server: FakeAnthropic, data_dir: Path, **config: object) -> AsyncA
         }
     )
     return AsyncAgent("main", build_model(settings), SessionStore(data_dir))
-
-
-def assistant_ends(events: list[AgentEvent]) -> list[MessageEnd]:
-    return [e for e in events if isinstance(e, MessageEnd) and e.role == "assistant"]
-
-
-def only(events: list[AgentEvent], kind: type[E]) -> E:
-    found = [e for e in events if isinstance(e, kind)]
-    assert len(found) == 1, found
-    return found[0]
 
 
 async def test_text_streams_as_message_updates_with_usage(

@@ -20,7 +20,8 @@ from hub.providers.compaction import (
 )
 from hub.providers.runtime import PydanticAIModel
 from hub.sessions import CompactionEntry, HistoryEntry, MessageEntry, SessionStore, ToolEntry
-from tests.fake_openai import FakeOpenAI, Fault, Reply, run_turn
+from tests.agent_turns import run_turn
+from tests.fake_openai import FakeOpenAI, Fault, Reply
 
 
 def conversation(turns: int, *, words: int = 20, tools_every: int = 3) -> list[HistoryEntry]:

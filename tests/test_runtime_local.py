@@ -17,7 +17,7 @@ from hub.model import ModelTurn
 from hub.providers import ModelConfig, build_model
 from hub.providers.local import LocalModel
 from hub.sessions import HistoryEntry, MessageEntry, SessionStore, ToolEntry
-from tests.fake_openai import run_turn
+from tests.agent_turns import run_turn
 
 OPT_IN = os.environ.get("AGENTHUB_TEST_LOCAL_MODEL") == "1"
 

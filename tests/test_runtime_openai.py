@@ -14,15 +14,15 @@ from hub.events import (
     AgentEnd,
     AgentError,
     AgentEvent,
-    MessageEnd,
     MessageUpdate,
     ToolExecutionEnd,
     ToolExecutionStart,
 )
 from hub.providers import ModelConfig, build_model
 from hub.sessions import SessionStore
+from tests.agent_turns import assistant_ends, only, run_turn
 from tests.conftest import free_port
-from tests.fake_openai import FakeOpenAI, Fault, Reply, ToolCall, run_turn
+from tests.fake_openai import FakeOpenAI, Fault, Reply, ToolCall
 
 
 def explode(reason: str) -> str:
@@ -41,16 +41,6 @@ def agent_for(server: FakeOpenAI, data_dir: Path, **config: object) -> AsyncAgen
         {"spec": "openai:gpt-test", "openai_base_url": server.base_url, **config}
     )
     return AsyncAgent("main", build_model(settings), SessionStore(data_dir))
-
-
-def assistant_ends(events: list[AgentEvent]) -> list[MessageEnd]:
-    return [e for e in events if isinstance(e, MessageEnd) and e.role == "assistant"]
-
-
-def only(events: list[AgentEvent], kind: type[AgentEvent]) -> AgentEvent:
-    found = [e for e in events if isinstance(e, kind)]
-    assert len(found) == 1, found
-    return found[0]
 
 
 async def test_text_streams_as_message_updates_with_usage(
