@@ -179,21 +179,21 @@ def _ctl_request(args: argparse.Namespace) -> tuple[Method, CtlParams]:
             return "devices.revoke", CtlParams(device_id=args.device_id)
         return "devices.list", CtlParams()
     if command == "pair":
-        action: str = args.pair_command
-        code = getattr(args, "code", None)
-        method: Method = {
-            "new": "pair.new",
-            "list": "pair.list",
-            "approve": "pair.approve",
-            "deny": "pair.deny",
-        }[action]  # type: ignore[assignment]
-        return method, CtlParams(code=code)
-    simple: dict[str, Method] = {
-        "status": "status",
-        "agents": "agents",
-        "shutdown": "shutdown",
-    }
-    return simple[command], CtlParams()
+        return _PAIR_METHODS[args.pair_command], CtlParams(code=getattr(args, "code", None))
+    return _SIMPLE_METHODS[command], CtlParams()
+
+
+_PAIR_METHODS: dict[str, Method] = {
+    "new": "pair.new",
+    "list": "pair.list",
+    "approve": "pair.approve",
+    "deny": "pair.deny",
+}
+_SIMPLE_METHODS: dict[str, Method] = {
+    "status": "status",
+    "agents": "agents",
+    "shutdown": "shutdown",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

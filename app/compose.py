@@ -159,6 +159,7 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
     """Wire the parts `mode` runs. Raises ConfigError for settings the mode cannot use."""
     prepare_data_dir(settings.data_dir)
     hub: Hub | None = None
+    model_line: str | None = None
     if mode == "gateway":
         access = AccessStore(settings.data_dir / "access.json")
         health = HealthRegistry()
@@ -175,9 +176,10 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
             compactor_factory=lambda model: build_compactor(model, config),
         )
         access, health = hub.access, hub.health
-    runtime = Runtime(settings=settings, mode=mode, access=access, health=health, hub=hub)
-    if hub is not None:
-        runtime.model_line = describe_model(model_config(settings))
+        model_line = describe_model(config)
+    runtime = Runtime(
+        settings=settings, mode=mode, access=access, health=health, hub=hub, model_line=model_line
+    )
     health.register("data_dir", lambda: data_dir_probe(settings.data_dir))
 
     control = ControlServer(
