@@ -22,8 +22,9 @@ from app.control_protocol import (
 )
 from app.control_server import Handler, RequestError
 from hub.access import AccessError, AccessStore
+from hub.errors import UnknownAgentError
 from hub.health import HealthRegistry
-from hub.hub import AgentInfo, Hub, UnknownAgentError
+from hub.hub import AgentInfo, Hub
 from hub.requests import DecisionAnswer, decide
 from hub.sessions import HistoryEntry, load_session
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from channels.base import ChannelMessage, ChannelPlugin
 from channels.outbox import Outbox, Outgoing, SendKind
 from hub.aggregator import Block, MessageAggregator
-from hub.errors import HubError
+from hub.errors import CodedError
 from hub.events import (
     AgentEnd,
     AgentError,
@@ -154,15 +154,12 @@ class ChannelManager:
         if message.command is not None:
             await self._command(plugin, message)
             return
-        self.hub.last_route.set(message.route)
         try:
-            self.agent.write(message.text, Origin(surface="channel", route=message.route))
-        except HubError as exc:
+            self.hub.submit(
+                self.agent.agent_id, message.text, Origin(surface="channel", route=message.route)
+            )
+        except CodedError as exc:
             self._send(plugin, message.route, f"[Error] {exc}", kind="reply", plain=True)
-
-    def clear_last_route(self) -> None:
-        """Desktop and web call this (or `hub.last_route.clear()`) before their own writes."""
-        self.hub.last_route.clear()
 
     async def _command(self, plugin: ChannelPlugin, message: ChannelMessage) -> None:
         if message.command == "new":

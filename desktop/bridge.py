@@ -38,10 +38,10 @@ from desktop.protocol import (
     SubscribeAnswer,
 )
 from hub.access import AccessError, Decision, DeviceRecord
-from hub.errors import HubError
+from hub.errors import CodedError, UnknownAgentError
 from hub.events import AgentEvent, MessageEnd, MessageUpdate, ReadGap
 from hub.filters import forward
-from hub.hub import Hub, UnknownAgentError
+from hub.hub import Hub
 from hub.origin import Origin
 from hub.requests import (
     AbortAnswer,
@@ -121,10 +121,9 @@ class DesktopBridge:
     # -- calls (on the loop) ----------------------------------------------------------------
 
     async def send(self, params: SendParams) -> SendAnswer:
-        agent = self.hub.agent(params.agent_id)
-        # A desktop message takes the conversation back from any chat app.
-        self.hub.last_route.clear()
-        return SendAnswer(run_id=agent.write(params.text, Origin(surface="desktop")))
+        return SendAnswer(
+            run_id=self.hub.submit(params.agent_id, params.text, Origin(surface="desktop"))
+        )
 
     async def subscribe(self, params: AgentParams) -> SubscribeAnswer:
         agent = self.hub.agent(params.agent_id)
@@ -316,7 +315,7 @@ class DesktopApi:
         except FutureTimeout:
             future.cancel()
             return _error("timeout", f"the hub did not answer within {self._timeout:.0f}s")
-        except (HubError, AccessError, UnknownAgentError) as exc:
+        except (CodedError, AccessError, UnknownAgentError) as exc:
             return _error(exc.code, str(exc))
         except Exception as exc:
             log.exception("desktop bridge call failed")

@@ -48,7 +48,7 @@ from gateway.protocol import (
     make_frame,
 )
 from hub.agent import AsyncAgent
-from hub.errors import HubError
+from hub.errors import CodedError, UnknownAgentError
 from hub.events import (
     AgentEnd,
     AgentEvent,
@@ -60,7 +60,7 @@ from hub.events import (
 )
 from hub.filters import forward
 from hub.health import SubsystemHealth
-from hub.hub import Hub, UnknownAgentError
+from hub.hub import Hub
 from hub.origin import Origin
 from hub.requests import AgentParams, HistoryAnswer, HistoryParams, HubRequests
 
@@ -290,19 +290,13 @@ class HubLink:
     async def _on_message(self, frame: MessageFrame) -> None:
         agent_id = frame.payload.agent_id
         try:
-            agent = self.hub.agent(agent_id)
-        except UnknownAgentError as exc:
-            await self._answer(frame, error=(exc.code, str(exc)))
-            return
-        self.hub.last_route.clear()
-        self.agent_senders[agent_id] = frame.sender
-        try:
-            run_id = agent.write(
-                frame.payload.content, Origin(surface="web", device_id=frame.sender)
+            run_id = self.hub.submit(
+                agent_id, frame.payload.content, Origin(surface="web", device_id=frame.sender)
             )
-        except HubError as exc:
+        except CodedError as exc:
             await self._answer(frame, error=(exc.code, str(exc)))
             return
+        self.agent_senders[agent_id] = frame.sender
         await self._answer(frame, answer=MessageAccepted(run_id=run_id))
 
     async def _on_request(self, frame: RequestFrame) -> None:

@@ -27,6 +27,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationError
 
+from hub.errors import CodedError
 from hub.wire import StateModel, WireModel
 
 log = logging.getLogger("agenthub.access")
@@ -41,13 +42,8 @@ MAX_PENDING_REQUESTS = 10
 RequestKind = Literal["device", "channel"]
 
 
-class AccessError(Exception):
-    """A pairing step was refused; `code` is stable for clients."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class AccessError(CodedError):
+    """A pairing step was refused."""
 
 
 class Invite(WireModel):
@@ -159,7 +155,7 @@ class AccessStore:
             if hmac.compare_digest(invite.code, wanted):
                 self._state.invites.remove(invite)
                 return self._issue_device(label)
-        raise AccessError("invalid_code", "pairing code is unknown, used or expired")
+        raise AccessError("pairing code is unknown, used or expired", "invalid_code")
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -170,7 +166,7 @@ class AccessStore:
             if pending.kind == kind and pending.subject == subject:
                 return pending
         if len(self._state.requests) >= MAX_PENDING_REQUESTS:
-            raise AccessError("too_many_requests", "too many pairing requests are waiting")
+            raise AccessError("too many pairing requests are waiting", "too_many_requests")
         now = self._clock()
         pending = PendingRequest(
             code=new_code(),
@@ -204,7 +200,7 @@ class AccessStore:
         wanted = normalise_code(code)
         pending = next((r for r in self._state.requests if r.code == wanted), None)
         if pending is None:
-            raise AccessError("invalid_code", f"no pending request has code {wanted}")
+            raise AccessError(f"no pending request has code {wanted}", "invalid_code")
         self._state.requests.remove(pending)
         issued = None
         if approved and pending.kind == "device":

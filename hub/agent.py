@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from hub.errors import (
     AgentClosedError,
-    HubError,
+    CodedError,
     InvalidInputError,
     ModelError,
     QueueFullError,
@@ -635,7 +635,7 @@ def _run_error(exc: BaseException, run_id: str) -> ModelError:
         return exc
     if isinstance(exc, OSError):
         return ModelError("storage", f"could not save the conversation ({exc})", retryable=True)
-    if isinstance(exc, HubError):
+    if isinstance(exc, CodedError):
         return ModelError(exc.code, str(exc))
     log.error("run %s failed: %s: %s", run_id, type(exc).__name__, exc, exc_info=exc)
     return ModelError("internal", f"the agent failed unexpectedly ({type(exc).__name__}: {exc})")

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from hub.access import AccessStore
 from hub.agent import AsyncAgent
+from hub.errors import UnknownAgentError
 from hub.health import HealthRegistry, SubsystemHealth
 from hub.model import Compactor, Model
+from hub.origin import Origin
 from hub.routes import LastRoute
 from hub.sessions import SessionStore
 from hub.wire import WireModel
@@ -30,19 +32,6 @@ class AgentInfo(WireModel):
     queued: int
     session_id: str
     last_seq: int
-
-
-class UnknownAgentError(KeyError):
-    """No agent has this id; `code` is stable for clients of every surface."""
-
-    code = "unknown_agent"
-
-    def __init__(self, agent_id: str) -> None:
-        super().__init__(agent_id)
-        self.agent_id = agent_id
-
-    def __str__(self) -> str:
-        return f"no agent {self.agent_id!r}"
 
 
 class Hub:
@@ -77,6 +66,20 @@ class Hub:
             return self.agents[agent_id]
         except KeyError:
             raise UnknownAgentError(agent_id) from None
+
+    def submit(self, agent_id: str, text: str, origin: Origin) -> str:
+        """The one way into an agent: queue `text` as a turn and return its run id.
+
+        An accepted channel message makes its chat the lastRoute; an accepted desktop or web
+        message clears it (the person has moved to the window or the browser). Raises
+        `UnknownAgentError` and whatever `AsyncAgent.write` refuses with (all `CodedError`).
+        """
+        run_id = self.agent(agent_id).write(text, origin)
+        if origin.route is not None:
+            self.last_route.set(origin.route)
+        else:
+            self.last_route.clear()
+        return run_id
 
     def agents_info(self) -> list[AgentInfo]:
         return [

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from hub.access import AccessError, Decision, DeviceRecord
 from hub.echo import EchoModel
-from hub.hub import Hub, UnknownAgentError
+from hub.errors import UnknownAgentError
+from hub.hub import Hub
 from hub.requests import AgentParams, DecisionAnswer, HistoryParams, HubRequests
 from hub.sessions import MessageEntry
 
