@@ -102,7 +102,7 @@ def _mutations() -> list[Callable[[random.Random], Json]]:
         return {"message": _message(rng, ODD, rng.choice(ODD_TEXTS))}
 
     def odd_entities(rng: random.Random) -> Json:
-        text = rng.choice(ODD_TEXTS[7:] + ["😀@agenthub_test_bot hi", "/new 😀"])
+        text = rng.choice([*ODD_TEXTS[7:], "😀@agenthub_test_bot hi", "/new 😀"])
         message = _message(rng, ODD, text)
         message["entities"] = _odd_entities(rng, text)
         return {"message": message}
