@@ -92,11 +92,13 @@ def _mutations() -> list[Callable[[random.Random], Json]]:
 
     def chat_wrong_type(rng: random.Random) -> Json:
         message = _message(rng, ODD, "hi")
-        message["chat"] = rng.choice(["chat", 5, None, [], {"type": "private"}])
+        choices: list[JsonValue] = ["chat", 5, None, [], {"type": "private"}]
+        message["chat"] = rng.choice(choices)
         return {"message": message}
 
     def text_wrong_type(rng: random.Random) -> Json:
-        return {"message": _message(rng, ODD, rng.choice([5, None, [], {"a": 1}, True, 1.5]))}
+        choices: list[JsonValue] = [5, None, [], {"a": 1}, True, 1.5]
+        return {"message": _message(rng, ODD, rng.choice(choices))}
 
     def odd_text(rng: random.Random) -> Json:
         return {"message": _message(rng, ODD, rng.choice(ODD_TEXTS))}
@@ -132,12 +134,14 @@ def _mutations() -> list[Callable[[random.Random], Json]]:
             message["is_topic_message"] = True
             message["message_thread_id"] = rng.choice([5, "5", None])
         if rng.random() < 0.3:
-            message["reply_to_message"] = rng.choice([{}, {"message_id": 1}, "x", None])
+            replies: list[JsonValue] = [{}, {"message_id": 1}, "x", None]
+            message["reply_to_message"] = rng.choice(replies)
         return {"message": message}
 
     def other_kinds(rng: random.Random) -> Json:
         kind = rng.choice(["edited_message", "channel_post", "poll", "my_chat_member", "x"])
-        return {kind: rng.choice([{}, _message(rng, ODD, "hi"), "junk", None, [1, 2]])}
+        bodies: list[JsonValue] = [{}, _message(rng, ODD, "hi"), "junk", None, [1, 2]]
+        return {kind: rng.choice(bodies)}
 
     def no_message(rng: random.Random) -> Json:
         return rng.choice([{}, {"message": None}, {"message": "text"}, {"message": []}])
