@@ -48,7 +48,7 @@ from gateway.protocol import (
     make_frame,
 )
 from hub.agent import AsyncAgent
-from hub.errors import CodedError, UnknownAgentError
+from hub.errors import CodedError
 from hub.events import (
     AgentEnd,
     AgentEvent,
@@ -62,19 +62,14 @@ from hub.filters import forward
 from hub.health import SubsystemHealth
 from hub.hub import Hub
 from hub.origin import Origin
-from hub.requests import AgentParams, HistoryAnswer, HistoryParams, HubRequests
+from hub.requests import Caller, RequestHost, dispatch
+from hub.requests.agents import HistoryAnswer
 
 log = logging.getLogger("agenthub.hub_link")
 
 COALESCE_WINDOW = 0.04
 MAX_QUEUED_PACKETS = 2000
 MAX_TRACKED_STREAMS = 10_000
-
-
-class _RequestFailed(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class HubLink:
@@ -92,9 +87,10 @@ class HubLink:
         max_frame_bytes: int = 1_048_576,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        requests: RequestHost | None = None,
     ) -> None:
         self.hub = hub
-        self.requests = HubRequests(hub)
+        self.requests = requests or RequestHost(access=hub.access, health=hub.health, hub=hub)
         self.url = url
         self.device_id = device_id
         self.coalesce_window = coalesce_window
@@ -300,30 +296,20 @@ class HubLink:
         await self._answer(frame, answer=MessageAccepted(run_id=run_id))
 
     async def _on_request(self, frame: RequestFrame) -> None:
+        # Paired web devices are the owner's (pairing is approved by the owner).
+        caller = Caller(surface="web", device_id=frame.sender, owner=True)
         try:
-            answer = self._handle_request(frame.payload.method, frame.payload.params)
-        except (_RequestFailed, UnknownAgentError) as exc:
-            await self._answer(frame, error=(exc.code, str(exc)))
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"]) or "params"
-            await self._answer(frame, error=("invalid_params", f"{where}: {first['msg']}"))
-        else:
-            await self._answer(frame, answer=answer)
+            answer = await dispatch(
+                self.requests, caller, frame.payload.method, frame.payload.params
+            )
+        except CodedError as exc:
+            await self._answer(frame, error=(exc.code, exc.message))
+            return
+        if isinstance(answer, HistoryAnswer):
+            answer = self._fit_history(answer)
+        await self._answer(frame, answer=answer)
 
-    def _handle_request(self, method: str, params: dict[str, JsonValue]) -> BaseModel:
-        if method == "agents.list":
-            return self.requests.agents()
-        if method == "history":
-            return self._history(HistoryParams.model_validate(params))
-        if method == "status":
-            return self.requests.status()
-        if method == "abort":
-            return self.requests.abort(AgentParams.model_validate(params))
-        raise _RequestFailed("unknown_method", f"unknown method {method!r}")
-
-    def _history(self, params: HistoryParams) -> HistoryAnswer:
-        answer = self.requests.history(params)
+    def _fit_history(self, answer: HistoryAnswer) -> HistoryAnswer:
         entries = answer.entries
         # Leave the oldest entries out until the answer fits one frame (with room to spare).
         budget = self.max_frame_bytes * 9 // 10
