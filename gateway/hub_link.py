@@ -52,7 +52,6 @@ from hub.errors import CodedError, UnknownAgentError
 from hub.events import (
     AgentEnd,
     AgentEvent,
-    LegacyError,
     MessageEnd,
     MessageUpdate,
     ReadGap,
@@ -427,8 +426,6 @@ class HubLink:
             await items.aclose()
 
     async def _handle_item(self, agent_id: str, item: ReadItem, coalescer: _Coalescer) -> None:
-        if isinstance(item, LegacyError):
-            return  # agent_error carries the same failure, structured
         if isinstance(item, ReadGap):
             for update in coalescer.flush():
                 await self._forward(agent_id, update)
