@@ -490,9 +490,9 @@ async def test_subscriber_overflow_then_drops_oldest_with_a_gap(data_dir: Path) 
     agent.write("go")
     await agent.wait_idle()
     assert [e.seq for e in others.events] == list(range(1, 15))
-    assert [
-        i.seq for i in await read_until_idle(agent, 1) if not isinstance(i, ReadGap)
-    ] == list(range(1, 15))
+    assert [i.seq for i in await read_until_idle(agent, 1) if not isinstance(i, ReadGap)] == list(
+        range(1, 15)
+    )
     release.set()
     await held.until_runs_end(1)
     assert [(g.dropped, g.first_seq, g.last_seq) for g in held.gaps] == [(9, 2, 10)]
