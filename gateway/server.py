@@ -67,8 +67,10 @@ class GatewayServer:
             # stream frames keep their order even when a handler waits on Redis.
             async_handlers=False,
             serializer=JsonPacket,
-            logger=False,
-            engineio_logger=False,
+            # Named loggers, never the libraries' defaults (which add a handler of their own
+            # and so bypass the process's logging policy, app/logs.py).
+            logger=logging.getLogger("socketio.server"),
+            engineio_logger=logging.getLogger("engineio.server"),
         )
         self.app = web.Application(client_max_size=config.max_frame_bytes * 4 + 65536)
         self.sio.attach(self.app)
