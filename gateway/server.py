@@ -56,6 +56,9 @@ class GatewayServer:
             self._redis = RedisManager(config.redis_url, channel=f"{config.redis_prefix}:sio")
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
+            # The web client and the hub link use WebSocket only; long-polling would be exposure
+            # without use (a big POST on a polling session held its request for 30 s or more).
+            transports=["websocket"],
             client_manager=self._redis,
             cors_allowed_origins=self._origin_allowed,
             # Frames up to 4x the limit reach the handler and get TOO_LARGE; past that the

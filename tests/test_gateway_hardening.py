@@ -6,14 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
+
 from app import logs
 from tests.test_gateway_support import (
     GATEWAY_TOKEN,
+    WAIT_SECONDS,
     connect_client,
     connect_device,
     raw_socket,
@@ -150,3 +154,23 @@ def test_library_records_are_limited_per_source_and_say_what_was_left_out() -> N
     assert policy.filter(failing)
     assert (failing.levelname, failing.exc_info) == ("WARNING", None)
     assert failing.getMessage() == "handler error: ValueError: line one line two"
+
+
+async def test_long_polling_is_refused_and_a_big_post_is_answered_at_once(data_dir: Path) -> None:
+    async with running_stack(data_dir) as stack, aiohttp.ClientSession() as http:
+        polling = f"{stack.url}/socket.io/?EIO=4&transport=polling"
+        async with asyncio.timeout(WAIT_SECONDS), http.get(polling) as response:
+            assert response.status == 400
+            sid = "none"
+            if response.status == 200:  # the handshake: `0{"sid": …}`
+                sid = json.loads((await response.text())[1:])["sid"]
+        async with (
+            asyncio.timeout(WAIT_SECONDS),
+            http.post(f"{polling}&sid={sid}", data=b"4" + b"x" * (5 * 1024 * 1024)) as response,
+        ):
+            assert 400 <= response.status < 500
+        # The web client's transport is untouched.
+        client = await connect_client(stack.url, stack.hub)
+        await client.message("over websocket")
+        await client.next_frame(reply_is("over websocket"))
+        await client.close()
