@@ -56,6 +56,9 @@ class GatewayServer:
             self._redis = RedisManager(config.redis_url, channel=f"{config.redis_prefix}:sio")
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
+            # The web client and the hub link use WebSocket only; long-polling would be exposure
+            # without use (a big POST on a polling session held its request for 30 s or more).
+            transports=["websocket"],
             client_manager=self._redis,
             cors_allowed_origins=self._origin_allowed,
             # Frames up to 4x the limit reach the handler and get TOO_LARGE; past that the
@@ -67,8 +70,10 @@ class GatewayServer:
             # stream frames keep their order even when a handler waits on Redis.
             async_handlers=False,
             serializer=JsonPacket,
-            logger=False,
-            engineio_logger=False,
+            # Named loggers, never the libraries' defaults (which add a handler of their own
+            # and so bypass the process's logging policy, app/logs.py).
+            logger=logging.getLogger("socketio.server"),
+            engineio_logger=logging.getLogger("engineio.server"),
         )
         self.app = web.Application(client_max_size=config.max_frame_bytes * 4 + 65536)
         self.sio.attach(self.app)
