@@ -266,18 +266,6 @@ class AccessStore:
     def is_channel_user_approved(self, channel: str, user_id: str) -> bool:
         return any(u.channel == channel and u.user_id == user_id for u in self._state.channel_users)
 
-    def remove_channel_user(self, channel: str, user_id: str) -> bool:
-        before = len(self._state.channel_users)
-        self._state.channel_users = [
-            u
-            for u in self._state.channel_users
-            if not (u.channel == channel and u.user_id == user_id)
-        ]
-        if len(self._state.channel_users) == before:
-            return False
-        self._save()
-        return True
-
     # -- persistence ------------------------------------------------------------------------
 
     def _expire(self) -> None:
