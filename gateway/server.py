@@ -32,7 +32,7 @@ from gateway.relay import Relay, device_room
 from gateway.sio import JsonPacket, RedisManager, close_transports
 from gateway.static import WebClientFiles
 from hub.access import AccessStore, Decision, DeviceRecord
-from hub.health import HealthRegistry, SubsystemHealth
+from hub.health import HealthRegistry, Probe, SubsystemHealth
 from hub.tasks import TaskFunnel
 
 log = logging.getLogger("agenthub.gateway")
@@ -122,7 +122,6 @@ class GatewayServer:
         self.port = int(self._runner.addresses[0][1])
         self._listening = True
         self._unlisten = self.access.listen(self._on_access)
-        self.health.register("gateway", self._probe)
         log.info(
             "gateway %s listening on http://%s:%d%s",
             self.node_id,
@@ -172,6 +171,9 @@ class GatewayServer:
     def local_devices(self) -> list[DeviceInfo]:
         """Devices with sockets on this node, synchronously (all of them without Redis)."""
         return self.table.devices()
+
+    def probes(self) -> dict[str, Probe]:
+        return {"gateway": self._probe}
 
     def _probe(self) -> SubsystemHealth:
         if not self._listening:

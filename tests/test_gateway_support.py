@@ -31,6 +31,7 @@ from hub.model import (
     ToolCallStarted,
 )
 from hub.requests.agents import HistoryAnswer
+from hub.service import attach_probes
 from hub.sessions import MessageEntry
 
 GATEWAY_TOKEN = "test-gateway-token-0123456789abcdef"
@@ -74,6 +75,8 @@ async def running_stack(
     await gateway.start()
     link = HubLink(hub, f"http://127.0.0.1:{gateway.port}", GATEWAY_TOKEN, backoff_max=0.5)
     await link.start()
+    for service in (gateway, link):
+        attach_probes(hub.health, service)
     stack = Stack(gateway, hub, link)
     try:
         async with asyncio.timeout(10):
