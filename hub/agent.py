@@ -379,6 +379,8 @@ class AsyncAgent:
                 text=turn.text,
                 context=context,
                 summary=compaction.summary if compaction else None,
+                session_id=self.session.session_id,
+                announce=lambda build: self._emit(build(self._next_seq())),
             )
             outcome = await self._drive(turn, model_turn, state)
         except Exception as exc:

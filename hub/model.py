@@ -15,6 +15,7 @@ from typing import Protocol
 
 from pydantic import JsonValue
 
+from hub.approvals import Announce
 from hub.sessions import HistoryEntry
 
 
@@ -54,13 +55,19 @@ ModelPart = TextDelta | ToolCallStarted | ToolCallFinished | UsageReport
 
 @dataclass(frozen=True, slots=True)
 class ModelTurn:
-    """One turn: the user's text, and the context before it (oldest first)."""
+    """One turn: the user's text, and the context before it (oldest first).
+
+    `announce` lets the model put events of its own on the agent's stream mid-run (a tool
+    waiting for approval); the agent stamps their seq."""
 
     agent_id: str
     run_id: str
     text: str
     context: Sequence[HistoryEntry]
     summary: str | None = None
+    session_key: str = "main"
+    session_id: str = ""
+    announce: Announce | None = None
 
 
 class Model(Protocol):
