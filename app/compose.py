@@ -242,7 +242,6 @@ def _add_gateway(runtime: Runtime, token: str) -> None:
             port=settings.port,
             gateway_token=token,
             redis_url=settings.redis_url,
-            data_dir=settings.data_dir,
         ),
         runtime.access,
         runtime.health,

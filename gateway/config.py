@@ -34,8 +34,3 @@ class GatewayConfig(BaseModel):
         default_factory=list, description="extra browser origins; the gateway's own is allowed"
     )
     web_root: Path = WEB_ROOT
-    data_dir: Path | None = Field(
-        default=None,
-        description="the node's data directory, as the composition root chose it (where its"
-        " AccessStore lives); the gateway itself writes nothing there",
-    )

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from gateway.config import GatewayConfig
-from gateway.hub_link import HubLink, _Coalescer
+from gateway.hub_link import HubLink
 from gateway.server import GatewayServer
+from gateway.streams import Coalescer
 from hub.echo import EchoModel
 from hub.events import MessageUpdate, ReadGap
 from hub.hub import Hub
@@ -146,7 +146,7 @@ async def test_updates_are_coalesced_and_the_final_text_is_exact(data_dir: Path)
 
 def test_coalescer_sends_the_first_update_and_then_one_per_window() -> None:
     now = [0.0]
-    coalescer = _Coalescer(0.04, lambda: now[0])
+    coalescer = Coalescer(0.04, lambda: now[0])
 
     def update(text: str, message_id: str = "m1") -> MessageUpdate:
         return MessageUpdate(
@@ -234,7 +234,7 @@ async def test_a_hub_that_fell_behind_tells_clients_to_refetch(data_dir: Path) -
         await eventually(lambda: client.device_id in stack.link.clients)
         # What the agent's read() yields when this consumer fell behind (see hub.fanout).
         gap = ReadGap(agent_id="main", dropped=7, first_seq=3, last_seq=9)
-        await stack.link._handle_item("main", gap, _Coalescer(0.04, time.monotonic))
+        await stack.link.forwarders["main"].handle(gap)
         frame = stream_of(await client.next_frame(is_stream("read_gap")))
         assert frame.stream_id == "read_gap"
         assert frame.event == gap.model_dump(mode="json")

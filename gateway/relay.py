@@ -1,0 +1,112 @@
+"""The frame relay: checks each `send` frame and delivers it as `receive` to every socket of
+its target, or answers the sender with `send_error`.
+
+Checks run in this order: registered, rate, size, shape, `from`, action, target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from pydantic import ValidationError
+from pydantic_core import to_json
+
+from gateway.config import GatewayConfig
+from gateway.connections import ConnectionTable
+from gateway.presence import LocalPresence, Presence
+from gateway.protocol import ALLOWED_ACTIONS, FRAME_ADAPTER, DeviceInfo, ErrorCode, Frame, SendError
+from hub.errors import describe_validation
+
+# (event, data, room) for a room emit; (event, data, sid) for one socket.
+Deliver = Callable[[str, object, str], Awaitable[None]]
+
+
+class FrameRefused(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.message = message
+
+
+def device_room(device_id: str) -> str:
+    return f"d:{device_id}"
+
+
+def parse_frame(data: object) -> Frame:
+    """The frame in `data`, or FrameRefused(INVALID_MESSAGE) naming the first problem."""
+    try:
+        return FRAME_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        if first["type"] == "union_tag_invalid":
+            reason = "unknown action (expected message, stream, request or response)"
+        elif first["type"] == "union_tag_not_found":
+            reason = "missing action (expected message, stream, request or response)"
+        elif first["type"] in ("model_type", "model_attributes_type") and not first["loc"]:
+            reason = "a frame must be a JSON object"
+        else:
+            reason = describe_validation(exc, limit=1)
+        raise FrameRefused("INVALID_MESSAGE", reason) from None
+
+
+def frame_id(data: object) -> str | None:
+    if isinstance(data, dict):
+        value = data.get("id")
+        if isinstance(value, str) and len(value) <= 128:
+            return value
+    return None
+
+
+class Relay:
+    """`on_send(sid, data)` for every `send` frame of this node's sockets."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        table: ConnectionTable,
+        presence: Presence,
+        to_room: Deliver,
+        to_sid: Deliver,
+    ) -> None:
+        self.config = config
+        self.table = table
+        self.presence = presence
+        self._to_room = to_room
+        self._to_sid = to_sid
+
+    async def on_send(self, sid: str, data: object = None) -> None:
+        try:
+            frame = await self._check(sid, data)
+        except FrameRefused as exc:
+            error = SendError(message_id=frame_id(data), code=exc.code, message=exc.message)
+            await self._to_sid("send_error", error.model_dump(), sid)
+            return
+        await self._to_room("receive", data, device_room(frame.to))
+
+    async def _check(self, sid: str, data: object) -> Frame:
+        conn = self.table.get(sid)
+        if conn is None:
+            raise FrameRefused("NOT_REGISTERED", "pair this device first")
+        if not self.table.take(conn.device_id):
+            raise FrameRefused("RATE_LIMITED", "too many frames; slow down and resend")
+        if len(to_json(data)) > self.config.max_frame_bytes:
+            raise FrameRefused(
+                "TOO_LARGE", f"frame is larger than {self.config.max_frame_bytes} bytes"
+            )
+        frame = parse_frame(data)
+        if frame.sender != conn.device_id:
+            raise FrameRefused("UNAUTHORIZED", "`from` must be this socket's device id")
+        if frame.action not in ALLOWED_ACTIONS[conn.role]:
+            raise FrameRefused("UNAUTHORIZED", f"a {conn.role} may not send {frame.action}")
+        target = await self._lookup(frame.to)
+        if target is None:
+            raise FrameRefused("DEVICE_NOT_FOUND", f"device {frame.to} is not connected")
+        if conn.role == "client" and target.role != "hub":
+            raise FrameRefused("UNAUTHORIZED", "client devices may only address a hub")
+        return frame
+
+    async def _lookup(self, device_id: str) -> DeviceInfo | None:
+        local = self.table.lookup(device_id)
+        if local is not None or isinstance(self.presence, LocalPresence):
+            return local
+        return await self.presence.lookup(device_id)
