@@ -147,6 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("code")
     deny = pair_commands.add_parser("deny", help="deny a pending request")
     deny.add_argument("code")
+    approvals = ctl_commands.add_parser(
+        "approvals", help="tool calls waiting for a person: list, approve or deny"
+    )
+    approval_commands = approvals.add_subparsers(
+        dest="approvals_command", required=True, metavar="ACTION"
+    )
+    approval_commands.add_parser("list", help="pending approvals")
+    approve_call = approval_commands.add_parser("approve", help="let the tool call run")
+    approve_call.add_argument("approval_id", metavar="ID")
+    approve_call.add_argument(
+        "--session", action="store_true", help="and this tool for the rest of the session"
+    )
+    deny_call = approval_commands.add_parser("deny", help="refuse the tool call")
+    deny_call.add_argument("approval_id", metavar="ID")
     ctl_commands.add_parser("shutdown", help="stop the hub gracefully")
 
     doctor = commands.add_parser(
@@ -180,6 +194,14 @@ def _ctl_request(args: argparse.Namespace) -> tuple[Method, CtlParams]:
         return "devices.list", CtlParams()
     if command == "pair":
         return _PAIR_METHODS[args.pair_command], CtlParams(code=getattr(args, "code", None))
+    if command == "approvals":
+        action: str = args.approvals_command
+        if action == "list":
+            return "approvals.list", CtlParams()
+        params = CtlParams(
+            approval_id=args.approval_id, for_session=bool(getattr(args, "session", False))
+        )
+        return ("approvals.approve" if action == "approve" else "approvals.deny"), params
     return _SIMPLE_METHODS[command], CtlParams()
 
 

@@ -22,6 +22,7 @@ from app.control_protocol import (
 )
 from app.control_server import Handler, RequestError
 from hub.access import AccessError, AccessStore
+from hub.approvals import ApprovalAnswer, ApprovalError, Decision, PendingApproval
 from hub.errors import UnknownAgentError
 from hub.health import HealthRegistry
 from hub.hub import AgentInfo, Hub
@@ -139,6 +140,25 @@ def build_handlers(ctx: ControlContext) -> dict[Method, Handler]:
 
         return handler
 
+    async def approvals_list(_: CtlParams) -> list[PendingApproval]:
+        return need_hub().approvals.pending()
+
+    def approvals_decide(approve: bool) -> Handler:
+        async def handler(params: CtlParams) -> ApprovalAnswer:
+            hub = need_hub()
+            if not params.approval_id:
+                raise RequestError("invalid_request", "an approval id is required")
+            decision: Decision = (
+                "deny" if not approve else "approve_session" if params.for_session else "approve"
+            )
+            try:
+                # The control socket is the machine's owner: every approval is theirs to decide.
+                return hub.approvals.decide(params.approval_id, decision, "ctl")
+            except ApprovalError as exc:
+                raise RequestError(exc.code, exc.message) from None
+
+        return handler
+
     async def shutdown(_: CtlParams) -> ShutdownResult:
         ctx.request_shutdown()
         return ShutdownResult(stopping=True)
@@ -154,5 +174,8 @@ def build_handlers(ctx: ControlContext) -> dict[Method, Handler]:
         "pair.list": pair_list,
         "pair.approve": pair_decide(True),
         "pair.deny": pair_decide(False),
+        "approvals.list": approvals_list,
+        "approvals.approve": approvals_decide(True),
+        "approvals.deny": approvals_decide(False),
         "shutdown": shutdown,
     }

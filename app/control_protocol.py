@@ -27,6 +27,9 @@ Method = Literal[
     "pair.list",
     "pair.approve",
     "pair.deny",
+    "approvals.list",
+    "approvals.approve",
+    "approvals.deny",
     "shutdown",
 ]
 MAX_LINE_BYTES = 1 << 20
@@ -38,6 +41,8 @@ class CtlParams(WireModel):
     limit: int | None = Field(default=None, ge=1, le=10_000)
     device_id: str | None = None
     code: str | None = None
+    approval_id: str | None = None
+    for_session: bool = False
 
 
 class CtlRequest(WireModel):

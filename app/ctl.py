@@ -25,6 +25,7 @@ from app.control_protocol import (
     SessionInfo,
     StatusResult,
 )
+from hub.approvals import ApprovalAnswer, PendingApproval
 from hub.hub import AgentInfo
 from hub.requests import DecisionAnswer
 from hub.sessions import HistoryEntry, MessageEntry
@@ -142,6 +143,12 @@ def render(method: Method, result: JsonValue) -> str:
         decision = _load(DecisionAnswer, result)
         verb = "approved" if decision.approved else "denied"
         return f"{verb} {decision.kind} {decision.subject} ({decision.label})"
+    if method == "approvals.list":
+        waiting = _load_list(PendingApproval, result)
+        return "\n".join(_approval_line(p) for p in waiting) or "no pending approvals"
+    if method in ("approvals.approve", "approvals.deny"):
+        answer = _load(ApprovalAnswer, result)
+        return f"{answer.approval_id} {answer.decision}"
     if method == "shutdown":
         return "shutting down"
     return json.dumps(result, indent=2)
@@ -179,6 +186,16 @@ def _history_line(entry: HistoryEntry) -> str:
         return f"[{entry.seq}] {entry.role}: {text}{mark}"
     state = "error" if entry.is_error else "ok"
     return f"[{entry.seq}] tool {entry.tool_name} {state}"
+
+
+def _approval_line(pending: PendingApproval) -> str:
+    args = json.dumps(pending.args, ensure_ascii=False)
+    args = args if len(args) <= 300 else args[:299] + "…"
+    minutes = max(0, round((pending.expires_at / 1000 - time.time()) / 60))
+    return (
+        f"{pending.approval_id}  {pending.agent_id}/{pending.session_key}  {pending.tool} {args}"
+        f"  (expires in {minutes} min)"
+    )
 
 
 def _duration(seconds: float) -> str:

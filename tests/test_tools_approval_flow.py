@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hub.agent import AsyncAgent
-from hub.approvals import Approvals
+from hub.approvals import Approvals, Decision
 from hub.events import AgentEvent, ApprovalRequest, ApprovalResolved, ToolExecutionEnd
 from hub.providers import ModelConfig, build_model
 from hub.sessions import SessionStore, ToolEntry
@@ -39,7 +39,7 @@ def agent_for(
 
 
 def decide_when_asked(
-    agent: AsyncAgent, approvals: Approvals, decision: str
+    agent: AsyncAgent, approvals: Approvals, decision: Decision
 ) -> list[ApprovalRequest]:
     """Answer every approval_request the agent emits with `decision`, as a person would."""
     asked: list[ApprovalRequest] = []
