@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import os
 import signal
@@ -16,97 +15,119 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import JsonValue
+
 from app import logs
+from app.banner import print_banner
 from app.config import ConfigError, Settings, load_settings
-from app.control_protocol import CtlParams, Method
 
 if TYPE_CHECKING:
-    from app.compose import Mode, Runtime
+    from app.compose import Mode
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 log = logging.getLogger("agenthub.app")
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help text states each option's default and environment variable itself, once."""
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir", type=Path, help="data directory (env AGENTHUB_DATA_DIR; ~/.agenthub)"
+def _common() -> argparse.ArgumentParser:
+    """Options every command takes, before or after its subcommand (defaults suppressed, so a
+    value given at one level is not reset by the next)."""
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common.add_argument(
+        "--data-dir", type=Path, help="data directory (env AGENTHUB_DATA_DIR; default ~/.agenthub)"
     )
-    parser.add_argument(
+    common.add_argument(
         "--config", type=Path, help="TOML configuration file (default <data-dir>/config.toml)"
     )
-    parser.add_argument(
+    common.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],
-        help="log level (env AGENTHUB_LOG_LEVEL; info)",
+        help="log level (env AGENTHUB_LOG_LEVEL; default info)",
     )
+    common.add_argument(
+        "--json", action="store_true", help="machine-readable output (ctl commands)"
+    )
+    return common
 
 
 def _bind(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", help="bind address (env AGENTHUB_HOST; 127.0.0.1)")
-    parser.add_argument("--port", help="port (env AGENTHUB_PORT; 8765)")
+    parser.add_argument("--host", help="bind address (env AGENTHUB_HOST; default 127.0.0.1)")
+    parser.add_argument("--port", help="port (env AGENTHUB_PORT; default 8765)")
 
 
 def _model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         help="model spec: echo, openai:<model>, anthropic:<model>, ollama:<model>, "
-        "local[:PATH.gguf] (env AGENTHUB_MODEL; echo)",
+        "local[:PATH.gguf] (env AGENTHUB_MODEL; default echo)",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    common = _common()
     parser = argparse.ArgumentParser(
         prog="agenthub",
         description="One LLM agent, reached from a desktop window, a browser and Telegram.",
         formatter_class=_Formatter,
+        parents=[common],
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser(
+    def command(
+        parent: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        *,
+        help: str,
+        description: str | None = None,
+    ) -> argparse.ArgumentParser:
+        return parent.add_parser(
+            name,
+            parents=[common],
+            formatter_class=_Formatter,
+            help=help,
+            description=description or help[:1].upper() + help[1:] + ".",
+        )
+
+    serve = command(
+        commands,
         "serve",
         help="gateway + hub + web client in one process (+ Telegram when configured)",
-        formatter_class=_Formatter,
         description="Run everything in one process. Prints the web URL (with a one-time "
         "pairing code in its fragment) and which model runs.",
     )
-    _common(serve)
     _bind(serve)
     _model(serve)
     serve.add_argument("--redis-url", help="Redis URL for gateway scale-out (AGENTHUB_REDIS_URL)")
 
-    gateway = commands.add_parser(
+    gateway = command(
+        commands,
         "gateway",
         help="the gateway alone, for a server",
-        formatter_class=_Formatter,
         description="Run only the gateway. Hubs connect with AGENTHUB_GATEWAY_TOKEN.",
     )
-    _common(gateway)
     _bind(gateway)
     gateway.add_argument("--redis-url", help="join gateway nodes over Redis (AGENTHUB_REDIS_URL)")
 
-    hub = commands.add_parser(
+    hub = command(
+        commands,
         "hub",
         help="the hub alone, connecting to a gateway",
-        formatter_class=_Formatter,
         description="Run the agents and connect to a gateway as its hub device.",
     )
-    _common(hub)
     _model(hub)
     hub.add_argument("--gateway-url", help="gateway to connect to (AGENTHUB_GATEWAY_URL)")
 
-    desktop = commands.add_parser(
+    desktop = command(
+        commands,
         "desktop",
         help="the desktop window, with the hub in-process",
-        formatter_class=_Formatter,
         description="Open the desktop window. With --with-gateway it also serves web clients; "
         "with TELEGRAM_BOT_TOKEN it also runs the Telegram bot.",
     )
-    _common(desktop)
     _bind(desktop)
     _model(desktop)
     desktop.add_argument(
@@ -115,60 +136,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run the gateway so browsers can reach this hub",
     )
 
-    ctl = commands.add_parser(
+    ctl = command(
+        commands,
         "ctl",
         help="talk to the running hub over its control socket",
-        formatter_class=_Formatter,
         description="Ask the hub running with this data directory, via <data-dir>/ctl.sock.",
     )
-    _common(ctl)
-    ctl.add_argument("--json", action="store_true", help="machine-readable output")
     ctl_commands = ctl.add_subparsers(dest="ctl_command", required=True, metavar="CTL_COMMAND")
-    ctl_commands.add_parser("status", help="uptime, agents, surfaces, connected devices")
-    ctl_commands.add_parser("agents", help="the agents and their state")
-    sessions = ctl_commands.add_parser("sessions", help="sessions on disk")
+    command(ctl_commands, "status", help="uptime, agents, surfaces, connected devices")
+    command(ctl_commands, "agents", help="the agents and their state")
+    sessions = command(ctl_commands, "sessions", help="sessions on disk")
     sessions.add_argument("--agent", help="only this agent")
-    history = ctl_commands.add_parser(
-        "history", help="messages of an agent's current session", formatter_class=_Formatter
-    )
+    history = command(ctl_commands, "history", help="messages of an agent's current session")
     history.add_argument("--agent", help="agent id (default: the first agent)")
     history.add_argument("--after-seq", type=int, help="only entries after this seq")
-    history.add_argument("--limit", type=int, default=50, help="at most this many, the latest")
-    devices = ctl_commands.add_parser("devices", help="paired web devices: list or revoke")
+    history.add_argument(
+        "--limit", type=int, default=50, help="at most this many, the latest (default 50)"
+    )
+    devices = command(ctl_commands, "devices", help="paired web devices: list or revoke")
     devices_commands = devices.add_subparsers(dest="devices_command", metavar="ACTION")
-    devices_commands.add_parser("list", help="paired devices (default)")
-    revoke = devices_commands.add_parser("revoke", help="revoke a device; it is disconnected")
+    command(devices_commands, "list", help="paired devices (default)")
+    revoke = command(devices_commands, "revoke", help="revoke a device; it is disconnected")
     revoke.add_argument("device_id")
-    pair = ctl_commands.add_parser("pair", help="pairing codes for web devices and Telegram users")
+    pair = command(ctl_commands, "pair", help="pairing codes for web devices and Telegram users")
     pair_commands = pair.add_subparsers(dest="pair_command", required=True, metavar="ACTION")
-    pair_commands.add_parser("new", help="a one-time code (and web URL) for a new device")
-    pair_commands.add_parser("list", help="pending requests waiting for approval")
-    approve = pair_commands.add_parser("approve", help="approve a pending request")
+    command(pair_commands, "new", help="a one-time code (and web URL) for a new device")
+    command(pair_commands, "list", help="pending requests waiting for approval")
+    approve = command(pair_commands, "approve", help="approve a pending request")
     approve.add_argument("code")
-    deny = pair_commands.add_parser("deny", help="deny a pending request")
+    deny = command(pair_commands, "deny", help="deny a pending request")
     deny.add_argument("code")
-    approvals = ctl_commands.add_parser(
-        "approvals", help="tool calls waiting for a person: list, approve or deny"
+    approvals = command(
+        ctl_commands, "approvals", help="tool calls waiting for a person: list, approve or deny"
     )
     approval_commands = approvals.add_subparsers(
         dest="approvals_command", required=True, metavar="ACTION"
     )
-    approval_commands.add_parser("list", help="pending approvals")
-    approve_call = approval_commands.add_parser("approve", help="let the tool call run")
+    command(approval_commands, "list", help="pending approvals")
+    approve_call = command(approval_commands, "approve", help="let the tool call run")
     approve_call.add_argument("approval_id", metavar="ID")
     approve_call.add_argument(
         "--session", action="store_true", help="and this tool for the rest of the session"
     )
-    deny_call = approval_commands.add_parser("deny", help="refuse the tool call")
+    deny_call = command(approval_commands, "deny", help="refuse the tool call")
     deny_call.add_argument("approval_id", metavar="ID")
-    ctl_commands.add_parser("shutdown", help="stop the hub gracefully")
+    command(ctl_commands, "shutdown", help="stop the hub gracefully")
 
-    doctor = commands.add_parser(
-        "doctor",
-        help="check configuration, data directory, port, model and Telegram token",
-        formatter_class=_Formatter,
+    doctor = command(
+        commands, "doctor", help="check configuration, data directory, port, model and Telegram"
     )
-    _common(doctor)
     _bind(doctor)
     _model(doctor)
     return parser
@@ -179,42 +195,42 @@ def _settings(args: argparse.Namespace) -> Settings:
         name: getattr(args, name, None)
         for name in ("data_dir", "host", "port", "model", "redis_url", "gateway_url", "log_level")
     }
-    return load_settings(args.config, **overrides)
+    return load_settings(getattr(args, "config", None), **overrides)
 
 
-def _ctl_request(args: argparse.Namespace) -> tuple[Method, CtlParams]:
+def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, JsonValue]]:
+    """The control method and params of a `ctl` command line."""
     command: str = args.ctl_command
     if command == "history":
-        return "history", CtlParams(agent_id=args.agent, after_seq=args.after_seq, limit=args.limit)
+        params: dict[str, JsonValue] = {"limit": args.limit}
+        if args.after_seq is not None:
+            params["after"] = args.after_seq
+        if args.agent:
+            params["agentId"] = args.agent
+        return "history", params
     if command == "sessions":
-        return "sessions", CtlParams(agent_id=args.agent)
+        return "process.sessions", {"agentId": args.agent} if args.agent else {}
     if command == "devices":
         if args.devices_command == "revoke":
-            return "devices.revoke", CtlParams(device_id=args.device_id)
-        return "devices.list", CtlParams()
+            return "devices.revoke", {"deviceId": args.device_id}
+        return "devices.list", {}
     if command == "pair":
-        return _PAIR_METHODS[args.pair_command], CtlParams(code=getattr(args, "code", None))
+        code = getattr(args, "code", None)
+        return f"pair.{args.pair_command}", {"code": code} if code is not None else {}
     if command == "approvals":
-        action: str = args.approvals_command
-        if action == "list":
-            return "approvals.list", CtlParams()
-        params = CtlParams(
-            approval_id=args.approval_id, for_session=bool(getattr(args, "session", False))
-        )
-        return ("approvals.approve" if action == "approve" else "approvals.deny"), params
-    return _SIMPLE_METHODS[command], CtlParams()
+        if args.approvals_command == "list":
+            return "approvals.list", {}
+        decision = "deny"
+        if args.approvals_command == "approve":
+            decision = "approve_session" if args.session else "approve"
+        return "approvals.decide", {"approvalId": args.approval_id, "decision": decision}
+    return _SIMPLE_METHODS[command], {}
 
 
-_PAIR_METHODS: dict[str, Method] = {
-    "new": "pair.new",
-    "list": "pair.list",
-    "approve": "pair.approve",
-    "deny": "pair.deny",
-}
-_SIMPLE_METHODS: dict[str, Method] = {
-    "status": "status",
-    "agents": "agents",
-    "shutdown": "shutdown",
+_SIMPLE_METHODS = {
+    "status": "process.status",
+    "agents": "agents.list",
+    "shutdown": "process.shutdown",
 }
 
 
@@ -231,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         from app import ctl
 
         method, params = _ctl_request(args)
-        return ctl.run(settings.data_dir / "ctl.sock", method, params, as_json=args.json)
+        as_json = getattr(args, "json", False)
+        return ctl.run(settings.data_dir / "ctl.sock", method, params, as_json=as_json)
     if command == "doctor":
         from app.doctor import run_doctor
 
@@ -239,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "desktop":
         from app.desktop_entry import run_desktop
 
-        return run_desktop(settings, with_gateway=args.with_gateway)
+        return run_desktop(settings, with_gateway=getattr(args, "with_gateway", False))
     modes: dict[str, Mode] = {"serve": "serve", "gateway": "gateway", "hub": "hub"}
     return asyncio.run(serve(settings, modes[command]))
 
@@ -281,34 +298,6 @@ async def serve(settings: Settings, mode: Mode) -> int:
     await runtime.stop_requested.wait()
     await runtime.shutdown()
     return EXIT_OK
-
-
-def print_banner(runtime: Runtime) -> None:
-    lines = [f"agenthub {runtime.mode} running (pid {os.getpid()})"]
-    if runtime.model_line:
-        lines.append(runtime.model_line)
-    lines += [f"running: {item}" for item in runtime.running]
-    lines += [f"not running: {item}" for item in runtime.not_running]
-    if runtime.web_url and runtime.mode != "gateway":
-        invite = runtime.access.create_invite()
-        lines.append(f"open the web client: {runtime.invite_url(invite.code)}")
-        lines.append("  (the pairing code in that link works once, for 10 minutes)")
-    elif runtime.web_url:
-        lines.append(f"web client: {runtime.web_url}/ (pair with `agenthub ctl pair new`)")
-    if runtime.web_url and not _is_loopback(runtime.settings.host):
-        lines.append(
-            f"warning: listening on {runtime.settings.host} over plain HTTP; "
-            "put it behind an HTTPS reverse proxy before reaching it over a network"
-        )
-    lines.append(f"control: agenthub ctl status --data-dir {runtime.settings.data_dir}")
-    print("\n".join(lines), flush=True)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 if __name__ == "__main__":

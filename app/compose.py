@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -20,8 +21,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import ValidationError
 
 from app.config import ConfigError, Settings, env_name
-from app.control_handlers import ControlContext, build_handlers
-from app.control_protocol import ConnectedDevice
+from app.control_handlers import ProcessContext, process_methods
 from app.control_server import ControlServer, HubAlreadyRunningError
 from hub.access import AccessStore
 from hub.approvals import Approvals
@@ -29,10 +29,13 @@ from hub.errors import describe_validation
 from hub.health import HealthRegistry, SubsystemHealth
 from hub.hub import Hub
 from hub.providers import ModelConfig, build_compactor, build_model, describe_model
+from hub.requests import ConnectedDevice, RequestHost
 from hub.service import Service
 from hub.tools.config import ToolsConfig
 
 if TYPE_CHECKING:
+    from desktop.bridge import DesktopBridge
+    from desktop.config import DesktopConfig
     from gateway.hub_link import HubLink
     from gateway.server import GatewayServer
 
@@ -63,6 +66,7 @@ class Runtime:
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     gateway: GatewayServer | None = None
     link: HubLink | None = None
+    requests: RequestHost | None = None
     # Start-up failures that mean the configuration is wrong (exit 2), not the machine.
     config_errors: tuple[type[Exception], ...] = ()
     _started: list[Service] = field(default_factory=list)
@@ -201,19 +205,19 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
     )
     health.register("data_dir", lambda: data_dir_probe(settings.data_dir))
 
+    requests = RequestHost(
+        access=access,
+        health=health,
+        hub=hub,
+        connected_devices=runtime.connected_devices,
+        invite_url=runtime.invite_url,
+        mode=mode,
+    )
+    runtime.requests = requests
     control = ControlServer(
         settings.data_dir / "ctl.sock",
-        build_handlers(
-            ControlContext(
-                mode=mode,
-                access=access,
-                health=health,
-                hub=hub,
-                connected_devices=runtime.connected_devices,
-                invite_url=runtime.invite_url,
-                request_shutdown=runtime.stop_requested.set,
-            )
-        ),
+        requests,
+        process_methods(ProcessContext(mode=mode, request_shutdown=runtime.stop_requested.set)),
     )
     runtime.services.append(control)
 
@@ -232,11 +236,11 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
 
     if hub is not None:
         if run_gateway:
-            _add_hub_link(runtime, hub, _local_url(settings), gateway_token or "")
+            _add_hub_link(runtime, hub, requests, _local_url(settings), gateway_token or "")
         elif mode == "hub":
             if not settings.gateway_url:
                 raise ConfigError("AGENTHUB_GATEWAY_URL: required for `agenthub hub`")
-            _add_hub_link(runtime, hub, settings.gateway_url, gateway_token or "")
+            _add_hub_link(runtime, hub, requests, settings.gateway_url, gateway_token or "")
         if settings.telegram_bot_token is not None:
             _add_telegram(runtime, hub)
         else:
@@ -273,10 +277,10 @@ def _add_gateway(runtime: Runtime, token: str) -> None:
         runtime.running.append("gateway scale-out over Redis")
 
 
-def _add_hub_link(runtime: Runtime, hub: Hub, url: str, token: str) -> None:
+def _add_hub_link(runtime: Runtime, hub: Hub, requests: RequestHost, url: str, token: str) -> None:
     from gateway.hub_link import HubLink
 
-    runtime.link = HubLink(hub, url, token)
+    runtime.link = HubLink(hub, url, token, requests=requests)
     runtime.services.append(runtime.link)
     runtime.running.append(f"hub linked to gateway {url}")
 
@@ -320,3 +324,20 @@ def _add_telegram(runtime: Runtime, hub: Hub) -> None:
     manager.register(plugin)
     runtime.services.append(manager)
     runtime.running.append(f"telegram ({how}, DM policy {settings.telegram_dm_policy})")
+
+
+def add_desktop(
+    runtime: Runtime, config: DesktopConfig, evaluate: Callable[[str], object]
+) -> DesktopBridge:
+    """The desktop surface: the bridge between the window's page (scripts run by `evaluate`)
+    and the hub. It starts and stops with the other parts; the caller runs its push batcher
+    beside the window."""
+    from desktop.batcher import PushBatcher
+    from desktop.bridge import DesktopBridge
+
+    assert runtime.hub is not None and runtime.requests is not None
+    batcher = PushBatcher(evaluate, interval=config.push_interval, max_items=config.max_push_items)
+    bridge = DesktopBridge(runtime.hub, runtime.requests, batcher, pairing_poll=config.pairing_poll)
+    runtime.services.append(bridge)
+    runtime.running.append("desktop window")
+    return bridge

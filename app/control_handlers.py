@@ -1,4 +1,6 @@
-"""What each control request does, over the running process's parts."""
+"""The control socket's own methods: what only the running process can answer (its status
+with pid and uptime, the session files on disk, shutdown). Everything else a ctl command asks
+goes through the hub's request table."""
 
 from __future__ import annotations
 
@@ -6,74 +8,56 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
 
 from app.control_protocol import (
-    ConnectedDevice,
-    CtlParams,
-    DeviceInfo,
-    Method,
-    PairListResult,
-    PairNewResult,
-    RevokeResult,
     SessionInfo,
+    SessionsParams,
+    SessionsResult,
     ShutdownResult,
     StatusResult,
 )
-from app.control_server import Handler, RequestError
-from hub.access import AccessError, AccessStore
-from hub.approvals import ApprovalAnswer, ApprovalError, Decision, PendingApproval
-from hub.errors import UnknownAgentError
-from hub.health import HealthRegistry
-from hub.hub import AgentInfo, Hub
-from hub.requests import DecisionAnswer, decide
-from hub.sessions import HistoryEntry, load_session
+from hub.requests import NoParams, RequestHost
+from hub.sessions import load_session
+
+ProcessHandler = Callable[[RequestHost, BaseModel], Awaitable[BaseModel]]
+
+
+@dataclass(frozen=True)
+class ProcessMethod:
+    params: type[BaseModel]
+    handler: ProcessHandler
 
 
 @dataclass
-class ControlContext:
-    """The parts of the running process the control socket reports on and steers."""
+class ProcessContext:
+    """The running process the control socket reports on and steers."""
 
     mode: str
-    access: AccessStore
-    health: HealthRegistry
-    hub: Hub | None
-    connected_devices: Callable[[], Awaitable[list[ConnectedDevice]]]
-    invite_url: Callable[[str], str | None]
     request_shutdown: Callable[[], None]
-    started: float = time.monotonic()
+    started: float = field(default_factory=time.monotonic)
 
 
-def build_handlers(ctx: ControlContext) -> dict[Method, Handler]:
-    """The handler table; methods that need an agent answer `unavailable` without a hub."""
-
-    def need_hub() -> Hub:
-        if ctx.hub is None:
-            raise RequestError("unavailable", f"no agents run in this process ({ctx.mode})")
-        return ctx.hub
-
-    def agent_id(params: CtlParams, hub: Hub) -> str:
-        return params.agent_id or hub.default_agent.agent_id
-
-    async def status(_: CtlParams) -> StatusResult:
-        report = ctx.health.report()
+def process_methods(ctx: ProcessContext) -> dict[str, ProcessMethod]:
+    async def status(host: RequestHost, _: BaseModel) -> StatusResult:
+        report = host.health.report()
         return StatusResult(
             pid=os.getpid(),
             mode=ctx.mode,
             uptime_seconds=round(time.monotonic() - ctx.started, 3),
             health=report.status,
             draining=report.draining,
-            model=ctx.hub.default_agent.model.name if ctx.hub else None,
-            agents=ctx.hub.agents_info() if ctx.hub else [],
+            model=host.hub.default_agent.model.name if host.hub else None,
+            agents=host.hub.agents_info() if host.hub else [],
             subsystems=report.subsystems,
-            devices=await ctx.connected_devices(),
+            devices=await host.connected_devices(),
         )
 
-    async def agents(_: CtlParams) -> list[AgentInfo]:
-        return need_hub().agents_info()
-
-    async def sessions(params: CtlParams) -> list[SessionInfo]:
-        hub = need_hub()
+    async def sessions(host: RequestHost, params: BaseModel) -> SessionsResult:
+        assert isinstance(params, SessionsParams)
+        hub = host.need_hub()
         ids = [params.agent_id] if params.agent_id else list(hub.agents)
         result: list[SessionInfo] = []
         for aid in ids:
@@ -91,91 +75,14 @@ def build_handlers(ctx: ControlContext) -> dict[Method, Handler]:
                         created_at=session.header.created_at,
                     )
                 )
-        return result
+        return SessionsResult(sessions=result)
 
-    async def history(params: CtlParams) -> list[HistoryEntry]:
-        hub = need_hub()
-        try:
-            agent = hub.agent(agent_id(params, hub))
-        except UnknownAgentError as exc:
-            raise RequestError(exc.code, str(exc)) from None
-        return agent.history(limit=params.limit or 50, after=params.after_seq)
-
-    async def devices_list(_: CtlParams) -> list[DeviceInfo]:
-        online = {d.device_id for d in await ctx.connected_devices()}
-        return [
-            DeviceInfo(
-                device_id=d.device_id,
-                label=d.label,
-                paired_at=d.paired_at,
-                connected=d.device_id in online,
-            )
-            for d in ctx.access.devices()
-        ]
-
-    async def devices_revoke(params: CtlParams) -> RevokeResult:
-        if not params.device_id:
-            raise RequestError("invalid_request", "devices.revoke needs deviceId")
-        revoked = ctx.access.revoke(params.device_id)
-        if not revoked:
-            raise RequestError("unknown_device", f"no paired device {params.device_id!r}")
-        return RevokeResult(device_id=params.device_id, revoked=True)
-
-    async def pair_new(_: CtlParams) -> PairNewResult:
-        invite = ctx.access.create_invite()
-        return PairNewResult(invite=invite, url=ctx.invite_url(invite.code))
-
-    async def pair_list(_: CtlParams) -> PairListResult:
-        return PairListResult(pending=ctx.access.pending(), invites=ctx.access.invites())
-
-    def pair_decide(approve: bool) -> Handler:
-        async def handler(params: CtlParams) -> DecisionAnswer:
-            if not params.code:
-                raise RequestError("invalid_request", "a pairing code is required")
-            try:
-                # The access store, not a Hub: a gateway-only process decides pairings too.
-                return decide(ctx.access, params.code, approved=approve)
-            except AccessError as exc:
-                raise RequestError(exc.code, exc.message) from None
-
-        return handler
-
-    async def approvals_list(_: CtlParams) -> list[PendingApproval]:
-        return need_hub().approvals.pending()
-
-    def approvals_decide(approve: bool) -> Handler:
-        async def handler(params: CtlParams) -> ApprovalAnswer:
-            hub = need_hub()
-            if not params.approval_id:
-                raise RequestError("invalid_request", "an approval id is required")
-            decision: Decision = (
-                "deny" if not approve else "approve_session" if params.for_session else "approve"
-            )
-            try:
-                # The control socket is the machine's owner: every approval is theirs to decide.
-                return hub.approvals.decide(params.approval_id, decision, "ctl")
-            except ApprovalError as exc:
-                raise RequestError(exc.code, exc.message) from None
-
-        return handler
-
-    async def shutdown(_: CtlParams) -> ShutdownResult:
+    async def shutdown(host: RequestHost, _: BaseModel) -> ShutdownResult:
         ctx.request_shutdown()
         return ShutdownResult(stopping=True)
 
     return {
-        "status": status,
-        "agents": agents,
-        "sessions": sessions,
-        "history": history,
-        "devices.list": devices_list,
-        "devices.revoke": devices_revoke,
-        "pair.new": pair_new,
-        "pair.list": pair_list,
-        "pair.approve": pair_decide(True),
-        "pair.deny": pair_decide(False),
-        "approvals.list": approvals_list,
-        "approvals.approve": approvals_decide(True),
-        "approvals.deny": approvals_decide(False),
-        "shutdown": shutdown,
+        "process.status": ProcessMethod(NoParams, status),
+        "process.sessions": ProcessMethod(SessionsParams, sessions),
+        "process.shutdown": ProcessMethod(NoParams, shutdown),
     }

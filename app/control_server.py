@@ -1,6 +1,8 @@
 """The control socket server: `<data-dir>/ctl.sock`, mode 0600, JSON lines.
 
-Only the owner's user can connect (file mode), so requests are not authenticated further.
+Only the owner's user can connect (file mode), so requests are not authenticated further: the
+caller is the owner. A method is the process's own (`app.control_handlers`) or goes through the
+hub's request table.
 """
 
 from __future__ import annotations
@@ -10,33 +12,18 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from pydantic import BaseModel, JsonValue, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from app.control_protocol import (
-    MAX_LINE_BYTES,
-    CtlError,
-    CtlParams,
-    CtlRequest,
-    CtlResponse,
-    Method,
-)
+from app.control_handlers import ProcessMethod
+from app.control_protocol import MAX_LINE_BYTES, CtlError, CtlRequest, CtlResponse
+from hub.errors import CodedError, InvalidParamsError, describe_validation
+from hub.requests import Caller, RequestHost, dispatch
 
 log = logging.getLogger("agenthub.ctl")
 
-Result = BaseModel | Sequence[BaseModel]
-Handler = Callable[[CtlParams], Awaitable[Result]]
-
-
-class RequestError(Exception):
-    """A handler's refusal, sent back as `{code, message}`."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+OWNER = Caller(surface="control", owner=True)
 
 
 class HubAlreadyRunningError(RuntimeError):
@@ -44,11 +31,12 @@ class HubAlreadyRunningError(RuntimeError):
 
 
 class ControlServer:
-    """Serves control requests with the handlers the composition root registers."""
+    """Serves control requests: the process's own methods, then the hub's request table."""
 
-    def __init__(self, path: Path, handlers: dict[Method, Handler]) -> None:
+    def __init__(self, path: Path, host: RequestHost, process: dict[str, ProcessMethod]) -> None:
         self.path = path
-        self._handlers = handlers
+        self._host = host
+        self._process = process
         self._server: asyncio.Server | None = None
 
     @property
@@ -120,26 +108,25 @@ class ControlServer:
         try:
             request = CtlRequest.model_validate_json(line)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "request"
-            return _error("?", "invalid_request", f"{where}: {first['msg']}")
-        handler = self._handlers.get(request.method)
-        if handler is None:
-            return _error(request.id, "unavailable", f"{request.method} is not served here")
+            return _error("?", "invalid_request", describe_validation(exc))
         try:
-            result = await handler(request.params)
-        except RequestError as exc:
+            result = await self._answer(request)
+        except CodedError as exc:
             return _error(request.id, exc.code, exc.message)
         except Exception as exc:
             log.exception("control request %s failed", request.method)
             return _error(request.id, "internal", f"{type(exc).__name__}: {exc}")
-        return CtlResponse(id=request.id, ok=True, result=_dump(result))
+        return CtlResponse(id=request.id, ok=True, result=result.model_dump(mode="json"))
 
-
-def _dump(result: Result) -> JsonValue:
-    if not isinstance(result, BaseModel):
-        return [item.model_dump(mode="json", by_alias=True) for item in result]
-    return result.model_dump(mode="json", by_alias=True)
+    async def _answer(self, request: CtlRequest) -> BaseModel:
+        own = self._process.get(request.method)
+        if own is None:
+            return await dispatch(self._host, OWNER, request.method, request.params)
+        try:
+            params = own.params.model_validate(request.params)
+        except ValidationError as exc:
+            raise InvalidParamsError(describe_validation(exc)) from None
+        return await own.handler(self._host, params)
 
 
 def _error(request_id: str, code: str, message: str) -> CtlResponse:

@@ -10,24 +10,26 @@ import time
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, JsonValue, TypeAdapter
+from pydantic import BaseModel, JsonValue
 
 from app.control_protocol import (
     MAX_LINE_BYTES,
-    CtlParams,
     CtlRequest,
     CtlResponse,
-    DeviceInfo,
-    Method,
-    PairListResult,
-    PairNewResult,
-    RevokeResult,
-    SessionInfo,
+    SessionsResult,
     StatusResult,
 )
 from hub.approvals import ApprovalAnswer, PendingApproval
 from hub.hub import AgentInfo
-from hub.requests import DecisionAnswer
+from hub.requests.access import (
+    DecisionAnswer,
+    DevicesAnswer,
+    PairListAnswer,
+    PairNewAnswer,
+    RevokeAnswer,
+)
+from hub.requests.agents import AgentsAnswer, HistoryAnswer
+from hub.requests.approvals import ApprovalsAnswer
 from hub.sessions import HistoryEntry, MessageEntry
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -37,7 +39,9 @@ class NotRunningError(Exception):
     pass
 
 
-def call(path: Path, method: Method, params: CtlParams, *, timeout: float = 15.0) -> CtlResponse:
+def call(
+    path: Path, method: str, params: dict[str, JsonValue], *, timeout: float = 15.0
+) -> CtlResponse:
     """One request over the control socket. Raises NotRunningError when no hub answers."""
     request = CtlRequest(id=secrets.token_hex(4), method=method, params=params)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -64,7 +68,7 @@ def call(path: Path, method: Method, params: CtlParams, *, timeout: float = 15.0
     return CtlResponse.model_validate_json(buffer)
 
 
-def run(path: Path, method: Method, params: CtlParams, *, as_json: bool) -> int:
+def run(path: Path, method: str, params: dict[str, JsonValue], *, as_json: bool) -> int:
     """Run one ctl command and print its outcome; returns the exit status."""
     try:
         response = call(path, method, params)
@@ -92,18 +96,15 @@ def _load(model: type[_Model], value: JsonValue) -> _Model:
     return model.model_validate(value)
 
 
-def _load_list(model: type[_Model], value: JsonValue) -> list[_Model]:
-    return [model.model_validate(item) for item in value] if isinstance(value, list) else []
-
-
-def render(method: Method, result: JsonValue) -> str:
+def render(method: str, result: JsonValue) -> str:
     """Human-readable text for a successful result."""
-    if method == "status":
+    if method == "process.status":
         return _status(_load(StatusResult, result))
-    if method == "agents":
-        return "\n".join(_agent_line(a) for a in _load_list(AgentInfo, result)) or "no agents"
-    if method == "sessions":
-        sessions = _load_list(SessionInfo, result)
+    if method == "agents.list":
+        agents = _load(AgentsAnswer, result).agents
+        return "\n".join(_agent_line(a) for a in agents) or "no agents"
+    if method == "process.sessions":
+        sessions = _load(SessionsResult, result).sessions
         return (
             "\n".join(
                 f"{'*' if s.current else ' '} {s.agent_id}/{s.session_id}  {s.entries} entries"
@@ -112,10 +113,10 @@ def render(method: Method, result: JsonValue) -> str:
             or "no sessions"
         )
     if method == "history":
-        entries = TypeAdapter(list[HistoryEntry]).validate_python(result)
+        entries = _load(HistoryAnswer, result).entries
         return "\n".join(_history_line(e) for e in entries) or "no messages"
     if method == "devices.list":
-        devices = _load_list(DeviceInfo, result)
+        devices = _load(DevicesAnswer, result).devices
         return (
             "\n".join(
                 f"{d.device_id:<20} {'online ' if d.connected else 'offline'}  {d.label}"
@@ -124,16 +125,16 @@ def render(method: Method, result: JsonValue) -> str:
             or "no paired devices"
         )
     if method == "devices.revoke":
-        return f"revoked {_load(RevokeResult, result).device_id}"
+        return f"revoked {_load(RevokeAnswer, result).device_id}"
     if method == "pair.new":
-        pair = _load(PairNewResult, result)
+        pair = _load(PairNewAnswer, result)
         minutes = max(0, round((pair.invite.expires_at - time.time()) / 60))
         lines = [f"pairing code: {pair.invite.code} (single use, expires in {minutes} min)"]
         if pair.url:
             lines.append(f"open: {pair.url}")
         return "\n".join(lines)
     if method == "pair.list":
-        listing = _load(PairListResult, result)
+        listing = _load(PairListAnswer, result)
         lines = [f"{p.code}  {p.kind:<7} {p.subject}  {p.label}" for p in listing.pending]
         lines = lines or ["no pending requests"]
         if listing.invites:
@@ -144,12 +145,12 @@ def render(method: Method, result: JsonValue) -> str:
         verb = "approved" if decision.approved else "denied"
         return f"{verb} {decision.kind} {decision.subject} ({decision.label})"
     if method == "approvals.list":
-        waiting = _load_list(PendingApproval, result)
+        waiting = _load(ApprovalsAnswer, result).approvals
         return "\n".join(_approval_line(p) for p in waiting) or "no pending approvals"
-    if method in ("approvals.approve", "approvals.deny"):
+    if method == "approvals.decide":
         answer = _load(ApprovalAnswer, result)
         return f"{answer.approval_id} {answer.decision}"
-    if method == "shutdown":
+    if method == "process.shutdown":
         return "shutting down"
     return json.dumps(result, indent=2)
 

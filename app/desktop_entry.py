@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING
 from app.config import ConfigError, Settings
 
 if TYPE_CHECKING:
-    from app.compose import Runtime
-    from desktop.bridge import DesktopBridge
     from desktop.window import DesktopWindow
 
 log = logging.getLogger("agenthub.app")
@@ -45,11 +43,10 @@ def run_desktop(settings: Settings, *, with_gateway: bool) -> int:
         return EXIT_FAILED
     log.debug("Qt platform: %s", platform)
 
-    from app.cli import print_banner
-    from app.compose import StartupError, build
+    from app.banner import print_banner
+    from app.compose import StartupError, add_desktop, build
     from app.control_server import HubAlreadyRunningError
-    from desktop.batcher import PushBatcher
-    from desktop.bridge import DesktopApi, DesktopBridge, PageGate
+    from desktop.bridge import DesktopApi, PageGate
     from desktop.config import DesktopConfig
     from desktop.window import DesktopWindow
 
@@ -62,16 +59,13 @@ def run_desktop(settings: Settings, *, with_gateway: bool) -> int:
     except ConfigError as exc:
         print(f"agenthub: bad configuration:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
-    assert runtime.hub is not None
 
     window = DesktopWindow(config)
-    batcher = PushBatcher(
-        window.evaluate, interval=config.push_interval, max_items=config.max_push_items
-    )
-    bridge = DesktopBridge(runtime.hub, batcher, pairing_poll=config.pairing_poll)
+    bridge = add_desktop(runtime, config, window.evaluate)
+    batcher = bridge.batcher
     host = _HubThread(
-        start=lambda: _start(runtime, bridge),
-        stop=lambda: _stop(runtime, bridge),
+        start=runtime.start,
+        stop=runtime.shutdown,
         stop_requested=runtime.stop_requested,
         on_stopping=lambda: threading.Thread(target=window.close, daemon=True).start(),
     )
@@ -101,19 +95,6 @@ def _closer(window: DesktopWindow) -> Callable[[int, FrameType | None], None]:
         threading.Thread(target=window.close, daemon=True).start()
 
     return on_signal
-
-
-async def _start(runtime: Runtime, bridge: DesktopBridge) -> None:
-    await runtime.start()
-    await bridge.start()
-
-
-async def _stop(runtime: Runtime, bridge: DesktopBridge) -> None:
-    try:
-        await bridge.stop()
-    except Exception:
-        log.exception("the desktop bridge did not stop cleanly")
-    await runtime.shutdown()
 
 
 class _HubThread:

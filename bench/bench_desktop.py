@@ -84,6 +84,7 @@ def child_agenthub(t0: float, batched: bool) -> dict[str, float]:
     from hub.echo import EchoModel
     from hub.events import AgentEvent, MessageUpdate
     from hub.hub import Hub
+    from hub.requests import RequestHost
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-desktop-"))
     config = DesktopConfig(data_dir=data_dir)
@@ -99,7 +100,8 @@ def child_agenthub(t0: float, batched: bool) -> dict[str, float]:
 
     async def setup() -> tuple[Hub, DesktopBridge]:
         hub = Hub(data_dir, lambda: EchoModel(pieces=UPDATES, delay=1 / RATE))
-        bridge = DesktopBridge(hub, batcher)
+        host = RequestHost(access=hub.access, health=hub.health, hub=hub)
+        bridge = DesktopBridge(hub, host, batcher)
         await bridge.start()
 
         def stamp(event: AgentEvent) -> None:

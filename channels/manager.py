@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from channels.base import ChannelMessage, ChannelPlugin
+from channels.error_text import coded_error_text, error_text
 from channels.outbox import Outbox, Outgoing, SendKind
 from hub.aggregator import Block, MessageAggregator
 from hub.errors import CodedError
@@ -37,6 +38,7 @@ from hub.events import (
 from hub.filters import Forward, rule
 from hub.hub import Hub
 from hub.origin import ChannelRoute, Origin
+from hub.tasks import TaskFunnel
 
 log = logging.getLogger("agenthub.channels")
 
@@ -82,6 +84,7 @@ class ChannelManager:
         self._plugins: dict[str, ChannelPlugin] = {}
         self._runs: dict[str, _Run] = {}
         self._unsubscribe: list[Callable[[], None]] = []
+        self._typing = TaskFunnel("channels:typing", log)
         self._started = False
 
     @property
@@ -126,8 +129,7 @@ class ChannelManager:
         if not self._started:
             return
         self._started = False
-        for run in self._runs.values():
-            self._stop_typing(run)
+        await self._typing.close()
         await self.outbox.close(self.drain_grace)
         for plugin in self._plugins.values():
             try:
@@ -159,7 +161,7 @@ class ChannelManager:
                 self.agent.agent_id, message.text, Origin(surface="channel", route=message.route)
             )
         except CodedError as exc:
-            self._send(plugin, message.route, f"[Error] {exc}", kind="reply", plain=True)
+            self._send(plugin, message.route, coded_error_text(exc), kind="reply", plain=True)
 
     async def _command(self, plugin: ChannelPlugin, message: ChannelMessage) -> None:
         if message.command == "new":
@@ -191,7 +193,8 @@ class ChannelManager:
         elif isinstance(event, AgentError):
             kind: SendKind = "send" if run.sent_any else "reply"
             run.sent_any = True
-            self._send(run.plugin, run.route, f"[Error] {event.message}", kind=kind, plain=True)
+            text = error_text(event.code, event.message)
+            self._send(run.plugin, run.route, text, kind=kind, plain=True)
         elif isinstance(event, MessageStart):
             limits = run.plugin.limits
             run.aggregator = MessageAggregator(
@@ -229,7 +232,7 @@ class ChannelManager:
             return
         run = _Run(plugin, route, event.agent_id)
         self._runs[event.run_id] = run
-        run.typing = asyncio.get_running_loop().create_task(
+        run.typing = self._typing.spawn(
             self._keep_typing(plugin, route, event.agent_id, event.run_id),
             name=f"typing:{route.channel}:{route.chat_id}",
         )

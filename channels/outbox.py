@@ -14,6 +14,7 @@ from typing import Literal
 
 from channels.base import ChannelPlugin
 from hub.origin import ChannelRoute
+from hub.tasks import TaskFunnel
 
 log = logging.getLogger("agenthub.channels")
 
@@ -44,6 +45,7 @@ class Outbox:
 
     def __init__(self) -> None:
         self._chats: dict[tuple[str, str], _ChatQueue] = {}
+        self._workers = TaskFunnel("channels:outbox", log)
         self.sent = 0
         self.failed = 0
 
@@ -55,7 +57,7 @@ class Outbox:
         chat.items.append(item)
         chat.idle.clear()
         if chat.worker is None or chat.worker.done():
-            chat.worker = asyncio.get_running_loop().create_task(
+            chat.worker = self._workers.spawn(
                 self._work(key, chat), name=f"outbox:{key[0]}:{key[1]}"
             )
 
@@ -98,7 +100,5 @@ class Outbox:
         except TimeoutError:
             left = sum(len(c.items) for c in self._chats.values())
             log.warning("channels: %d queued messages not sent at shutdown", left)
-        for chat in list(self._chats.values()):
-            if chat.worker is not None:
-                chat.worker.cancel()
+        await self._workers.close()
         self._chats.clear()

@@ -37,24 +37,14 @@ from desktop.protocol import (
     StreamPush,
     SubscribeAnswer,
 )
-from hub.access import AccessError, Decision, DeviceRecord
-from hub.errors import CodedError, UnknownAgentError
+from hub.access import Decision, DeviceRecord
+from hub.errors import CodedError, describe_validation
 from hub.events import AgentEvent, MessageEnd, MessageUpdate, ReadGap
 from hub.filters import forward
 from hub.hub import Hub
 from hub.origin import Origin
-from hub.requests import (
-    AbortAnswer,
-    AgentParams,
-    AgentsAnswer,
-    CodeParams,
-    DecisionAnswer,
-    HistoryAnswer,
-    HistoryParams,
-    HubRequests,
-    PairingAnswer,
-    StatusAnswer,
-)
+from hub.requests import Caller, RequestHost, dispatch
+from hub.requests.agents import AgentParams
 
 log = logging.getLogger("agenthub.desktop")
 
@@ -62,13 +52,8 @@ Reply = dict[str, JsonValue]
 M = TypeVar("M", bound=BaseModel)
 
 EXTERNAL_SCHEMES = ("http", "https", "mailto")
-
-
-class _Refused(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+# The window runs in the owner's own session on this machine.
+DESKTOP_CALLER = Caller(surface="desktop", owner=True)
 
 
 class DesktopBridge:
@@ -77,13 +62,14 @@ class DesktopBridge:
     def __init__(
         self,
         hub: Hub,
+        requests: RequestHost,
         batcher: PushBatcher,
         *,
         pairing_poll: float = 1.0,
         max_pending_pushes: int = 2048,
     ) -> None:
         self.hub = hub
-        self.requests = HubRequests(hub)
+        self.requests = requests
         self.batcher = batcher
         self.pairing_poll = pairing_poll
         self.max_pending_pushes = max_pending_pushes
@@ -93,6 +79,10 @@ class DesktopBridge:
         self._unlisten: Callable[[], None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def name(self) -> str:
+        return "desktop"
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -141,23 +131,9 @@ class DesktopBridge:
             unsubscribe()
         return SubscribeAnswer(agent_id=agent.agent_id, last_seq=agent.last_seq, busy=agent.busy)
 
-    async def history(self, params: HistoryParams) -> HistoryAnswer:
-        return self.requests.history(params)
-
-    async def agents(self) -> AgentsAnswer:
-        return self.requests.agents()
-
-    async def status(self) -> StatusAnswer:
-        return self.requests.status()
-
-    async def abort(self, params: AgentParams) -> AbortAnswer:
-        return self.requests.abort(params)
-
-    async def pairing_list(self) -> PairingAnswer:
-        return self.requests.pending()
-
-    async def pairing_decide(self, params: CodeParams, *, approved: bool) -> DecisionAnswer:
-        return self.requests.decide(params.code, approved)
+    async def request(self, method: str, params: dict[str, JsonValue]) -> BaseModel:
+        """A request from the page, through the one request table (the owner's window)."""
+        return await dispatch(self.requests, DESKTOP_CALLER, method, params)
 
     # -- pushes -----------------------------------------------------------------------------
 
@@ -168,8 +144,11 @@ class DesktopBridge:
         # coalesces updates (and, past that, reports a gap) instead of memory growing here.
         while self.batcher.pending >= self.max_pending_pushes:
             self._room.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that arrives as the event is set, and stop() would then wait forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._room.wait(), 0.1)
+                async with asyncio.timeout(0.1):
+                    await self._room.wait()
         push = StreamPush(agent_id=event.agent_id, stream_id=event.run_id, event=event)
         # Updates carry the full text: a newer one (or the end) makes a queued one redundant.
         key = (
@@ -204,7 +183,8 @@ class DesktopBridge:
                 shown = codes
                 self.batcher.push(PairingPush(pending=pending).model_dump_json())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._pairing_changed.wait(), self.pairing_poll)
+                async with asyncio.timeout(self.pairing_poll):
+                    await self._pairing_changed.wait()
             self._pairing_changed.clear()
 
 
@@ -246,31 +226,13 @@ class DesktopApi:
     def unsubscribe(self, agent_id: str = "") -> Reply:
         return self._call(AgentParams, {"agentId": agent_id}, self._bridge.unsubscribe)
 
-    def history(self, agent_id: str = "", limit: int = 100, before: int | None = None) -> Reply:
-        params = {"agentId": agent_id, "limit": limit, "before": before}
-        return self._call(HistoryParams, params, self._bridge.history)
-
-    def agents(self) -> Reply:
-        return self._run(self._bridge.agents)
-
-    def status(self) -> Reply:
-        return self._run(self._bridge.status)
-
-    def abort(self, agent_id: str = "") -> Reply:
-        return self._call(AgentParams, {"agentId": agent_id}, self._bridge.abort)
-
-    def pairing_list(self) -> Reply:
-        return self._run(self._bridge.pairing_list)
-
-    def pairing_approve(self, code: str = "") -> Reply:
-        return self._call(
-            CodeParams, {"code": code}, lambda p: self._bridge.pairing_decide(p, approved=True)
-        )
-
-    def pairing_deny(self, code: str = "") -> Reply:
-        return self._call(
-            CodeParams, {"code": code}, lambda p: self._bridge.pairing_decide(p, approved=False)
-        )
+    def request(self, method: str = "", params: object = None) -> Reply:
+        """Any method of the hub's request table (`hub.requests`)."""
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            return _error("invalid_params", "params must be an object")
+        return self._run(lambda: self._bridge.request(method, params))
 
     def open_link(self, url: str = "") -> Reply:
         """Open a link from the chat in the system browser (never inside the window)."""
@@ -292,9 +254,7 @@ class DesktopApi:
         try:
             params = model.model_validate(raw)
         except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "params"
-            return _error("invalid_params", f"{where}: {first['msg']}")
+            return _error("invalid_params", describe_validation(exc))
         return self._run(lambda: handler(params))
 
     def _run(self, work: Callable[[], Awaitable[BaseModel]]) -> Reply:
@@ -315,8 +275,8 @@ class DesktopApi:
         except FutureTimeout:
             future.cancel()
             return _error("timeout", f"the hub did not answer within {self._timeout:.0f}s")
-        except (CodedError, AccessError, UnknownAgentError) as exc:
-            return _error(exc.code, str(exc))
+        except CodedError as exc:
+            return _error(exc.code, exc.message)
         except Exception as exc:
             log.exception("desktop bridge call failed")
             return _error("internal", f"the hub failed to answer ({type(exc).__name__})")

@@ -17,7 +17,7 @@ from pydantic import Field, JsonValue
 
 from hub.access import PendingRequest
 from hub.events import AgentEvent, ReadGap
-from hub.requests import AgentId
+from hub.requests.agents import AgentId
 from hub.wire import WireModel
 
 

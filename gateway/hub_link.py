@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, JsonValue, ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
 from gateway.link_connection import GatewayConnection
@@ -33,20 +33,15 @@ from gateway.protocol import (
     make_frame,
 )
 from gateway.streams import COALESCE_WINDOW, StreamForwarder
-from hub.errors import CodedError, UnknownAgentError, describe_validation
+from hub.errors import CodedError
 from hub.health import SubsystemHealth
 from hub.hub import Hub
 from hub.origin import Origin
-from hub.requests import AgentParams, HistoryAnswer, HistoryParams, HubRequests
+from hub.requests import Caller, RequestHost, dispatch
+from hub.requests.agents import HistoryAnswer
 from hub.tasks import TaskFunnel
 
 log = logging.getLogger("agenthub.hub_link")
-
-
-class _RequestFailed(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class HubLink:
@@ -64,9 +59,10 @@ class HubLink:
         max_frame_bytes: int = 1_048_576,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        requests: RequestHost | None = None,
     ) -> None:
         self.hub = hub
-        self.requests = HubRequests(hub)
+        self.requests = requests or RequestHost(access=hub.access, health=hub.health, hub=hub)
         self.device_id = device_id
         self.max_frame_bytes = max_frame_bytes
         self.agent_senders: dict[str, str] = {}
@@ -164,28 +160,20 @@ class HubLink:
         await self._answer(frame, answer=MessageAccepted(run_id=run_id))
 
     async def _on_request(self, frame: RequestFrame) -> None:
+        # Paired web devices are the owner's (pairing is approved by the owner).
+        caller = Caller(surface="web", device_id=frame.sender, owner=True)
         try:
-            answer = self._handle_request(frame.payload.method, frame.payload.params)
-        except (_RequestFailed, UnknownAgentError) as exc:
-            await self._answer(frame, error=(exc.code, str(exc)))
-        except ValidationError as exc:
-            await self._answer(frame, error=("invalid_params", describe_validation(exc)))
-        else:
-            await self._answer(frame, answer=answer)
+            answer = await dispatch(
+                self.requests, caller, frame.payload.method, frame.payload.params
+            )
+        except CodedError as exc:
+            await self._answer(frame, error=(exc.code, exc.message))
+            return
+        if isinstance(answer, HistoryAnswer):
+            answer = self._fit_history(answer)
+        await self._answer(frame, answer=answer)
 
-    def _handle_request(self, method: str, params: dict[str, JsonValue]) -> BaseModel:
-        if method == "agents.list":
-            return self.requests.agents()
-        if method == "history":
-            return self._history(HistoryParams.model_validate(params))
-        if method == "status":
-            return self.requests.status()
-        if method == "abort":
-            return self.requests.abort(AgentParams.model_validate(params))
-        raise _RequestFailed("unknown_method", f"unknown method {method!r}")
-
-    def _history(self, params: HistoryParams) -> HistoryAnswer:
-        answer = self.requests.history(params)
+    def _fit_history(self, answer: HistoryAnswer) -> HistoryAnswer:
         entries = answer.entries
         # Leave the oldest entries out until the answer fits one frame (with room to spare).
         budget = self.max_frame_bytes * 9 // 10

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 
 from gateway.config import GatewayConfig
 from gateway.connections import ConnectionTable
@@ -89,7 +89,14 @@ class Relay:
             raise FrameRefused("NOT_REGISTERED", "pair this device first")
         if not self.table.take(conn.device_id):
             raise FrameRefused("RATE_LIMITED", "too many frames; slow down and resend")
-        if len(to_json(data)) > self.config.max_frame_bytes:
+        try:
+            size = len(to_json(data))
+        except PydanticSerializationError:
+            # A binary attachment that is not UTF-8 text: frames are JSON text only.
+            raise FrameRefused(
+                "INVALID_MESSAGE", "a frame is JSON text; binary data cannot be relayed"
+            ) from None
+        if size > self.config.max_frame_bytes:
             raise FrameRefused(
                 "TOO_LARGE", f"frame is larger than {self.config.max_frame_bytes} bytes"
             )

@@ -239,15 +239,23 @@ class FakeBotApi:
         if reply_to is not None:
             original = chat.messages[reply_to]
             message["reply_to_message"] = self._message_json(original, chat)
+        await self.push_update({"message": message}, update_id=update_id)
+        return message_id
+
+    async def push_update(
+        self, update: dict[str, JsonValue], *, update_id: int | None = None
+    ) -> int:
+        """Deliver a raw update as given (odd ones included), with the next `update_id`
+        unless one is named; returns the id."""
         update_id = update_id if update_id is not None else self._next_update
         self._next_update = max(self._next_update, update_id + 1)
-        update: dict[str, JsonValue] = {"update_id": update_id, "message": message}
+        update = {"update_id": update_id, **update}
         if self.webhook_url:
             await self._post_webhook(update)
         else:
             self._updates.append(update)
             self._new_update.set()
-        return message_id
+        return update_id
 
     async def _post_webhook(self, update: dict[str, JsonValue]) -> None:
         assert self._client is not None

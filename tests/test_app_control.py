@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 
 from app import ctl
-from app.control_handlers import ControlContext, build_handlers
-from app.control_protocol import ConnectedDevice, CtlParams, CtlResponse
+from app.control_handlers import ProcessContext, process_methods
+from app.control_protocol import CtlResponse
 from app.control_server import ControlServer, HubAlreadyRunningError
+from hub.access import AccessStore
 from hub.echo import EchoModel
+from hub.health import HealthRegistry
 from hub.hub import Hub
 from hub.origin import Origin
+from hub.requests import ConnectedDevice, RequestHost
 
 
 async def connected() -> list[ConnectedDevice]:
@@ -27,16 +30,15 @@ async def connected() -> list[ConnectedDevice]:
 async def served(data_dir: Path) -> AsyncIterator[tuple[Hub, ControlServer, asyncio.Event]]:
     hub = Hub(data_dir, EchoModel)
     stop = asyncio.Event()
-    context = ControlContext(
-        mode="serve",
+    host = RequestHost(
         access=hub.access,
         health=hub.health,
         hub=hub,
         connected_devices=connected,
         invite_url=lambda code: f"http://127.0.0.1:1/#pair={code}",
-        request_shutdown=stop.set,
     )
-    server = ControlServer(data_dir / "ctl.sock", build_handlers(context))
+    process = process_methods(ProcessContext(mode="serve", request_shutdown=stop.set))
+    server = ControlServer(data_dir / "ctl.sock", host, process)
     await server.start()
     yield hub, server, stop
     await server.stop()
@@ -44,20 +46,21 @@ async def served(data_dir: Path) -> AsyncIterator[tuple[Hub, ControlServer, asyn
 
 
 async def ask(server: ControlServer, method: str, **params: object) -> CtlResponse:
-    return await asyncio.to_thread(
-        ctl.call,
-        server.path,
-        method,  # type: ignore[arg-type]
-        CtlParams.model_validate(params),
-    )
+    return await asyncio.to_thread(ctl.call, server.path, method, json.loads(json.dumps(params)))
 
 
-def rows(response: CtlResponse) -> list[dict[str, object]]:
-    """A list result as plain dicts (the JSON the client got)."""
+def rows(response: CtlResponse, key: str) -> list[dict[str, object]]:
+    """The list under `key` in a result, as plain dicts (the JSON the client got)."""
     assert response.ok, response.error
     result = json.loads(json.dumps(response.result))
-    assert isinstance(result, list)
-    return result
+    assert isinstance(result, dict) and isinstance(result[key], list)
+    rows: list[dict[str, object]] = result[key]
+    return rows
+
+
+def bare_host(data_dir: Path) -> RequestHost:
+    """A process without agents (like `agenthub gateway`)."""
+    return RequestHost(access=AccessStore(data_dir / "access.json"), health=HealthRegistry())
 
 
 async def raw(server: ControlServer, line: bytes) -> dict[str, object]:
@@ -79,7 +82,7 @@ async def test_status_reports_real_state(
     served: tuple[Hub, ControlServer, asyncio.Event],
 ) -> None:
     _, server, _ = served
-    response = await ask(server, "status")
+    response = await ask(server, "process.status")
     assert response.ok
     assert isinstance(response.result, dict)
     assert response.result["mode"] == "serve"
@@ -87,7 +90,7 @@ async def test_status_reports_real_state(
     assert response.result["devices"] == [
         {"deviceId": "web-1", "kind": "client", "label": "", "connectedSince": None}
     ]
-    text = ctl.render("status", response.result)
+    text = ctl.render("process.status", response.result)
     assert "main" in text and "idle" in text and "devices connected: 1" in text
 
 
@@ -98,15 +101,15 @@ async def test_history_sessions_agents(served: tuple[Hub, ControlServer, asyncio
     agent.write("second", Origin(surface="desktop"))
     await agent.wait_idle()
     history = await ask(server, "history", agentId="main", limit=2)
-    assert [e["text"] for e in rows(history)] == ["second", "second"]
+    assert [e["text"] for e in rows(history, "entries")] == ["second", "second"]
     first_seq = agent.history()[0].seq
-    after = await ask(server, "history", afterSeq=first_seq)
-    assert isinstance(after.result, list) and len(after.result) == 3
+    after = await ask(server, "history", agentId="main", after=first_seq)
+    assert len(rows(after, "entries")) == 3
     assert "[" in ctl.render("history", history.result)
-    sessions = await ask(server, "sessions")
-    assert rows(sessions)[0]["current"] is True
-    agents = await ask(server, "agents")
-    assert rows(agents)[0]["agentId"] == "main"
+    sessions = await ask(server, "process.sessions")
+    assert rows(sessions, "sessions")[0]["current"] is True
+    agents = await ask(server, "agents.list")
+    assert rows(agents, "agents")[0]["agentId"] == "main"
     unknown = await ask(server, "history", agentId="nobody")
     assert not unknown.ok and unknown.error is not None and unknown.error.code == "unknown_agent"
 
@@ -125,14 +128,15 @@ async def test_pairing_round_trip(served: tuple[Hub, ControlServer, asyncio.Even
     again = await ask(server, "pair.approve", code=request.code)
     assert not again.ok and again.error is not None and again.error.code == "invalid_code"
     missing = await ask(server, "pair.deny")
-    assert missing.error is not None and missing.error.code == "invalid_request"
+    assert missing.error is not None and missing.error.code == "invalid_params"
+    assert "code" in missing.error.message
 
 
 async def test_devices_list_and_revoke(served: tuple[Hub, ControlServer, asyncio.Event]) -> None:
     hub, server, _ = served
     issued = hub.access.redeem_invite(hub.access.create_invite().code, "laptop")
     listing = await ask(server, "devices.list")
-    assert rows(listing)[0]["deviceId"] == issued.device_id
+    assert rows(listing, "devices")[0]["deviceId"] == issued.device_id
     assert issued.token not in json.dumps(listing.result)
     revoked = await ask(server, "devices.revoke", deviceId=issued.device_id)
     assert revoked.ok
@@ -143,7 +147,7 @@ async def test_devices_list_and_revoke(served: tuple[Hub, ControlServer, asyncio
 
 async def test_shutdown_request(served: tuple[Hub, ControlServer, asyncio.Event]) -> None:
     _, server, stop = served
-    assert (await ask(server, "shutdown")).ok
+    assert (await ask(server, "process.shutdown")).ok
     assert stop.is_set()
 
 
@@ -151,8 +155,9 @@ async def test_shutdown_request(served: tuple[Hub, ControlServer, asyncio.Event]
     ("line", "code"),
     [
         (b"not json\n", "invalid_request"),
-        (b'{"id": "1", "method": "explode"}\n', "invalid_request"),
-        (b'{"id": "1", "method": "history", "params": {"limit": -3}}\n', "invalid_request"),
+        (b'{"id": "1", "method": "explode"}\n', "unknown_method"),
+        (b'{"id": "1", "method": "history", "params": {"limit": -3}}\n', "invalid_params"),
+        (b'{"id": "1", "method": "process.sessions", "params": {"x": 1}}\n', "invalid_params"),
     ],
 )
 async def test_bad_requests_get_clear_errors(
@@ -163,7 +168,7 @@ async def test_bad_requests_get_clear_errors(
     assert answer["ok"] is False
     assert isinstance(answer["error"], dict) and answer["error"]["code"] == code
     # The server keeps serving after a bad request.
-    assert (await ask(server, "agents")).ok
+    assert (await ask(server, "agents.list")).ok
 
 
 async def test_oversized_request_line(served: tuple[Hub, ControlServer, asyncio.Event]) -> None:
@@ -172,10 +177,12 @@ async def test_oversized_request_line(served: tuple[Hub, ControlServer, asyncio.
     assert isinstance(answer["error"], dict) and answer["error"]["code"] == "too_large"
 
 
-async def test_second_server_refused(served: tuple[Hub, ControlServer, asyncio.Event]) -> None:
+async def test_second_server_refused(
+    served: tuple[Hub, ControlServer, asyncio.Event], data_dir: Path
+) -> None:
     _, server, _ = served
     with pytest.raises(HubAlreadyRunningError):
-        await ControlServer(server.path, {}).start()
+        await ControlServer(server.path, bare_host(data_dir), {}).start()
 
 
 async def test_stale_socket_is_replaced(data_dir: Path) -> None:
@@ -185,15 +192,17 @@ async def test_stale_socket_is_replaced(data_dir: Path) -> None:
     stale = pysocket.socket(pysocket.AF_UNIX)
     stale.bind(str(path))
     stale.close()
-    server = ControlServer(path, {})
+    server = ControlServer(
+        path, RequestHost(access=AccessStore(data_dir / "a.json"), health=HealthRegistry()), {}
+    )
     await server.start()
-    answer = await raw(server, b'{"id": "1", "method": "status"}\n')
+    answer = await raw(server, b'{"id": "1", "method": "agents.list"}\n')
     assert isinstance(answer["error"], dict) and answer["error"]["code"] == "unavailable"
     await server.stop()
     assert not path.exists()
 
 
 def test_ctl_without_hub(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status = ctl.run(data_dir / "ctl.sock", "status", CtlParams(), as_json=False)
+    status = ctl.run(data_dir / "ctl.sock", "process.status", {}, as_json=False)
     assert status == 1
     assert "no agenthub is running" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from channels.base import BlockLimits, ChannelMessage, ChannelPlugin, Command, InboundCallback
+from channels.error_text import error_text
 from channels.manager import ChannelManager
 from hub.errors import ModelError
 from hub.hub import Hub
@@ -250,3 +251,18 @@ async def test_register_rules(data_dir: Path) -> None:
     other.register(MemoryChat())
     with pytest.raises(ValueError, match="already registered"):
         other.register(MemoryChat())
+
+
+def test_error_text_keeps_what_to_do_and_drops_addresses_and_keys() -> None:
+    text = error_text(
+        "auth",
+        "the OpenAI API at https://api.openai.com/v1 refused the API key (HTTP 401): "
+        "set OPENAI_API_KEY to a valid key; tried sk-abcdefghijklmnop via 10.0.0.5:8080",
+    )
+    assert text.startswith("[Error] the OpenAI API refused the API key (HTTP 401)")
+    assert "set OPENAI_API_KEY to a valid key" in text
+    for leak in ("https://", "api.openai.com", "sk-abc", "10.0.0.5", "8080"):
+        assert leak not in text
+    assert error_text("rate_limited", "slow down, try later") == "[Error] slow down, try later"
+    unexpected = error_text("internal", "the agent failed unexpectedly (KeyError: 'x')")
+    assert "check the hub's log" in unexpected

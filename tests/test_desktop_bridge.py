@@ -40,15 +40,9 @@ from hub.events import (
 from hub.filters import forward
 from hub.hub import Hub
 from hub.origin import ChannelRoute
-from hub.requests import (
-    AbortAnswer,
-    AgentParams,
-    AgentsAnswer,
-    DecisionAnswer,
-    HistoryAnswer,
-    PairingAnswer,
-    StatusAnswer,
-)
+from hub.requests import RequestHost
+from hub.requests.access import DecisionAnswer, PairListAnswer
+from hub.requests.agents import AbortAnswer, AgentParams, AgentsAnswer, HistoryAnswer, StatusAnswer
 from hub.sessions import MessageEntry
 from tests.conftest import require_binary
 
@@ -156,7 +150,8 @@ def make_rig(
 
     async def setup() -> tuple[Hub, DesktopBridge]:
         hub = Hub(data_dir, lambda: EchoModel(pieces=8))
-        bridge = DesktopBridge(hub, batcher, pairing_poll=0.05)
+        host = RequestHost(access=hub.access, health=hub.health, hub=hub)
+        bridge = DesktopBridge(hub, host, batcher, pairing_poll=0.05)
         await bridge.start()
         return hub, bridge
 
@@ -327,7 +322,10 @@ def test_bad_calls_answer_errors_and_change_nothing(rig: Rig) -> None:
     not_text = rig.refused("send", "main", 5)
     assert not_text.code == "invalid_params"
     assert "text" in not_text.message
-    assert rig.refused("history", "main", 10_000).code == "invalid_params"
+    assert (
+        rig.refused("request", "history", {"agentId": "main", "limit": 10_000}).code
+        == "invalid_params"
+    )
     assert rig.refused("subscribe", "../etc").code == "unknown_agent"
     assert rig.hub.default_agent.history() == []
     assert rig.hub.default_agent.last_run is None
@@ -336,12 +334,12 @@ def test_bad_calls_answer_errors_and_change_nothing(rig: Rig) -> None:
 def test_history_agents_status_and_abort(rig: Rig) -> None:
     rig.call("send", "main", "remember this")
     wait_idle(rig)
-    history = rig.answer(HistoryAnswer, "history", "main", 10)
+    history = rig.answer(HistoryAnswer, "request", "history", {"agentId": "main", "limit": 10})
     assert [e.role for e in history.entries if isinstance(e, MessageEntry)] == ["user", "assistant"]
     assert history.last_seq == rig.hub.default_agent.last_seq
-    assert rig.answer(AgentsAnswer, "agents").agents[0].agent_id == "main"
-    assert rig.answer(StatusAnswer, "status").health.status in ("ok", "degraded")
-    assert rig.answer(AbortAnswer, "abort", "main").aborted is False
+    assert rig.answer(AgentsAnswer, "request", "agents.list").agents[0].agent_id == "main"
+    assert rig.answer(StatusAnswer, "request", "status").health.status in ("ok", "degraded")
+    assert rig.answer(AbortAnswer, "request", "abort", {"agentId": "main"}).aborted is False
 
 
 def test_abort_stops_a_running_reply(data_dir: Path) -> None:
@@ -350,7 +348,7 @@ def test_abort_stops_a_running_reply(data_dir: Path) -> None:
         rig.call("subscribe", "main")
         rig.call("send", "main", "a long reply " * 20)
         rig.sink.wait_for(has_event(MessageUpdate))
-        assert rig.answer(AbortAnswer, "abort", "main").aborted is True
+        assert rig.answer(AbortAnswer, "request", "abort", {"agentId": "main"}).aborted is True
         wait_idle(rig)
         rig.sink.wait_for(has_event(MessageEnd))
         end = next(e for e in rig.sink.events() if isinstance(e, MessageEnd))
@@ -366,9 +364,9 @@ def test_pairing_requests_are_pushed_and_approved_from_the_window(rig: Rig) -> N
     code = rig.on_loop(ask())
     # New requests are found by polling.
     rig.sink.wait_for(lambda p: any(isinstance(x, PairingPush) and x.pending for x in p))
-    listed = rig.answer(PairingAnswer, "pairing_list")
+    listed = rig.answer(PairListAnswer, "request", "pair.list")
     assert [r.code for r in listed.pending] == [code]
-    reply = rig.call("pairing_approve", code)
+    reply = rig.call("request", "pair.approve", {"code": code})
     assert "token" not in json.dumps(reply.payload)
     decision = DecisionAnswer.model_validate(reply.payload)
     assert decision == DecisionAnswer(
@@ -377,7 +375,7 @@ def test_pairing_requests_are_pushed_and_approved_from_the_window(rig: Rig) -> N
     assert [d.device_id for d in rig.hub.access.devices()] == ["web-phone"]
     # The decision empties the list on the page.
     rig.sink.wait_for(lambda p: isinstance(p[-1], PairingPush) and p[-1].pending == [])
-    assert rig.refused("pairing_deny", code).code == "invalid_code"
+    assert rig.refused("request", "pair.deny", {"code": code}).code == "invalid_code"
 
 
 def test_pairing_deny_from_the_window(rig: Rig) -> None:
@@ -385,7 +383,7 @@ def test_pairing_deny_from_the_window(rig: Rig) -> None:
         return rig.hub.access.request("channel", "telegram:77", "@someone").code
 
     code = rig.on_loop(ask())
-    assert rig.answer(DecisionAnswer, "pairing_deny", code).approved is False
+    assert rig.answer(DecisionAnswer, "request", "pair.deny", {"code": code}).approved is False
     assert rig.hub.access.channel_users() == []
     assert rig.hub.access.pending() == []
 
@@ -394,7 +392,7 @@ def test_an_untrusted_page_can_call_nothing_and_hears_nothing(rig: Rig) -> None:
     rig.call("subscribe", "main")
     rig.gate.set(False)
     assert rig.refused("send", "main", "from a foreign page").code == "forbidden"
-    assert rig.refused("pairing_list").code == "forbidden"
+    assert rig.refused("request", "pair.list").code == "forbidden"
     assert rig.refused("open_link", "https://example.org/").code == "forbidden"
     rig.gate.set(True)
     # Our page loaded again, but pushes wait for it to subscribe.
@@ -424,7 +422,8 @@ def test_a_slow_page_holds_the_subscriber_back_without_losing_the_reply(data_dir
 
     async def run() -> int:
         hub = Hub(data_dir, lambda: EchoModel(pieces=40))
-        bridge = DesktopBridge(hub, batcher, max_pending_pushes=3)
+        host = RequestHost(access=hub.access, health=hub.health, hub=hub)
+        bridge = DesktopBridge(hub, host, batcher, max_pending_pushes=3)
         await bridge.start()
         await bridge.subscribe(AgentParams(agent_id="main"))
         hub.default_agent.write("x" * 400)

@@ -262,7 +262,8 @@ async def test_chat_streams_pairing_is_approved_and_the_window_is_remembered(
             "document.querySelectorAll('.message.assistant[data-final=\"true\"]').length === 2"
         )
         stored = await page.evaluate(
-            "pywebview.api.history('main', 10).then(r => r.payload.entries.map(e => e.text))"
+            "pywebview.api.request('history', {agentId: 'main', limit: 10})"
+            ".then(r => r.payload.entries.map(e => e.text))"
         )
         assert stored == [HOSTILE, HOSTILE, nasty, nasty]
 
@@ -298,7 +299,7 @@ async def test_chat_streams_pairing_is_approved_and_the_window_is_remembered(
 
         async def record(request: web.Request) -> web.Response:
             hits.append(request.path)
-            return web.Response(text="<script>pywebview.api.pairing_list()</script>")
+            return web.Response(text="<script>pywebview.api.request('pair.list')</script>")
 
         trap = web.Application()
         trap.router.add_get("/{tail:.*}", record)

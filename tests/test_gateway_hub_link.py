@@ -15,7 +15,7 @@ from hub.echo import EchoModel
 from hub.events import MessageUpdate, ReadGap
 from hub.hub import Hub
 from hub.origin import Origin
-from hub.requests import AgentsAnswer, HistoryAnswer, StatusAnswer
+from hub.requests.agents import AgentsAnswer, HistoryAnswer, StatusAnswer
 from tests.conftest import free_port
 from tests.test_gateway_support import (
     GATEWAY_TOKEN,

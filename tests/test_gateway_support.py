@@ -28,7 +28,7 @@ from hub.model import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from hub.requests import HistoryAnswer
+from hub.requests.agents import HistoryAnswer
 from hub.sessions import MessageEntry
 
 GATEWAY_TOKEN = "test-gateway-token-0123456789abcdef"

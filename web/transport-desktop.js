@@ -68,10 +68,10 @@ export class DesktopTransport {
     this._guardLinks();
     try {
       this.api = await waitForBridge(this.win);
-      const { agents } = await this._call("agents");
+      const { agents } = await this.request("agents.list");
       // Subscribe before the UI fetches history (on "online"), so no event falls between.
       for (const agent of agents) await this._subscribe(agent.agentId);
-      this.panel.show((await this._call("pairing_list")).pending);
+      this.panel.show((await this.request("pair.list")).pending);
       this._setState("online");
     } catch (error) {
       this._setState("offline", error.message);
@@ -82,32 +82,22 @@ export class DesktopTransport {
     return this._subscribe(agentId).then(() => this._call("send", agentId, text));
   }
 
+  // Any method of the hub's request table (the same names as over the gateway).
   request(method, params = {}) {
-    switch (method) {
-      case "agents.list":
-        return this._call("agents");
-      case "history":
-        return this._call("history", params.agentId, params.limit ?? 100, params.before ?? null);
-      case "status":
-        return this._call("status");
-      case "abort":
-        return this.abort(params.agentId);
-      default:
-        return Promise.reject(new TransportError("unknown_method", `unknown method ${method}`));
-    }
+    return this._call("request", method, params);
   }
 
   abort(agentId) {
-    return this._call("abort", agentId);
+    return this.request("abort", { agentId });
   }
 
   // Owner actions on pairing requests (the pairing panel uses them).
   approve(code) {
-    return this._call("pairing_approve", code);
+    return this.request("pair.approve", { code });
   }
 
   deny(code) {
-    return this._call("pairing_deny", code);
+    return this.request("pair.deny", { code });
   }
 
   // -- plumbing ---------------------------------------------------------------------------

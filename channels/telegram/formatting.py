@@ -40,12 +40,17 @@ def render_html(markdown: str) -> str:
     return _blocks(tree.children, depth=0).strip("\n")
 
 
+def utf16_len(text: str) -> int:
+    """Length in UTF-16 code units, as Telegram counts text."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 @lru_cache(maxsize=4096)
 def measure(markdown: str) -> int:
     """Length of the rendered HTML in UTF-16 code units.
 
     Cached: the aggregator measures each pending line again after every cut."""
-    return len(render_html(markdown).encode("utf-16-le")) // 2
+    return utf16_len(render_html(markdown))
 
 
 def html_to_plain(rendered: str) -> str:

@@ -3,7 +3,8 @@
 Private chats are always addressed to the bot. In groups the bot answers only when
 mentioned (`@botname`, stripped from the text) or when the message replies to one of the
 bot's messages; a command in a group must name the bot (`/new@botname`) or reply to it.
-Entity offsets are UTF-16 code units, as Telegram counts them.
+Entity offsets are UTF-16 code units, as Telegram counts them; offsets that are out of range
+or split a character never raise.
 """
 
 from __future__ import annotations
@@ -27,14 +28,27 @@ class Inbound:
     thread_id: int | None
 
 
+def _span16(text: str, offset: int, length: int) -> tuple[bytes, int, int]:
+    """`text` as UTF-16 bytes and the entity's byte range, clamped to the text."""
+    data = text.encode("utf-16-le", "surrogatepass")
+    start = min(max(offset, 0), len(data) // 2) * 2
+    end = min(max(offset + max(length, 0), 0), len(data) // 2) * 2
+    return data, start, max(start, end)
+
+
+def _decode16(data: bytes) -> str:
+    # Offsets that split a surrogate pair (an emoji) leave half of it: shown as U+FFFD.
+    return data.decode("utf-16-le", "replace")
+
+
 def _slice16(text: str, offset: int, length: int) -> str:
-    data = text.encode("utf-16-le")
-    return data[offset * 2 : (offset + length) * 2].decode("utf-16-le")
+    data, start, end = _span16(text, offset, length)
+    return _decode16(data[start:end])
 
 
 def _cut16(text: str, offset: int, length: int) -> str:
-    data = text.encode("utf-16-le")
-    return (data[: offset * 2] + data[(offset + length) * 2 :]).decode("utf-16-le")
+    data, start, end = _span16(text, offset, length)
+    return _decode16(data[:start] + data[end:])
 
 
 def _label(message: Message) -> str:
@@ -45,13 +59,31 @@ def _label(message: Message) -> str:
     return f"{name} (@{user.username})" if user.username else name
 
 
+class UnreadableMessage(ValueError):
+    """The update parsed, but a field has a type Telegram never sends (e.g. a float id)."""
+
+
+def _int(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise UnreadableMessage(f"{what} is not an integer")
+    return value
+
+
 def parse_message(update: Update, bot_id: int, bot_username: str) -> Inbound | None:
-    """The message if it is a text message addressed to the bot, else None."""
+    """The message if it is a text message addressed to the bot, else None. Raises
+    `UnreadableMessage` for a message whose ids or text have the wrong type."""
     message = update.message
-    if message is None or message.text is None or message.from_user is None:
+    if not isinstance(message, Message) or message.text is None or message.from_user is None:
         return None
     if message.from_user.is_bot:
         return None
+    if not isinstance(message.text, str):
+        raise UnreadableMessage("text is not a string")
+    _int(message.message_id, "message_id")
+    _int(message.chat.id, "chat.id")
+    _int(message.from_user.id, "from.id")
+    if message.message_thread_id is not None:
+        _int(message.message_thread_id, "message_thread_id")
     text = message.text
     private = message.chat.type == "private"
     handle = f"@{bot_username}".lower()

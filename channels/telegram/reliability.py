@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 import httpx
-from telegram import Bot, Message, ReplyParameters
+from telegram import Bot, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -127,8 +127,9 @@ class ReliableSender:
         reply_to: int | None = None,
         thread_id: int | None = None,
         group: bool = False,
-    ) -> bool:
-        """Deliver one message (<= 4096 after parsing); True once Telegram accepted it."""
+    ) -> int | None:
+        """Deliver one message (<= 4096 after parsing); its message id once Telegram accepted
+        it, None when it was given up on."""
         async with self._lock(chat_id):
             return await self._send_locked(chat_id, text, html, reply_to, thread_id, group)
 
@@ -140,7 +141,7 @@ class ReliableSender:
         reply_to: int | None,
         thread_id: int | None,
         group: bool,
-    ) -> bool:
+    ) -> int | None:
         floor = self._known.get(chat_id)
         parse_mode: str | None = ParseMode.HTML if html else None
         backoff = self.config.backoff_initial
@@ -198,10 +199,10 @@ class ReliableSender:
                             exc.message,
                         )
                         break
-                    if landed:
+                    if landed is not False:
                         self.stats.probe_landed += 1
                         self.stats.delivered += 1
-                        return True
+                        return landed
                     log.warning(
                         "telegram: send to chat %s lost in transit (%s); resending",
                         chat_id,
@@ -221,20 +222,18 @@ class ReliableSender:
             except TelegramError as exc:
                 log.error("telegram: send to chat %s failed: %s", chat_id, exc.message)
                 break
-            self._delivered(chat_id, message)
-            return True
+            self.stats.delivered += 1
+            self.note_message(chat_id, message.message_id)
+            return message.message_id
         self.stats.gave_up += 1
         log.error("telegram: gave up on a message to chat %s after %d attempts", chat_id, attempt)
-        return False
-
-    def _delivered(self, chat_id: str, message: Message) -> None:
-        self.stats.delivered += 1
-        self.note_message(chat_id, message.message_id)
+        return None
 
     async def _resolve(
         self, chat_id: str, floor: int | None, text: str, parse_mode: str | None, group: bool
-    ) -> bool | None:
-        """Whether an ambiguous send landed; None when Telegram would not tell us."""
+    ) -> int | bool | None:
+        """The id an ambiguous send landed as; False when it did not land, None when
+        Telegram would not tell us."""
         if floor is None or self.config.probe_window == 0:
             return False
         delay = max(self.config.probe_delay, 0.05)
@@ -248,7 +247,7 @@ class ReliableSender:
 
     async def _probe(
         self, chat_id: str, floor: int, text: str, parse_mode: str | None, group: bool
-    ) -> bool | None:
+    ) -> int | bool | None:
         top = max(floor, self._known.get(chat_id, floor))
         for candidate in range(floor + 1, top + self.config.probe_window + 1):
             self.stats.calls += 1
@@ -260,11 +259,11 @@ class ReliableSender:
             except BadRequest as exc:
                 if "not modified" in exc.message.lower():
                     self.note_message(chat_id, candidate)
-                    return True
+                    return candidate
                 continue
             except TelegramError as exc:
                 log.warning("telegram: probing chat %s failed (%s)", chat_id, exc.message)
                 return None
             self.note_message(chat_id, candidate)
-            return True
+            return candidate
         return False

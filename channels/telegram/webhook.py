@@ -24,9 +24,14 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def webhook_handler(
-    secret: str, bot: Callable[[], Bot | None], deliver: Callable[[Update], Awaitable[None]]
+    secret: str,
+    bot: Callable[[], Bot | None],
+    deliver: Callable[[Update], Awaitable[None]],
+    skip: Callable[[int, str], None],
 ) -> Handler:
-    """The aiohttp handler. `bot` returns the running bot, or None while the plugin is down."""
+    """The aiohttp handler. `bot` returns the running bot, or None while the plugin is down.
+    An update the library cannot read is passed to `skip` and acknowledged (200), so
+    Telegram does not deliver it again and again; anything else that is not an update is 400."""
     expected = secret.encode()
 
     async def handle(request: web.Request) -> web.Response:
@@ -41,10 +46,17 @@ def webhook_handler(
             return web.Response(status=413, text="too large")
         try:
             data = json.loads(await request.read())
-            update = Update.de_json(data, current) if isinstance(data, dict) else None
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("telegram webhook: unreadable update refused (%s)", exc)
-            update = None
+        except ValueError as exc:
+            log.warning("telegram webhook: unreadable body refused (%s)", exc)
+            data = None
+        update_id = data.get("update_id") if isinstance(data, dict) else None
+        if not isinstance(update_id, int) or isinstance(update_id, bool):
+            return web.Response(status=400, text="not a Telegram update")
+        try:
+            update = Update.de_json(data, current)
+        except Exception as exc:  # any parse failure means "unreadable"
+            skip(update_id, f"{type(exc).__name__}: {exc}")
+            return web.Response(text="skipped")
         if update is None:
             return web.Response(status=400, text="not a Telegram update")
         await deliver(update)

@@ -1,0 +1,38 @@
+"""The start-up banner every long-running command prints: what runs, where, and how to reach it."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.compose import Runtime
+
+
+def print_banner(runtime: Runtime) -> None:
+    lines = [f"agenthub {runtime.mode} running (pid {os.getpid()})"]
+    if runtime.model_line:
+        lines.append(runtime.model_line)
+    lines += [f"running: {item}" for item in runtime.running]
+    lines += [f"not running: {item}" for item in runtime.not_running]
+    if runtime.web_url and runtime.mode != "gateway":
+        invite = runtime.access.create_invite()
+        lines.append(f"open the web client: {runtime.invite_url(invite.code)}")
+        lines.append("  (the pairing code in that link works once, for 10 minutes)")
+    elif runtime.web_url:
+        lines.append(f"web client: {runtime.web_url}/ (pair with `agenthub ctl pair new`)")
+    if runtime.web_url and not _is_loopback(runtime.settings.host):
+        lines.append(
+            f"warning: listening on {runtime.settings.host} over plain HTTP; "
+            "put it behind an HTTPS reverse proxy before reaching it over a network"
+        )
+    lines.append(f"control: agenthub ctl status --data-dir {runtime.settings.data_dir}")
+    print("\n".join(lines), flush=True)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

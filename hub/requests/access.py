@@ -1,0 +1,116 @@
+"""The owner's requests about access: pairing requests and invites, paired devices."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import StringConstraints
+
+from hub.access import Invite, PendingRequest
+from hub.errors import CodedError
+from hub.requests.table import Caller, NoParams, RequestHost, request
+from hub.wire import WireModel
+
+PairingCode = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class CodeParams(WireModel):
+    code: PairingCode
+
+
+class DeviceParams(WireModel):
+    device_id: DeviceId
+
+
+class PairListAnswer(WireModel):
+    pending: list[PendingRequest]
+    invites: list[Invite]
+
+
+class PairNewAnswer(WireModel):
+    invite: Invite
+    url: str | None = None
+
+
+class DecisionAnswer(WireModel):
+    """An approve/deny outcome. It has no token field on purpose: the device that asked
+    receives its token through its own pairing socket, never through whoever decided."""
+
+    code: str
+    kind: str
+    subject: str
+    label: str
+    approved: bool
+
+
+class DeviceInfo(WireModel):
+    device_id: str
+    label: str
+    paired_at: float
+    connected: bool
+
+
+class DevicesAnswer(WireModel):
+    devices: list[DeviceInfo]
+
+
+class RevokeAnswer(WireModel):
+    device_id: str
+    revoked: bool
+
+
+@request("pair.list", NoParams, PairListAnswer, owner_only=True)
+async def pair_list(host: RequestHost, caller: Caller, params: NoParams) -> PairListAnswer:
+    return PairListAnswer(pending=host.access.pending(), invites=host.access.invites())
+
+
+@request("pair.new", NoParams, PairNewAnswer, owner_only=True)
+async def pair_new(host: RequestHost, caller: Caller, params: NoParams) -> PairNewAnswer:
+    invite = host.access.create_invite()
+    return PairNewAnswer(invite=invite, url=host.invite_url(invite.code))
+
+
+async def _decide(host: RequestHost, code: str, *, approved: bool) -> DecisionAnswer:
+    decision = host.access.approve(code) if approved else host.access.deny(code)
+    pending = decision.request
+    return DecisionAnswer(
+        code=pending.code,
+        kind=pending.kind,
+        subject=pending.subject,
+        label=pending.label,
+        approved=decision.approved,
+    )
+
+
+@request("pair.approve", CodeParams, DecisionAnswer, owner_only=True)
+async def pair_approve(host: RequestHost, caller: Caller, params: CodeParams) -> DecisionAnswer:
+    return await _decide(host, params.code, approved=True)
+
+
+@request("pair.deny", CodeParams, DecisionAnswer, owner_only=True)
+async def pair_deny(host: RequestHost, caller: Caller, params: CodeParams) -> DecisionAnswer:
+    return await _decide(host, params.code, approved=False)
+
+
+@request("devices.list", NoParams, DevicesAnswer, owner_only=True)
+async def devices_list(host: RequestHost, caller: Caller, params: NoParams) -> DevicesAnswer:
+    online = {d.device_id for d in await host.connected_devices()}
+    return DevicesAnswer(
+        devices=[
+            DeviceInfo(
+                device_id=d.device_id,
+                label=d.label,
+                paired_at=d.paired_at,
+                connected=d.device_id in online,
+            )
+            for d in host.access.devices()
+        ]
+    )
+
+
+@request("devices.revoke", DeviceParams, RevokeAnswer, owner_only=True)
+async def devices_revoke(host: RequestHost, caller: Caller, params: DeviceParams) -> RevokeAnswer:
+    if not host.access.revoke(params.device_id):
+        raise CodedError(f"no paired device {params.device_id!r}", "unknown_device")
+    return RevokeAnswer(device_id=params.device_id, revoked=True)

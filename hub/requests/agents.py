@@ -1,0 +1,79 @@
+"""Requests about agents: list, status, history, abort."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from hub.health import HealthReport
+from hub.hub import AgentInfo
+from hub.requests.table import Caller, NoParams, RequestHost, request
+from hub.sessions import HistoryEntry
+from hub.wire import WireModel
+
+AgentId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class AgentParams(WireModel):
+    agent_id: AgentId
+
+
+class HistoryParams(WireModel):
+    """Up to `limit` entries, older than seq `before` and newer than seq `after` when given
+    (the newest `limit` of them)."""
+
+    agent_id: AgentId
+    limit: Annotated[int, Field(ge=1, le=500)] = 100
+    before: int | None = None
+    after: int | None = None
+
+
+class AgentsAnswer(WireModel):
+    agents: list[AgentInfo]
+
+
+class HistoryAnswer(WireModel):
+    """Entries oldest first. `truncated`: older entries were left out (to fit one frame)."""
+
+    agent_id: str
+    session_id: str
+    last_seq: int
+    entries: list[HistoryEntry]
+    truncated: bool = False
+
+
+class StatusAnswer(WireModel):
+    agents: list[AgentInfo]
+    health: HealthReport
+
+
+class AbortAnswer(WireModel):
+    aborted: bool
+
+
+@request("agents.list", NoParams, AgentsAnswer)
+async def agents_list(host: RequestHost, caller: Caller, params: NoParams) -> AgentsAnswer:
+    return AgentsAnswer(agents=host.need_hub().agents_info())
+
+
+@request("status", NoParams, StatusAnswer)
+async def status(host: RequestHost, caller: Caller, params: NoParams) -> StatusAnswer:
+    agents = host.hub.agents_info() if host.hub is not None else []
+    return StatusAnswer(agents=agents, health=host.health.report())
+
+
+@request("history", HistoryParams, HistoryAnswer)
+async def history(host: RequestHost, caller: Caller, params: HistoryParams) -> HistoryAnswer:
+    agent = host.need_hub().agent(params.agent_id)
+    return HistoryAnswer(
+        agent_id=agent.agent_id,
+        session_id=agent.session.session_id,
+        last_seq=agent.last_seq,
+        entries=agent.history(limit=params.limit, before=params.before, after=params.after),
+    )
+
+
+@request("abort", AgentParams, AbortAnswer)
+async def abort(host: RequestHost, caller: Caller, params: AgentParams) -> AbortAnswer:
+    return AbortAnswer(aborted=host.need_hub().agent(params.agent_id).abort())
