@@ -207,6 +207,7 @@ def _resolved_event(info: PendingApproval, answer: ApprovalAnswer, seq: int) -> 
     return ApprovalResolved(
         agent_id=info.agent_id,
         run_id=info.run_id,
+        session_key=info.session_key,
         seq=seq,
         approval_id=info.approval_id,
         decision=answer.decision,
