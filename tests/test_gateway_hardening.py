@@ -13,8 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+from pydantic import SecretStr
 
 from app import logs
+from gateway.config import GatewayConfig
+from gateway.pairing import PairingDesk
+from gateway.protocol import PairResult
+from hub.access import AccessStore
+from hub.tasks import TaskFunnel
 from tests.test_gateway_support import (
     GATEWAY_TOKEN,
     WAIT_SECONDS,
@@ -174,3 +180,58 @@ async def test_long_polling_is_refused_and_a_big_post_is_answered_at_once(data_d
         await client.message("over websocket")
         await client.next_frame(reply_is("over websocket"))
         await client.close()
+
+
+async def test_pairing_guesses_are_limited_per_address_and_in_all(tmp_path: Path) -> None:
+    config = GatewayConfig(
+        gateway_token=SecretStr(GATEWAY_TOKEN),
+        pair_attempts_per_minute=6,
+        pair_attempts_per_minute_total=30,
+        max_pairing_sockets_per_address=100,
+    )
+    tasks = TaskFunnel("test")
+
+    async def emit(event: str, data: object, sid: str) -> None:
+        return None
+
+    desk = PairingDesk(
+        config, AccessStore(tmp_path / "access.json"), emit, tasks, clock=lambda: 0.0
+    )
+
+    async def guess(sid: str, address: str) -> PairResult:
+        desk.admit(sid, address)
+        try:
+            return PairResult.model_validate(await desk.pair(sid, {"code": "AAAAAAAA"}))
+        finally:
+            desk.leave(sid)
+
+    # A fresh socket for every guess, from one address: 6 guesses of 40 are evaluated.
+    same = [await guess(f"s{i}", "203.0.113.7") for i in range(40)]
+    codes = [r.error.code for r in same if r.error is not None]
+    assert codes == ["invalid_code"] * 6 + ["RATE_LIMITED"] * 34
+    locked = same[-1]
+    assert locked.retry_after == 10
+    assert locked.error is not None
+    assert "try again in 10 s" in locked.error.message
+    # Many addresses: 30 guesses a minute in all, whoever sends them.
+    spread = [await guess(f"a{i}", f"198.51.100.{i}") for i in range(100)]
+    codes = [r.error.code for r in spread if r.error is not None]
+    assert codes == ["invalid_code"] * 24 + ["RATE_LIMITED"] * 76
+    assert spread[-1].error is not None
+    assert "try again in 2 s" in spread[-1].error.message
+    await tasks.close()
+
+
+async def test_fresh_sockets_do_not_buy_fresh_guesses(data_dir: Path) -> None:
+    async with running_stack(data_dir, pair_attempts_per_minute=1) as stack:
+        codes = []
+        for _ in range(4):
+            pairing = await connect_device(stack.url, None)
+            for _ in range(2):
+                answer = PairResult.model_validate(
+                    await pairing.client.call("pair", {"code": "AAAAAAAA"})
+                )
+                assert answer.error is not None
+                codes.append(answer.error.code)
+            await pairing.close()
+        assert codes == ["invalid_code"] + ["RATE_LIMITED"] * 7
