@@ -180,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deny_call = command(approval_commands, "deny", help="refuse the tool call")
     deny_call.add_argument("approval_id", metavar="ID")
+    usage = command(ctl_commands, "usage", help="token and cost totals per agent, session, source")
+    usage.add_argument(
+        "--since", help="from this ISO date or date-time (local time unless it has an offset)"
+    )
     command(ctl_commands, "shutdown", help="stop the hub gracefully")
 
     doctor = command(
@@ -224,6 +228,8 @@ def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, JsonValue]]:
         if args.approvals_command == "approve":
             decision = "approve_session" if args.session else "approve"
         return "approvals.decide", {"approvalId": args.approval_id, "decision": decision}
+    if command == "usage":
+        return "usage", {"since": args.since} if args.since else {}
     return _SIMPLE_METHODS[command], {}
 
 

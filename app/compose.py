@@ -32,6 +32,8 @@ from hub.providers import ModelConfig, build_compactor, build_model, describe_mo
 from hub.requests import ConnectedDevice, RequestHost
 from hub.service import Service, attach_probes
 from hub.tools.config import ToolsConfig
+from hub.usage import PriceTable
+from hub.usage_meter import UsageMeter
 
 if TYPE_CHECKING:
     from desktop.bridge import DesktopBridge
@@ -67,6 +69,7 @@ class Runtime:
     gateway: GatewayServer | None = None
     link: HubLink | None = None
     requests: RequestHost | None = None
+    usage: UsageMeter | None = None
     # Start-up failures that mean the configuration is wrong (exit 2), not the machine.
     config_errors: tuple[type[Exception], ...] = ()
     _started: list[tuple[Service, Callable[[], None]]] = field(default_factory=list)
@@ -236,6 +239,7 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
         runtime.not_running.append("gateway (web clients): run `agenthub serve` for it")
 
     if hub is not None:
+        _add_usage(runtime, hub)
         if run_gateway:
             _add_hub_link(runtime, hub, requests, _local_url(settings), gateway_token or "")
         elif mode == "hub":
@@ -247,6 +251,15 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
         else:
             runtime.not_running.append("telegram: set TELEGRAM_BOT_TOKEN to enable it")
     return runtime
+
+
+def _add_usage(runtime: Runtime, hub: Hub) -> None:
+    settings = runtime.settings
+    meter = UsageMeter(
+        hub, settings.data_dir / "usage.jsonl", PriceTable(settings.prices), settings.budget
+    )
+    runtime.usage = meter
+    runtime.services.append(meter)
 
 
 def _local_url(settings: Settings) -> str:

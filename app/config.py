@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from hub.tools.config import McpServerConfig, ToolPolicy
+from hub.usage import BudgetConfig, Price
 
 DmPolicy = Literal["pairing", "allowlist", "open", "disabled"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -111,6 +112,10 @@ class Settings(BaseSettings):
     )
     mcp_servers: list[McpServerConfig] = Field(
         default_factory=list, validation_alias=AliasChoices("mcp_servers")
+    )
+    prices: dict[str, Price] = Field(default_factory=dict, validation_alias=AliasChoices("prices"))
+    budget: BudgetConfig = Field(
+        default_factory=BudgetConfig, validation_alias=AliasChoices("budget")
     )
     shutdown_grace: float = Field(
         default=10.0, validation_alias=AliasChoices("AGENTHUB_SHUTDOWN_GRACE", "shutdown_grace")

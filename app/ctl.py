@@ -31,6 +31,7 @@ from hub.requests.access import (
 from hub.requests.agents import AgentsAnswer, HistoryAnswer
 from hub.requests.approvals import ApprovalsAnswer
 from hub.sessions import HistoryEntry, MessageEntry
+from hub.usage import Totals, UsageReport
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -150,6 +151,8 @@ def render(method: str, result: JsonValue) -> str:
     if method == "approvals.decide":
         answer = _load(ApprovalAnswer, result)
         return f"{answer.approval_id} {answer.decision}"
+    if method == "usage":
+        return _usage(_load(UsageReport, result))
     if method == "process.shutdown":
         return "shutting down"
     return json.dumps(result, indent=2)
@@ -196,6 +199,29 @@ def _approval_line(pending: PendingApproval) -> str:
     return (
         f"{pending.approval_id}  {pending.agent_id}/{pending.session_key}  {pending.tool} {args}"
         f"  (expires in {minutes} min)"
+    )
+
+
+def _usage(report: UsageReport) -> str:
+    if not report.total.runs:
+        return "no runs recorded" + (" since then" if report.since else "")
+    lines = [f"total            {_totals(report.total)}"]
+    sections: list[tuple[str, list[tuple[str, Totals]]]] = [
+        ("by agent", sorted(report.agents.items())),
+        ("by session", [(f"{s.agent_id}/{s.session_key}", s) for s in report.sessions]),
+        ("by source", sorted(report.sources.items())),
+    ]
+    for title, rows in sections:
+        lines.append(f"{title}:")
+        lines += [f"  {name:<15}{_totals(totals)}" for name, totals in rows]
+    return "\n".join(lines)
+
+
+def _totals(totals: Totals) -> str:
+    unpriced = f" (+{totals.unpriced} runs without a price)" if totals.unpriced else ""
+    return (
+        f"{totals.runs:>5} runs  in {totals.input_tokens:>9}  out {totals.output_tokens:>9}"
+        f"  cached {totals.cached_tokens:>9}  ${totals.cost:.4f}{unpriced}"
     )
 
 

@@ -20,7 +20,7 @@ from hub.origin import Origin
 from hub.wire import WireModel
 
 Role = Literal["user", "assistant"]
-RunStatus = Literal["completed", "aborted", "failed"]
+RunStatus = Literal["completed", "aborted", "failed", "interrupted"]
 
 
 def now_ms() -> int:
@@ -54,6 +54,7 @@ class AgentEnd(EventBase):
     status: RunStatus
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_tokens: int = 0
 
 
 class MessageStart(EventBase):

@@ -75,11 +75,14 @@ class Hub:
         """The one way into an agent: queue `text` as a turn and return its run id.
 
         An accepted channel message makes its chat the lastRoute; an accepted desktop or web
-        message clears it (the person has moved to the window or the browser). Raises
+        message clears it (the person has moved to the window or the browser); turns the hub
+        starts itself (`origin.source` other than `user`) leave it as it is. Raises
         `UnknownAgentError` and whatever `AsyncAgent.write` refuses with (all `CodedError`).
         """
         run_id = self.agent(agent_id).write(text, origin)
-        if origin.route is not None:
+        if origin.source != "user":
+            pass  # the hub's own turns (schedules, heartbeats, recovery) leave it alone
+        elif origin.route is not None:
             self.last_route.set(origin.route)
         else:
             self.last_route.clear()

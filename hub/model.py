@@ -43,11 +43,13 @@ class ToolCallFinished:
 @dataclass(frozen=True, slots=True)
 class UsageReport:
     """Tokens a run used. `context_tokens`, when the provider reports it, is how much of the
-    context window the last request and its reply took (what compaction measures)."""
+    context window the last request and its reply took (what compaction measures);
+    `cached_tokens` the part of `input_tokens` the provider read from its prompt cache."""
 
     input_tokens: int
     output_tokens: int
     context_tokens: int | None = None
+    cached_tokens: int = 0
 
 
 ModelPart = TextDelta | ToolCallStarted | ToolCallFinished | UsageReport

@@ -13,6 +13,9 @@ from pydantic import Field
 from hub.wire import WireModel
 
 Surface = Literal["desktop", "web", "channel"]
+# Why the turn exists: a person wrote it, or the hub started it (`hub.schedules`,
+# `hub.heartbeats`, `hub.recovery`). Only `user` turns move lastRoute.
+Source = Literal["user", "schedule", "heartbeat", "recovery"]
 SURFACES: tuple[Surface, ...] = ("desktop", "web", "channel")
 
 
@@ -31,5 +34,8 @@ class Origin(WireModel):
 
     surface: Surface
     device_id: str | None = None
+    source: Source = "user"
+    # A recovery turn answers the user message of this interrupted run again (no new one).
+    replay_of: str | None = None
     # Chat ids and message ids are delivery details for the channel only: never serialised.
     route: ChannelRoute | None = Field(default=None, exclude=True)

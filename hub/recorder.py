@@ -242,6 +242,7 @@ class RunRecorder:
             status=status,
             input_tokens=self.usage.input_tokens,
             output_tokens=self.usage.output_tokens,
+            cached_tokens=self.usage.cached_tokens,
         )
         entry = RunEntry(
             id=new_entry_id("r"),
@@ -251,6 +252,7 @@ class RunRecorder:
             error_code=error_code,
             input_tokens=end.input_tokens,
             output_tokens=end.output_tokens,
+            cached_tokens=end.cached_tokens,
         )
         try:
             await self._persist_then_emit(entry, end)

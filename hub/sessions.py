@@ -110,6 +110,7 @@ class RunEntry(WireModel):
     error_code: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_tokens: int = 0
     ts: int = Field(default_factory=now_ms)
 
 

@@ -39,6 +39,7 @@ class Reply:
     tool_calls: tuple[ToolCall, ...] = ()
     prompt_tokens: int = 10
     completion_tokens: int = 5
+    cached_tokens: int = 0
     first_byte_delay: float = 0.0
     chunk_delay: float = 0.0
     cut_after: int | None = None
@@ -182,6 +183,7 @@ def _chunks(model: str, plan: Reply) -> list[dict[str, Any]]:
         "prompt_tokens": plan.prompt_tokens,
         "completion_tokens": plan.completion_tokens,
         "total_tokens": plan.prompt_tokens + plan.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": plan.cached_tokens},
     }
     chunks.append({**_chunk(model, {}), "choices": [], "usage": usage})
     return chunks

@@ -173,6 +173,7 @@ class PydanticAIModel:
         yield UsageReport(
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
+            cached_tokens=usage.cache_read_tokens,
             context_tokens=(
                 last.usage.input_tokens + last.usage.output_tokens
                 if last is not None and last.usage.input_tokens
