@@ -32,7 +32,7 @@ from gateway.relay import Relay, device_room
 from gateway.sio import JsonPacket, RedisManager, close_transports
 from gateway.static import WebClientFiles
 from hub.access import AccessStore, Decision, DeviceRecord
-from hub.health import HealthRegistry, SubsystemHealth
+from hub.health import HealthRegistry, Probe, SubsystemHealth
 from hub.tasks import TaskFunnel
 
 log = logging.getLogger("agenthub.gateway")
@@ -56,6 +56,9 @@ class GatewayServer:
             self._redis = RedisManager(config.redis_url, channel=f"{config.redis_prefix}:sio")
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
+            # The web client and the hub link use WebSocket only; long-polling would be exposure
+            # without use (a big POST on a polling session held its request for 30 s or more).
+            transports=["websocket"],
             client_manager=self._redis,
             cors_allowed_origins=self._origin_allowed,
             # Frames up to 4x the limit reach the handler and get TOO_LARGE; past that the
@@ -67,8 +70,10 @@ class GatewayServer:
             # stream frames keep their order even when a handler waits on Redis.
             async_handlers=False,
             serializer=JsonPacket,
-            logger=False,
-            engineio_logger=False,
+            # Named loggers, never the libraries' defaults (which add a handler of their own
+            # and so bypass the process's logging policy, app/logs.py).
+            logger=logging.getLogger("socketio.server"),
+            engineio_logger=logging.getLogger("engineio.server"),
         )
         self.app = web.Application(client_max_size=config.max_frame_bytes * 4 + 65536)
         self.sio.attach(self.app)
@@ -117,7 +122,6 @@ class GatewayServer:
         self.port = int(self._runner.addresses[0][1])
         self._listening = True
         self._unlisten = self.access.listen(self._on_access)
-        self.health.register("gateway", self._probe)
         log.info(
             "gateway %s listening on http://%s:%d%s",
             self.node_id,
@@ -167,6 +171,9 @@ class GatewayServer:
     def local_devices(self) -> list[DeviceInfo]:
         """Devices with sockets on this node, synchronously (all of them without Redis)."""
         return self.table.devices()
+
+    def probes(self) -> dict[str, Probe]:
+        return {"gateway": self._probe}
 
     def _probe(self) -> SubsystemHealth:
         if not self._listening:
