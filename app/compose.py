@@ -247,6 +247,7 @@ def _add_gateway(runtime: Runtime, token: str) -> None:
             port=settings.port,
             gateway_token=token,
             redis_url=settings.redis_url,
+            public_url=settings.public_url,
         ),
         runtime.access,
         runtime.health,

@@ -35,7 +35,12 @@ class GatewayConfig(BaseModel):
     max_connections_per_device: int = Field(default=8, ge=1)
     ping_interval: float = Field(default=15.0, gt=0)
     ping_timeout: float = Field(default=10.0, gt=0)
+    public_url: str | None = Field(
+        default=None,
+        description="where browsers reach this gateway (e.g. https://chat.example.com behind a"
+        " proxy): its origin and host are allowed besides loopback",
+    )
     cors_allowed_origins: list[str] = Field(
-        default_factory=list, description="extra browser origins; the gateway's own is allowed"
+        default_factory=list, description="extra browser origins allowed to connect"
     )
     web_root: Path = WEB_ROOT

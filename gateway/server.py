@@ -25,6 +25,7 @@ from gateway.admission import Admission, refuse
 from gateway.config import GatewayConfig
 from gateway.connections import ConnectionTable
 from gateway.http import GatewayStatus, add_health_routes
+from gateway.origins import OriginPolicy
 from gateway.pairing import PairingDesk
 from gateway.presence import LocalPresence, Presence, RedisPresence
 from gateway.protocol import DeviceInfo, Devices, GoingAway, Registered, Role
@@ -50,6 +51,7 @@ class GatewayServer:
         self.config = config
         self.access = access
         self.health = health
+        self.origins = OriginPolicy(config)
         self.node_id = f"gw-{secrets.token_hex(4)}"
         self._redis: RedisManager | None = None
         if config.redis_url:
@@ -60,7 +62,7 @@ class GatewayServer:
             # without use (a big POST on a polling session held its request for 30 s or more).
             transports=["websocket"],
             client_manager=self._redis,
-            cors_allowed_origins=self._origin_allowed,
+            cors_allowed_origins=self.origins.origin_allowed,
             # Frames up to 4x the limit reach the handler and get TOO_LARGE; past that the
             # transport itself is closed (parsing them would be the attack).
             max_http_buffer_size=config.max_frame_bytes * 4 + 65536,
@@ -75,7 +77,10 @@ class GatewayServer:
             logger=logging.getLogger("socketio.server"),
             engineio_logger=logging.getLogger("engineio.server"),
         )
-        self.app = web.Application(client_max_size=config.max_frame_bytes * 4 + 65536)
+        self.app = web.Application(
+            client_max_size=config.max_frame_bytes * 4 + 65536,
+            middlewares=[self.origins.middleware],
+        )
         self.sio.attach(self.app)
         WebClientFiles(config.web_root).add_routes(self.app)
         add_health_routes(self.app, health, self._status)
@@ -119,7 +124,7 @@ class GatewayServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
-        self.port = int(self._runner.addresses[0][1])
+        self.port = self.origins.port = int(self._runner.addresses[0][1])
         self._listening = True
         self._unlisten = self.access.listen(self._on_access)
         log.info(
@@ -197,10 +202,6 @@ class GatewayServer:
             pairing_sockets=len(self.pairing),
             health=self.health.report(),
         )
-
-    def _origin_allowed(self, origin: str | None, environ: dict[str, str]) -> bool:
-        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
-        return origin == own or origin in self.config.cors_allowed_origins
 
     # -- sending ----------------------------------------------------------------------------
 

@@ -235,3 +235,53 @@ async def test_fresh_sockets_do_not_buy_fresh_guesses(data_dir: Path) -> None:
                 codes.append(answer.error.code)
             await pairing.close()
         assert codes == ["invalid_code"] + ["RATE_LIMITED"] * 7
+
+
+async def handshake_status(url: str, headers: dict[str, str]) -> int:
+    ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as http:
+        try:
+            async with http.ws_connect(ws_url, headers=headers) as ws:
+                await ws.close()
+                return 101
+        except aiohttp.WSServerHandshakeError as exc:
+            return exc.status
+
+
+async def test_a_loopback_gateway_refuses_foreign_hosts_and_origins(data_dir: Path) -> None:
+    async with running_stack(data_dir, public_url="https://chat.example.com") as stack:
+        port = stack.gateway.port
+        rebinding = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+        assert await handshake_status(stack.url, rebinding) == 421
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{stack.url}/", headers={"Host": "evil.example"}) as response:
+                assert response.status == 421
+                assert "evil" not in await response.text()
+            async with http.get(f"{stack.url}/healthz") as response:
+                assert response.status == 200
+        foreign_origin = {"Origin": "http://evil.example"}
+        assert await handshake_status(stack.url, foreign_origin) == 400
+        for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):
+            assert await handshake_status(stack.url, {"Origin": origin}) == 101, origin
+        # Behind a proxy for the public URL: its host and origin are the gateway's own.
+        proxied = {"Host": "chat.example.com", "Origin": "https://chat.example.com"}
+        assert await handshake_status(stack.url, proxied) == 101
+        assert await handshake_status(stack.url, {"Origin": "https://chat.example.com:444"}) == 400
+
+
+def test_invite_codes_are_stored_hashed_and_old_plain_ones_still_work(tmp_path: Path) -> None:
+    path = tmp_path / "access.json"
+    store = AccessStore(path)
+    invite = store.create_invite()
+    assert invite.code not in path.read_text()
+    assert store.invites()[0].expires_at == invite.expires_at
+    assert store.redeem_invite(invite.code.lower(), "x").device_id.startswith("web-")
+    # A file written before codes were hashed: its plain code redeems, and is hashed on save.
+    legacy = json.loads(path.read_text())
+    legacy["invites"] = [{"code": "ABCD2345", "expiresAt": invite.expires_at}]
+    path.write_text(json.dumps(legacy))
+    old = AccessStore(path)
+    assert len(old.invites()) == 1
+    old.create_invite()
+    assert "ABCD2345" not in path.read_text()
+    assert old.redeem_invite("abcd-2345", "y").device_id.startswith("web-")
