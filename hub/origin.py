@@ -6,9 +6,9 @@ bound to the run instead of being read from shared state when the reply is sent.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from hub.wire import WireModel
 
@@ -42,5 +42,18 @@ class Origin(WireModel):
     source: Source = "user"
     # A recovery turn answers the user message of this interrupted run again (no new one).
     replay_of: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _user_turns_unchanged(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """A person's turn serialises as before `source` existed; the hub's own say why."""
+        data = handler(self)
+        if isinstance(data, dict):
+            if data.get("source") == "user":
+                data.pop("source")
+            for key in ("replayOf", "replay_of"):
+                if key in data and data[key] is None:
+                    del data[key]
+        return data
+
     # Chat ids and message ids are delivery details for the channel only: never serialised.
     route: ChannelRoute | None = Field(default=None, exclude=True)

@@ -40,7 +40,7 @@ SAMPLES: list[tuple[AgentEvent, set[str]]] = [
     ),
     (
         AgentEnd(**BASE, status="completed", input_tokens=3, output_tokens=4),
-        {"status", "inputTokens", "outputTokens"},
+        {"status", "inputTokens", "outputTokens", "cachedTokens"},
     ),
     (MessageStart(**BASE, message_id="m-1", role="assistant"), {"messageId", "role"}),
     (
