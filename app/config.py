@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from hub.scopes import DmScope
 from hub.tools.config import McpServerConfig, ToolPolicy
 from hub.usage import BudgetConfig, Price
 
@@ -113,6 +114,19 @@ class Settings(BaseSettings):
     mcp_servers: list[McpServerConfig] = Field(
         default_factory=list, validation_alias=AliasChoices("mcp_servers")
     )
+    owners: Annotated[list[str], NoDecode] | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTHUB_OWNERS", "owners")
+    )
+    dm_scope: DmScope | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTHUB_DM_SCOPE", "dm_scope")
+    )
+    identity_links: dict[str, list[str]] = Field(
+        default_factory=dict, validation_alias=AliasChoices("identity_links")
+    )
+    max_concurrent_runs: int = Field(
+        default=4,
+        validation_alias=AliasChoices("AGENTHUB_MAX_CONCURRENT_RUNS", "max_concurrent_runs"),
+    )
     prices: dict[str, Price] = Field(default_factory=dict, validation_alias=AliasChoices("prices"))
     budget: BudgetConfig = Field(
         default_factory=BudgetConfig, validation_alias=AliasChoices("budget")
@@ -163,7 +177,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("tools", "enable_tools", mode="before")
+    @field_validator("tools", "enable_tools", "owners", mode="before")
     @classmethod
     def _split_tools(cls, value: object) -> object:
         if isinstance(value, str):
