@@ -33,9 +33,9 @@ from hub.requests import ConnectedDevice, RequestHost
 from hub.scopes import ConversationConfig
 from hub.service import Service, attach_probes
 from hub.tools.config import ToolsConfig
+from hub.tools.mcp import McpServers
 from hub.usage import PriceTable
 from hub.usage_meter import UsageMeter
-from hub.tools.mcp import McpServers
 
 if TYPE_CHECKING:
     from desktop.bridge import DesktopBridge
