@@ -187,6 +187,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deny_call = command(approval_commands, "deny", help="refuse the tool call")
     deny_call.add_argument("approval_id", metavar="ID")
+    schedules = command(
+        ctl_commands, "schedules", help="prompts the hub runs on its own: list, add, remove, run"
+    )
+    schedule_commands = schedules.add_subparsers(dest="schedules_command", metavar="ACTION")
+    command(schedule_commands, "list", help="every schedule, its next run and last result")
+    add = command(schedule_commands, "add", help="add a schedule (kept in the data directory)")
+    add.add_argument("name")
+    add.add_argument("--cron", help="cron expression, e.g. '0 9 * * mon-fri'")
+    add.add_argument("--at", help="once, at this ISO date-time, e.g. 2026-12-24T18:00")
+    add.add_argument("--prompt", required=True, help="what the agent is asked")
+    add.add_argument("--agent", help="agent id (default: the default agent)")
+    add.add_argument("--session", help="session key it runs in (default main)")
+    add.add_argument("--deliver", help="last (default), none, or telegram:<chatId>")
+    add.add_argument("--timezone", help="IANA time zone (default: this machine's)")
+    add.add_argument("--missed", choices=["run_once", "skip"], help="default run_once")
+    remove = command(schedule_commands, "remove", help="remove a schedule added with ctl")
+    remove.add_argument("name")
+    run_now = command(schedule_commands, "run", help="run a schedule now")
+    run_now.add_argument("name")
     usage = command(ctl_commands, "usage", help="token and cost totals per agent, session, source")
     usage.add_argument(
         "--since", help="from this ISO date or date-time (local time unless it has an offset)"
@@ -237,6 +256,16 @@ def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, JsonValue]]:
         if args.approvals_command == "approve":
             decision = "approve_session" if args.session else "approve"
         return "approvals.decide", {"approvalId": args.approval_id, "decision": decision}
+    if command == "schedules":
+        action = args.schedules_command or "list"
+        if action == "add":
+            fields = ("cron", "at", "prompt", "agent", "session", "deliver", "timezone", "missed")
+            spec: dict[str, JsonValue] = {"name": args.name}
+            spec |= {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
+            return "schedules.add", spec
+        if action in ("remove", "run"):
+            return f"schedules.{action}", {"name": args.name}
+        return "schedules.list", {}
     if command == "usage":
         return "usage", {"since": args.since} if args.since else {}
     return _SIMPLE_METHODS[command], {}

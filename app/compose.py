@@ -28,9 +28,12 @@ from hub.access import AccessStore
 from hub.approvals import Approvals
 from hub.errors import UnknownAgentError, describe_validation
 from hub.health import HealthRegistry, SubsystemHealth
+from hub.heartbeats import Heartbeats
 from hub.hub import AgentSetup, Hub
 from hub.providers import ModelConfig, build_compactor, build_model, describe_model
 from hub.requests import ConnectedDevice, RequestHost
+from hub.schedules import ScheduleError
+from hub.schedules_service import Scheduler
 from hub.scopes import ConversationConfig
 from hub.service import Service, attach_probes
 from hub.tools.config import ToolsConfig
@@ -39,6 +42,7 @@ from hub.usage import PriceTable
 from hub.usage_meter import UsageMeter
 
 if TYPE_CHECKING:
+    from channels.manager import ChannelManager
     from desktop.bridge import DesktopBridge
     from desktop.config import DesktopConfig
     from gateway.hub_link import HubLink
@@ -73,6 +77,7 @@ class Runtime:
     link: HubLink | None = None
     requests: RequestHost | None = None
     usage: UsageMeter | None = None
+    channels: ChannelManager | None = None
     # Start-up failures that mean the configuration is wrong (exit 2), not the machine.
     config_errors: tuple[type[Exception], ...] = ()
     _started: list[tuple[Service, Callable[[], None]]] = field(default_factory=list)
@@ -299,6 +304,7 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
             _add_telegram(runtime, hub)
         else:
             runtime.not_running.append("telegram: set TELEGRAM_BOT_TOKEN to enable it")
+        _add_schedules(runtime, hub, requests)
     return runtime
 
 
@@ -309,6 +315,53 @@ def _add_usage(runtime: Runtime, hub: Hub) -> None:
     )
     runtime.usage = meter
     runtime.services.append(meter)
+
+
+def _add_schedules(runtime: Runtime, hub: Hub, requests: RequestHost) -> None:
+    """After the channels, so a schedule's first reply finds them subscribed."""
+    settings = runtime.settings
+    allowed = {str(user) for user in settings.telegram_allowed_users}
+    owners = set(settings.owners or ())
+
+    def chat_known(channel: str, chat_id: str) -> bool:
+        return (
+            chat_id.startswith("-")  # a group: the Bot API tells whether the bot is in it
+            or chat_id in allowed
+            or f"{channel}:{chat_id}" in owners
+            or hub.access.is_channel_user_approved(channel, chat_id)
+        )
+
+    channels = frozenset({"telegram"} if settings.telegram_bot_token is not None else ())
+    try:
+        scheduler = Scheduler(
+            hub,
+            settings.data_dir / "schedules.jsonl",
+            settings.schedules,
+            meter=runtime.usage,
+            channels=channels,
+            chat_known=chat_known,
+        )
+    except ScheduleError as exc:
+        raise ConfigError(f"schedules: {exc}") from None
+    requests.schedules = scheduler
+    runtime.services.append(scheduler)
+    manager = runtime.channels
+    deliver = manager.deliver if manager is not None else None
+    try:
+        heartbeats = Heartbeats(hub, settings.heartbeats, meter=runtime.usage, deliver=deliver)
+    except ValueError as exc:
+        raise ConfigError(f"heartbeats: {exc}") from None
+    runtime.services.append(heartbeats)
+    if runtime.usage is not None and deliver is not None:
+        meter = runtime.usage
+
+        def notify(text: str) -> None:
+            log.warning("%s", text)
+            route = hub.last_route.route
+            if route is not None:
+                deliver(route.model_copy(update={"reply_to_message_id": None}), text)
+
+        meter.notify = notify
 
 
 def _local_url(settings: Settings) -> str:
@@ -386,6 +439,7 @@ def _add_telegram(runtime: Runtime, hub: Hub) -> None:
     runtime.config_errors += (TelegramStartError,)
     manager = ChannelManager(hub)
     manager.register(plugin)
+    runtime.channels = manager
     runtime.services.append(manager)
     runtime.running.append(f"telegram ({how}, DM policy {settings.telegram_dm_policy})")
 

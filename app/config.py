@@ -23,6 +23,8 @@ from pydantic_settings import (
 
 from app.agents import AgentTable
 from hub.bindings import Binding
+from hub.heartbeats import HeartbeatSpec
+from hub.schedules import ScheduleSpec
 from hub.scopes import DmScope
 from hub.tools.config import McpServerConfig, ToolPolicy
 from hub.usage import BudgetConfig, Price
@@ -130,6 +132,12 @@ class Settings(BaseSettings):
     max_concurrent_runs: int = Field(
         default=4,
         validation_alias=AliasChoices("AGENTHUB_MAX_CONCURRENT_RUNS", "max_concurrent_runs"),
+    )
+    schedules: list[ScheduleSpec] = Field(
+        default_factory=list, validation_alias=AliasChoices("schedules")
+    )
+    heartbeats: list[HeartbeatSpec] = Field(
+        default_factory=list, validation_alias=AliasChoices("heartbeats")
     )
     prices: dict[str, Price] = Field(default_factory=dict, validation_alias=AliasChoices("prices"))
     budget: BudgetConfig = Field(

@@ -7,6 +7,7 @@ import secrets
 import socket
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,6 +32,8 @@ from hub.requests.access import (
 )
 from hub.requests.agents import AgentsAnswer, BindingsAnswer, HistoryAnswer
 from hub.requests.approvals import ApprovalsAnswer
+from hub.requests.schedules import RemoveAnswer, RunAnswer, SchedulesAnswer
+from hub.schedules_service import ScheduleEntry
 from hub.sessions import HistoryEntry, MessageEntry
 from hub.usage import Totals, UsageReport
 
@@ -159,6 +162,18 @@ def render(method: str, result: JsonValue) -> str:
     if method == "approvals.decide":
         answer = _load(ApprovalAnswer, result)
         return f"{answer.approval_id} {answer.decision}"
+    if method == "schedules.list":
+        listed = _load(SchedulesAnswer, result).schedules
+        return "\n".join(_schedule_line(e) for e in listed) or "no schedules"
+    if method == "schedules.add":
+        return "added " + _schedule_line(_load(ScheduleEntry, result))
+    if method == "schedules.remove":
+        return f"removed {_load(RemoveAnswer, result).name}"
+    if method == "schedules.run":
+        ran = _load(RunAnswer, result)
+        return (
+            f"{ran.name}: started run {ran.run_id}" if ran.run_id else f"{ran.name}: {ran.detail}"
+        )
     if method == "usage":
         return _usage(_load(UsageReport, result))
     if method == "process.shutdown":
@@ -218,6 +233,26 @@ def _approval_line(pending: PendingApproval) -> str:
         f"{pending.approval_id}  {pending.agent_id}/{pending.session_key}  {pending.tool} {args}"
         f"  (expires in {minutes} min)"
     )
+
+
+def _schedule_line(entry: ScheduleEntry) -> str:
+    spec = entry.schedule
+    timing = f"cron '{spec.cron}'" if spec.cron else f"at {spec.at}"
+    upcoming = _when(entry.next_run) if entry.next_run is not None else "no next run"
+    last = entry.last_run
+    done = f"last {last.status} {_when(last.due)}" if last else "never ran"
+    if last and last.detail:
+        detail = last.detail.replace("\n", " ")
+        done += f": {detail[:60]}{'…' if len(detail) > 60 else ''}"
+    off = "" if spec.enabled else " (disabled)"
+    return (
+        f"{spec.name}{off}  {timing} {spec.timezone or 'local'}  -> {spec.deliver}  "
+        f"[{entry.defined}]\n    next: {upcoming}; {done}"
+    )
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="minutes")
 
 
 def _usage(report: UsageReport) -> str:

@@ -251,6 +251,22 @@ class ChannelManager:
         run.sent_any = True
         self._send(run.plugin, run.route, block.text, kind=kind)
 
+    def deliver(self, route: ChannelRoute, text: str) -> bool:
+        """Send Markdown `text` to `route`'s chat as new messages, chunked like a reply, with
+        no run behind it (a heartbeat's report, a notice). False when no plugin serves it."""
+        plugin = self._plugins.get(route.channel)
+        if plugin is None:
+            return False
+        aggregator = MessageAggregator(
+            lambda block: self._send(plugin, route, block.text, kind="send"),
+            min_chars=plugin.limits.min_chars,
+            max_chars=plugin.limits.max_chars,
+            measure=plugin.measure,
+        )
+        aggregator.push(text)
+        aggregator.finish()
+        return True
+
     def _send(
         self,
         plugin: ChannelPlugin,

@@ -3,7 +3,7 @@
 Importing this package registers every request; surfaces call `dispatch`.
 """
 
-from hub.requests import access, agents, approvals, usage
+from hub.requests import access, agents, approvals, schedules, usage
 from hub.requests.table import (
     REQUESTS,
     Caller,
@@ -27,5 +27,6 @@ __all__ = [
     "approvals",
     "dispatch",
     "request",
+    "schedules",
     "usage",
 ]
