@@ -31,6 +31,7 @@ from hub.health import HealthRegistry, SubsystemHealth
 from hub.heartbeats import Heartbeats
 from hub.hub import AgentSetup, Hub
 from hub.providers import ModelConfig, build_compactor, build_model, describe_model
+from hub.recovery_service import Recovery
 from hub.requests import ConnectedDevice, RequestHost
 from hub.schedules import ScheduleError
 from hub.schedules_service import Scheduler
@@ -78,6 +79,7 @@ class Runtime:
     requests: RequestHost | None = None
     usage: UsageMeter | None = None
     channels: ChannelManager | None = None
+    recovery: Recovery | None = None
     # Start-up failures that mean the configuration is wrong (exit 2), not the machine.
     config_errors: tuple[type[Exception], ...] = ()
     _started: list[tuple[Service, Callable[[], None]]] = field(default_factory=list)
@@ -312,7 +314,7 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
             _add_telegram(runtime, hub)
         else:
             runtime.not_running.append("telegram: set TELEGRAM_BOT_TOKEN to enable it")
-        _add_schedules(runtime, hub, requests)
+        _add_schedules(runtime, hub)
     return runtime
 
 
@@ -323,9 +325,13 @@ def _add_usage(runtime: Runtime, hub: Hub) -> None:
     )
     runtime.usage = meter
     runtime.services.append(meter)
+    # After the control socket (which refuses a second hub on this data directory), before
+    # any surface that could start a run.
+    runtime.recovery = Recovery(hub, settings.data_dir / "runs.jsonl", settings.recovery)
+    runtime.services.append(runtime.recovery.closing)
 
 
-def _add_schedules(runtime: Runtime, hub: Hub, requests: RequestHost) -> None:
+def _add_schedules(runtime: Runtime, hub: Hub) -> None:
     """After the channels, so a schedule's first reply finds them subscribed."""
     settings = runtime.settings
     allowed = {str(user) for user in settings.telegram_allowed_users}
@@ -351,7 +357,6 @@ def _add_schedules(runtime: Runtime, hub: Hub, requests: RequestHost) -> None:
         )
     except ScheduleError as exc:
         raise ConfigError(f"schedules: {exc}") from None
-    requests.schedules = scheduler
     runtime.services.append(scheduler)
     manager = runtime.channels
     deliver = manager.deliver if manager is not None else None
@@ -360,6 +365,9 @@ def _add_schedules(runtime: Runtime, hub: Hub, requests: RequestHost) -> None:
     except ValueError as exc:
         raise ConfigError(f"heartbeats: {exc}") from None
     runtime.services.append(heartbeats)
+    if runtime.recovery is not None:
+        runtime.recovery.deliver = deliver
+        runtime.services.append(runtime.recovery.resuming)
     if runtime.usage is not None and deliver is not None:
         meter = runtime.usage
 

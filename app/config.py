@@ -24,6 +24,7 @@ from pydantic_settings import (
 from app.agents import AgentTable
 from hub.bindings import Binding
 from hub.heartbeats import HeartbeatSpec
+from hub.recovery import RecoveryConfig
 from hub.schedules import ScheduleSpec
 from hub.scopes import DmScope
 from hub.tools.config import McpServerConfig, ToolPolicy
@@ -141,6 +142,9 @@ class Settings(BaseSettings):
     )
     heartbeats: list[HeartbeatSpec] = Field(
         default_factory=list, validation_alias=AliasChoices("heartbeats")
+    )
+    recovery: RecoveryConfig = Field(
+        default_factory=RecoveryConfig, validation_alias=AliasChoices("recovery")
     )
     prices: dict[str, Price] = Field(default_factory=dict, validation_alias=AliasChoices("prices"))
     budget: BudgetConfig = Field(

@@ -242,6 +242,22 @@ class AsyncAgent:
         log.info("agent %s: new session %s for %s", self.agent_id, session.session_id, session_key)
         return session
 
+    async def end_interrupted(self, run_id: str, session_key: str, note: str) -> None:
+        """Close run `run_id`, found unfinished at start-up (`hub.recovery`): `note` as an
+        assistant message marked aborted, then its `run` entry with status `interrupted` and
+        the `agent_end` that tells every client the run is over."""
+        recorder = RunRecorder(
+            agent_id=self.agent_id,
+            run_id=run_id,
+            session_key=session_key,
+            session=self.sessions.current(session_key),
+            emit=self._emit,
+            next_seq=self._next_seq,
+        )
+        recorder.text(note)
+        await recorder.end_message(aborted=True)
+        await recorder.finish("interrupted", None)
+
     async def close(self, *, grace: float = 0.0, drain: float = 5.0) -> int:
         """Stop taking writes; let runs finish for up to `grace` seconds, then abort the
         current runs and drop turns that never started (returned as a count, and logged).

@@ -85,7 +85,13 @@ async def drive_run(
     try:
         context = session.context()
         compaction = session.last_compaction()
-        await recorder.user_message(turn.text)
+        replay = turn.origin.replay_of
+        if replay is None:
+            await recorder.user_message(turn.text)
+        else:
+            # Answering an interrupted run's message again (`hub.recovery`): the message is
+            # in the session already; the model gets it once, as this turn's text.
+            context = [e for e in context if e.run_id != replay]
         model_turn = ModelTurn(
             agent_id=recorder.agent_id,
             run_id=turn.run_id,

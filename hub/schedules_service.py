@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,8 +67,23 @@ def route_for(deliver: tuple[str, str]) -> ChannelRoute:
     return ChannelRoute(channel=channel, chat_id=chat_id, user_id=chat_id, chat_kind=kind)
 
 
+_SCHEDULERS: weakref.WeakKeyDictionary[Hub, Scheduler] = weakref.WeakKeyDictionary()
+
+
 class Scheduler:
     """Service `schedules`: config schedules plus those added at run time (persisted)."""
+
+    @classmethod
+    def of(cls, hub: Hub) -> Scheduler:
+        """The scheduler of `hub` (the composition root builds it with the hub); a hub built
+        without one (a bare hub in a test) gets one that keeps the file but fires nothing."""
+        scheduler = _SCHEDULERS.get(hub)
+        if scheduler is None:
+            scheduler = cls(hub, hub.data_dir / "schedules.jsonl", [])
+        if not scheduler._loaded:
+            scheduler.store.load()
+            scheduler._loaded = True
+        return scheduler
 
     def __init__(
         self,
@@ -92,9 +108,12 @@ class Scheduler:
         self._tasks = TaskFunnel("schedules", log)
         self._writing = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._saving: list[asyncio.Task[None]] = []
         self._loop: asyncio.Task[None] | None = None
+        self._loaded = False
         for spec in configured:
             self.validate(spec)
+        _SCHEDULERS[hub] = self
 
     @property
     def name(self) -> str:
@@ -130,6 +149,7 @@ class Scheduler:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.store.load)
+        self._loaded = True
         for name, spec in list(self.store.added.items()):
             if name in self.configured:
                 log.warning("schedule %r is defined in config; the added one is ignored", name)
@@ -140,6 +160,9 @@ class Scheduler:
                 log.warning("%s; it stays on record but does not run", exc)
                 self._next[name] = None
                 continue
+        for name, last in list(self.store.last.items()):
+            if last.status == "running":  # the hub stopped during it: crash recovery closed it
+                self._record(name, last.model_copy(update={"status": "interrupted"}))
         now = self._clock()
         for name, spec in self.specs().items():
             if name not in self._next:
@@ -152,6 +175,8 @@ class Scheduler:
             self._loop.cancel()
             await asyncio.gather(self._loop, return_exceptions=True)
             self._loop = None
+        # Results already known are saved; runs still going are recorded as `running`.
+        await asyncio.gather(*self._saving, return_exceptions=True)
         await self._tasks.close()
         self.watch.stop()
 
@@ -173,7 +198,9 @@ class Scheduler:
         self._check(spec)
         now = self._clock()
         if spec.at is not None and spec.at_time() <= now:
-            raise CodedError(f"schedule {spec.name!r}: {spec.at} is in the past", "invalid_params")
+            raise CodedError(
+                f"schedule {spec.name!r}: {spec.at} is in the past", "invalid_schedule"
+            )
         await asyncio.to_thread(self.store.add, spec)
         self._next[spec.name] = next_fire(spec, now)
         self._wake.set()
@@ -193,7 +220,7 @@ class Scheduler:
         try:
             self.validate(spec)
         except ScheduleError as exc:
-            raise CodedError(str(exc), "invalid_params") from None
+            raise CodedError(str(exc), "invalid_schedule") from None
 
     def entry(self, name: str) -> ScheduleEntry:
         spec = self.specs()[name]
@@ -278,11 +305,14 @@ class Scheduler:
         detail = outcome.error or outcome.text
         status: LastStatus = outcome.status
         last = LastRun(due=due, run_id=run_id, status=status, detail=detail[:DETAIL_CHARS])
+        if name in self.specs():
+            self.store.last[name] = last
         await self._save_last(name, last)
 
     def _record(self, name: str, last: LastRun) -> None:
         self.store.last[name] = last
-        self._tasks.spawn(self._save_last(name, last))
+        self._saving = [t for t in self._saving if not t.done()]
+        self._saving.append(self._tasks.spawn(self._save_last(name, last)))
 
     async def _save_last(self, name: str, last: LastRun) -> None:
         # One write at a time, in call order: the file's last line per schedule is the truth.
@@ -290,7 +320,7 @@ class Scheduler:
             if name not in self.specs():
                 return  # removed meanwhile
             try:
-                await asyncio.to_thread(self.store.ran, name, last)
+                await asyncio.to_thread(self.store.ran, name, last, remember=False)
             except OSError as exc:
                 log.error("schedule %r: could not save its last result (%s)", name, exc)
 

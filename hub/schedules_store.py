@@ -115,10 +115,12 @@ class ScheduleStore:
     def remove(self, name: str) -> None:
         self._write(_Remove(name=name))
 
-    def ran(self, name: str, last: LastRun) -> None:
-        self._write(_Ran(name=name, last=last))
+    def ran(self, name: str, last: LastRun, *, remember: bool = True) -> None:
+        """Record `last`; `remember=False` when the caller already holds it in `last` (and
+        may hold a newer one by the time this write, off the event loop, happens)."""
+        self._write(_Ran(name=name, last=last), remember=remember)
 
-    def _write(self, line: _Add | _Remove | _Ran) -> None:
+    def _write(self, line: _Add | _Remove | _Ran, *, remember: bool = True) -> None:
         data = _LINE.dump_json(line) + b"\n"
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
@@ -128,7 +130,10 @@ class ScheduleStore:
             _write_all(fd, data)
         finally:
             os.close(fd)
-        self._apply(line)
+        if remember:
+            self._apply(line)
+        else:
+            self._lines += 1
         self._compact_if_needed()
 
     def _compact_if_needed(self) -> None:

@@ -189,6 +189,8 @@ def sample_params(method: str) -> dict[str, JsonValue]:
         "deviceId": "nobody",
         "approvalId": "ap-nosuch",
         "decision": "deny",
+        "name": "nosuch",
+        "prompt": "x",
     }
     fields = REQUESTS[method].params.model_fields
     return {

@@ -20,7 +20,7 @@ from app.cli import main
 from app.control_handlers import ProcessContext, process_methods
 from app.control_server import ControlServer
 from hub.echo import EchoModel
-from hub.errors import CodedError, InvalidParamsError
+from hub.errors import CodedError
 from hub.events import AgentStart
 from hub.hub import Hub
 from hub.origin import ChannelRoute
@@ -208,6 +208,20 @@ async def test_missed_runs_run_once_or_skip(hub: Hub) -> None:
     assert len(runs) == 1
 
 
+async def test_a_run_going_when_the_hub_stopped_shows_interrupted(hub: Hub) -> None:
+    store = ScheduleStore(hub.data_dir / "schedules.jsonl")
+    store.ran("morning", LastRun(due=1, run_id="r-1", status="running"))
+    scheduler = scheduler_for(hub, Clock(T0), spec())
+    await scheduler.start()
+    try:
+        assert scheduler.store.last["morning"].status == "interrupted"
+    finally:
+        await scheduler.stop()
+    again = ScheduleStore(hub.data_dir / "schedules.jsonl")
+    again.load()
+    assert again.last["morning"].status == "interrupted"
+
+
 async def test_clock_jumps(hub: Hub) -> None:
     clock = Clock(T0)
     scheduler = scheduler_for(hub, clock, spec("hourly", cron="0 * * * *"))
@@ -270,7 +284,7 @@ async def test_requests_add_list_run_remove(hub: Hub) -> None:
     clock = Clock(T0)
     scheduler = scheduler_for(hub, clock, spec("from-config"))
     await scheduler.start()
-    host = RequestHost(access=hub.access, health=hub.health, hub=hub, schedules=scheduler)
+    host = RequestHost(access=hub.access, health=hub.health, hub=hub)
     try:
 
         async def add(**fields: object) -> dict[str, object]:
@@ -282,7 +296,7 @@ async def test_requests_add_list_run_remove(hub: Hub) -> None:
         assert added["defined"] == "ctl"
         with pytest.raises(CodedError, match="exists already"):
             await add(name="weekly", cron="0 8 * * *", prompt="x")
-        with pytest.raises(InvalidParamsError, match="minimum interval"):
+        with pytest.raises(CodedError, match="minimum interval"):
             await add(name="x", cron="* * * * * *", prompt="x")
         with pytest.raises(CodedError, match="in the past"):
             await add(name="x", at="2020-01-01T00:00Z", prompt="x")
@@ -318,7 +332,7 @@ async def test_requests_add_list_run_remove(hub: Hub) -> None:
 async def test_ctl_schedules(hub: Hub, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     scheduler = scheduler_for(hub, Clock(T0))
     await scheduler.start()
-    host = RequestHost(access=hub.access, health=hub.health, hub=hub, schedules=scheduler)
+    host = RequestHost(access=hub.access, health=hub.health, hub=hub)
     server = ControlServer(
         data_dir / "ctl.sock",
         host,

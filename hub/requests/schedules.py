@@ -3,11 +3,29 @@
 
 from __future__ import annotations
 
-from hub.errors import CodedError
+from pydantic import ValidationError
+
+from hub.errors import CodedError, describe_validation
 from hub.requests.table import Caller, NoParams, RequestHost, request
 from hub.schedules import ScheduleName, ScheduleSpec
 from hub.schedules_service import ScheduleEntry, Scheduler
 from hub.wire import WireModel
+
+
+class AddParams(WireModel):
+    """A schedule (see `ScheduleSpec`); whether it can run is the method's to judge, so a
+    schedule refused for its content answers `invalid_schedule` with the reason."""
+
+    name: str
+    prompt: str
+    cron: str | None = None
+    at: str | None = None
+    agent: str | None = None
+    session: str | None = None
+    deliver: str | None = None
+    timezone: str | None = None
+    missed: str | None = None
+    enabled: bool | None = None
 
 
 class SchedulesAnswer(WireModel):
@@ -30,10 +48,7 @@ class RunAnswer(WireModel):
 
 
 def _scheduler(host: RequestHost) -> Scheduler:
-    host.need_hub()
-    if host.schedules is None:
-        raise CodedError("schedules do not run in this process", "unavailable")
-    return host.schedules
+    return Scheduler.of(host.need_hub())
 
 
 @request("schedules.list", NoParams, SchedulesAnswer, owner_only=True)
@@ -41,9 +56,13 @@ async def schedules_list(host: RequestHost, caller: Caller, params: NoParams) ->
     return SchedulesAnswer(schedules=_scheduler(host).entries())
 
 
-@request("schedules.add", ScheduleSpec, ScheduleEntry, owner_only=True)
-async def schedules_add(host: RequestHost, caller: Caller, params: ScheduleSpec) -> ScheduleEntry:
-    return await _scheduler(host).add(params)
+@request("schedules.add", AddParams, ScheduleEntry, owner_only=True)
+async def schedules_add(host: RequestHost, caller: Caller, params: AddParams) -> ScheduleEntry:
+    try:
+        spec = ScheduleSpec.model_validate(params.model_dump(exclude_none=True))
+    except ValidationError as exc:
+        raise CodedError(describe_validation(exc), "invalid_schedule") from None
+    return await _scheduler(host).add(spec)
 
 
 @request("schedules.remove", NameParams, RemoveAnswer, owner_only=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import JsonValue, ValidationError
 
@@ -19,9 +19,6 @@ from hub.errors import CodedError, InvalidParamsError, describe_validation
 from hub.health import HealthRegistry
 from hub.hub import Hub
 from hub.wire import WireModel
-
-if TYPE_CHECKING:
-    from hub.schedules_service import Scheduler
 
 P = TypeVar("P", bound=WireModel)
 A = TypeVar("A", bound=WireModel)
@@ -67,7 +64,6 @@ class RequestHost:
     connected_devices: Callable[[], Awaitable[list[ConnectedDevice]]] = _no_devices
     invite_url: Callable[[str], str | None] = _no_url
     mode: str = "serve"
-    schedules: Scheduler | None = None
 
     def need_hub(self) -> Hub:
         if self.hub is None:
