@@ -189,6 +189,7 @@ def sample_params(method: str) -> dict[str, JsonValue]:
         "deviceId": "nobody",
         "approvalId": "ap-nosuch",
         "decision": "deny",
+        "content": "hi",
     }
     fields = REQUESTS[method].params.model_fields
     return {

@@ -3,7 +3,7 @@
 Importing this package registers every request; surfaces call `dispatch`.
 """
 
-from hub.requests import access, agents, approvals
+from hub.requests import access, agents, approvals, messages, tokens
 from hub.requests.table import (
     REQUESTS,
     Caller,
@@ -26,5 +26,7 @@ __all__ = [
     "agents",
     "approvals",
     "dispatch",
+    "messages",
     "request",
+    "tokens",
 ]
