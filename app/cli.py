@@ -189,10 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     tokens = command(
         ctl_commands, "tokens", help="device tokens for API clients: new, list or revoke"
     )
-    token_commands = tokens.add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
+    token_commands = tokens.add_subparsers(dest="tokens_command", metavar="ACTION")
     token_new = command(token_commands, "new", help="a new token (shown once)")
     token_new.add_argument("--label", default="", help="what the token is for")
-    command(token_commands, "list", help="API tokens (never the tokens themselves)")
+    command(token_commands, "list", help="API tokens, never the tokens themselves (default)")
     token_revoke = command(token_commands, "revoke", help="revoke a token; refused at once")
     token_revoke.add_argument("token_id", metavar="ID")
     command(ctl_commands, "shutdown", help="stop the hub gracefully")
