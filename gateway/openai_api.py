@@ -249,6 +249,22 @@ async def _stream(
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
 
+    try:
+        await _relay(send, chunk, stream)
+    except ConnectionResetError:
+        # The client went away; the run goes on and its reply stays in the session's history.
+        return response
+    await response.write_eof()
+    return response
+
+
+async def _relay(
+    send: Callable[[dict[str, JsonValue] | str], Awaitable[None]],
+    chunk: Callable[..., dict[str, JsonValue]],
+    stream: RunStream,
+) -> None:
+    """The run's assistant text as chunks (a blank line between its messages), then the end
+    (or the failure), then `[DONE]`."""
     await send(chunk({"role": "assistant", "content": ""}))
     written: dict[str, int] = {}  # message id -> characters sent
     try:
@@ -277,5 +293,3 @@ async def _stream(
     else:
         await send(chunk({}, "stop"))
     await send("[DONE]")
-    await response.write_eof()
-    return response

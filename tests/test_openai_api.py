@@ -12,8 +12,9 @@ import openai
 import pytest
 
 from hub.access import IssuedDevice
+from hub.echo import EchoModel
 from hub.sessions import MessageEntry
-from tests.test_gateway_support import FailingModel, Stack, running_stack
+from tests.test_gateway_support import FailingModel, Stack, eventually, running_stack
 
 
 @pytest.fixture
@@ -194,3 +195,25 @@ async def test_a_failed_run_is_an_error_streamed_or_not(data_dir: Path) -> None:
             async for _chunk in stream:
                 pass
         assert "API key" in streamed.value.message
+
+
+async def test_a_client_that_leaves_mid_stream_leaves_the_run_to_finish(data_dir: Path) -> None:
+    async with running_stack(
+        data_dir, model_factory=lambda: EchoModel(pieces=20, delay=0.02)
+    ) as stack:
+        issued = stack.hub.access.issue_token("editor")
+        api = client_for(stack, issued.token)
+        text = "a long reply the client will not wait for " * 4
+        stream = await api.chat.completions.create(
+            model="main", messages=[{"role": "user", "content": text}], stream=True
+        )
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                break
+        await stream.close()
+        session = f"api:{issued.device_id}"
+        await eventually(lambda: texts(stack, "main", session) == [text, text])
+        again = await api.chat.completions.create(
+            model="main", messages=[{"role": "user", "content": "still served"}]
+        )
+        assert again.choices[0].message.content == "still served"
