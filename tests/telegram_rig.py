@@ -40,6 +40,7 @@ class ScriptedModel:
         fail: ModelError | None = None,
         hold: asyncio.Event | None = None,
         tool_between: bool = False,
+        tool_delay: float = 0.0,
     ) -> None:
         self.reply = reply
         self.pieces = pieces
@@ -47,6 +48,7 @@ class ScriptedModel:
         self.fail = fail
         self.hold = hold
         self.tool_between = tool_between
+        self.tool_delay = tool_delay
 
     @property
     def name(self) -> str:
@@ -61,6 +63,7 @@ class ScriptedModel:
                 await self.hold.wait()
         if self.tool_between:
             yield ToolCallStarted("t1", "search", {"q": "secret tool args"})
+            await asyncio.sleep(self.tool_delay)
             yield ToolCallFinished("t1", "search", {"q": "x"}, "TOOL RESULT TEXT", False)
             yield TextDelta("After the tool.")
         if self.fail is not None:
@@ -144,7 +147,7 @@ class Rig:
         """Wait until the agent is idle and every queued send went out."""
         await self.agent.wait_idle()
         async with asyncio.timeout(30):
-            await self.manager.outbox.drain()
+            await self.manager.drain()
 
 
 @asynccontextmanager

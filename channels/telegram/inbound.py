@@ -26,6 +26,7 @@ class Inbound:
     text: str
     command: Command | None
     thread_id: int | None
+    unknown_command: str | None = None
 
 
 def _span16(text: str, offset: int, length: int) -> tuple[bytes, int, int]:
@@ -94,6 +95,7 @@ def parse_message(update: Update, bot_id: int, bot_username: str) -> Inbound | N
     )
     addressed = private or replied_to_bot
     command: Command | None = None
+    unknown: str | None = None
     entities = sorted(message.entities, key=lambda e: e.offset, reverse=True)
     for entity in entities:
         word = _slice16(text, entity.offset, entity.length)
@@ -109,10 +111,12 @@ def parse_message(update: Update, bot_id: int, bot_username: str) -> Inbound | N
             if name.lower() in COMMANDS:
                 command = next(c for c in COMMANDS if c == name.lower())
                 text = _cut16(text, entity.offset, entity.length)
+            elif name:
+                unknown = name[:64]
     if not addressed:
         return None
     text = text.strip()
-    if not text and command is None:
+    if not text and command is None and unknown is None:
         return None
     return Inbound(
         chat_id=str(message.chat.id),
@@ -123,4 +127,5 @@ def parse_message(update: Update, bot_id: int, bot_username: str) -> Inbound | N
         text=text,
         command=command,
         thread_id=message.message_thread_id if message.is_topic_message else None,
+        unknown_command=unknown if command is None else None,
     )

@@ -113,6 +113,7 @@ class UpdateReceiver:
                 text=inbound.text,
                 sender_label=inbound.label,
                 command=inbound.command,
+                unknown_command=inbound.unknown_command,
             )
         )
 
