@@ -28,7 +28,7 @@ from hub.health import HealthRegistry, SubsystemHealth
 from hub.hub import Hub
 from hub.providers import ModelConfig, build_compactor, build_model, describe_model
 from hub.requests import ConnectedDevice, RequestHost
-from hub.service import Service
+from hub.service import Service, attach_probes
 
 if TYPE_CHECKING:
     from desktop.bridge import DesktopBridge
@@ -66,7 +66,7 @@ class Runtime:
     requests: RequestHost | None = None
     # Start-up failures that mean the configuration is wrong (exit 2), not the machine.
     config_errors: tuple[type[Exception], ...] = ()
-    _started: list[Service] = field(default_factory=list)
+    _started: list[tuple[Service, Callable[[], None]]] = field(default_factory=list)
 
     async def connected_devices(self) -> list[ConnectedDevice]:
         """Devices on the gateway this process runs, or those its hub link sees."""
@@ -93,7 +93,7 @@ class Runtime:
                 if failure is exc:
                     raise
                 raise failure from exc
-            self._started.append(service)
+            self._started.append((service, attach_probes(self.health, service)))
 
     def _explain(self, service: Service, exc: Exception) -> Exception:
         if isinstance(exc, HubAlreadyRunningError):
@@ -117,7 +117,8 @@ class Runtime:
 
     async def stop_services(self) -> None:
         while self._started:
-            service = self._started.pop()
+            service, detach = self._started.pop()
+            detach()
             try:
                 await asyncio.wait_for(service.stop(), SERVICE_STOP_TIMEOUT)
             except Exception:
@@ -246,6 +247,7 @@ def _add_gateway(runtime: Runtime, token: str) -> None:
             port=settings.port,
             gateway_token=token,
             redis_url=settings.redis_url,
+            public_url=settings.public_url,
         ),
         runtime.access,
         runtime.health,
@@ -291,7 +293,7 @@ def _add_telegram(runtime: Runtime, hub: Hub) -> None:
         field_name = str(error["loc"][0]) if error["loc"] else ""
         name = env_name(f"telegram_{field_name}") if field_name else "TELEGRAM_*"
         raise ConfigError(f"{name}: {str(error['msg']).removeprefix('Value error, ')}") from None
-    plugin = TelegramPlugin(config, hub.access, hub.health)
+    plugin = TelegramPlugin(config, hub.access)
     how = "long polling"
     if plugin.webhook_mode:
         if runtime.gateway is None:

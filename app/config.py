@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("AGENTHUB_REDIS_URL", "redis_url"), repr=False
     )
+    public_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTHUB_PUBLIC_URL", "public_url")
+    )
     telegram_bot_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "telegram_bot_token")
     )

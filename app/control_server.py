@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from app.control_handlers import ProcessMethod
 from app.control_protocol import MAX_LINE_BYTES, CtlError, CtlRequest, CtlResponse
 from hub.errors import CodedError, InvalidParamsError, describe_validation
+from hub.health import Probe
 from hub.requests import Caller, RequestHost, dispatch
 
 log = logging.getLogger("agenthub.ctl")
@@ -42,6 +43,9 @@ class ControlServer:
     @property
     def name(self) -> str:
         return "control"
+
+    def probes(self) -> dict[str, Probe]:
+        return {}
 
     async def start(self) -> None:
         await self._clear_stale_socket()

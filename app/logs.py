@@ -1,15 +1,39 @@
-"""Logging: one logger per subsystem (`agenthub.<name>`), a level from `--log-level`, and a
-filter that masks every configured secret, as a last line of defence behind code that never
-logs them in the first place."""
+"""Logging: one logger per subsystem (`agenthub.<name>`), a level from `--log-level`, and one
+policy for every record, the libraries' included:
+
+- every record passes the filter that masks configured secrets (a last line of defence
+  behind code that never logs them in the first place);
+- a library's record (engineio, socketio, aiohttp, telegram, httpx, httpcore) is one line:
+  an exception it caught becomes `: Type: message`, never a traceback, and is logged at
+  WARNING at most (a library that catches an exception while handling a request, a packet
+  or an update is reporting bad input from outside, not a fault of this process);
+- each source (library logger and message) logs at most `burst` records per `window`
+  seconds; the next one after a quiet window says how many were left out. A stranger
+  sending garbage can neither fill the disk nor bury real errors.
+Libraries never get handlers of their own: their records go through the root handler.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TextIO
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 MASK = "**********"
+LIBRARIES = ("engineio", "socketio", "aiohttp", "telegram", "httpx", "httpcore")
+# Loggers these libraries would give a handler of their own if they found none configured.
+LIBRARY_DEFAULT_LOGGERS = (
+    "engineio.server",
+    "engineio.client",
+    "socketio.server",
+    "socketio.client",
+)
+QUIET = ("aiohttp.access", "engineio", "socketio", "httpx", "httpcore", "telegram.ext")
+MAX_SOURCES = 1000
 
 
 def mask_secrets(text: str, secrets: Iterable[str]) -> str:
@@ -38,15 +62,82 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def configure(level: str, secrets: Iterable[str] = ()) -> None:
-    """Send logs to stderr at `level`, secrets masked; quiet chatty libraries."""
-    handler = logging.StreamHandler(sys.stderr)
+@dataclass(slots=True)
+class _Source:
+    since: float
+    count: int = 0
+    left_out: int = 0
+
+
+def is_library(name: str) -> bool:
+    return name.split(".", 1)[0] in LIBRARIES
+
+
+class LibraryRecords(logging.Filter):
+    """The library half of the policy above: one line, WARNING at most, rate-limited."""
+
+    def __init__(
+        self, burst: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.burst = burst
+        self.window = window
+        self._clock = clock
+        self._sources: dict[tuple[str, str], _Source] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not is_library(record.name):
+            return True
+        note = self._admit((record.name, str(record.msg)))
+        if note is None:
+            return False
+        message = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            message = f"{message}: {type(exc).__name__}: {exc}"
+            if record.levelno > logging.WARNING:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg = " ".join(message.split()) + note
+        record.args = record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+    def _admit(self, key: tuple[str, str]) -> str | None:
+        """ "" or a note of records left out: log it; None: leave it out."""
+        now = self._clock()
+        source = self._sources.get(key)
+        note = ""
+        if source is None or now - source.since >= self.window:
+            if source is not None and source.left_out:
+                note = f" ({source.left_out} more like this in the last {now - source.since:.0f} s)"
+            if len(self._sources) >= MAX_SOURCES:
+                self._sources.clear()
+            source = self._sources[key] = _Source(now)
+        source.count += 1
+        if source.count > self.burst:
+            source.left_out += 1
+            return None
+        return note
+
+
+def configure(level: str, secrets: Iterable[str] = (), *, stream: TextIO | None = None) -> None:
+    """Send logs to stderr (or `stream`) at `level` under the policy above."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(LibraryRecords())
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("aiohttp.access", "engineio", "socketio", "httpx", "httpcore", "telegram.ext"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    quiet = max(logging.WARNING, root.level)
+    for name in QUIET:
+        logging.getLogger(name).setLevel(quiet)
+    for name in LIBRARY_DEFAULT_LOGGERS:
+        # A level set here keeps the library from adding a handler (it checks for NOTSET);
+        # any it added already is removed, so every record takes the root handler's path.
+        library = logging.getLogger(name)
+        for own in list(library.handlers):
+            library.removeHandler(own)
+        library.setLevel(quiet)
+        library.propagate = True

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import report
 from hub.agent import AsyncAgent
-from hub.events import AgentEnd, AgentEvent, LegacyError, ReadGap, ReadItem
+from hub.events import AgentEnd, AgentEvent, ReadGap, ReadItem
 from hub.fanout import Callback
 from hub.model import ModelPart, ModelTurn, TextDelta
 from hub.sessions import SessionStore
@@ -143,7 +143,7 @@ async def through_queues(items: list[ReadItem], counter: type[Counter]) -> Timin
 
     async def deliver(queue: asyncio.Queue[ReadItem | None], callback: Callback) -> None:
         while (item := await queue.get()) is not None:
-            assert not isinstance(item, LegacyError | ReadGap)
+            assert not isinstance(item, ReadGap)
             result = callback(item)
             if result is not None:
                 await result

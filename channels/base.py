@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
+from hub.health import SubsystemHealth
 from hub.origin import ChannelRoute
 from hub.wire import WireModel
 
@@ -83,6 +84,10 @@ class ChannelPlugin(Protocol):
 
     async def start(self, on_message: InboundCallback) -> None:
         """Begin receiving; authorised messages go to `on_message`, in order per chat."""
+        ...
+
+    def probe(self) -> SubsystemHealth:
+        """The channel's health (reported under its name)."""
         ...
 
     async def stop(self) -> None:

@@ -42,6 +42,7 @@ from hub.events import (
     ToolExecutionStart,
 )
 from hub.filters import Forward, rule
+from hub.health import Probe
 from hub.hub import Hub
 from hub.origin import ChannelRoute, Origin
 from hub.tasks import TaskFunnel
@@ -94,6 +95,9 @@ class ChannelManager:
     @property
     def name(self) -> str:
         return "channels"
+
+    def probes(self) -> dict[str, Probe]:
+        return {name: plugin.probe for name, plugin in self._plugins.items()}
 
     @property
     def plugins(self) -> dict[str, ChannelPlugin]:

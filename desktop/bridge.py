@@ -41,6 +41,7 @@ from hub.access import Decision, DeviceRecord
 from hub.errors import CodedError, describe_validation
 from hub.events import AgentEvent, MessageEnd, MessageUpdate, ReadGap
 from hub.filters import forward
+from hub.health import Probe
 from hub.hub import Hub
 from hub.origin import Origin
 from hub.requests import Caller, RequestHost, dispatch
@@ -83,6 +84,9 @@ class DesktopBridge:
     @property
     def name(self) -> str:
         return "desktop"
+
+    def probes(self) -> dict[str, Probe]:
+        return {}
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

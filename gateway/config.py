@@ -24,13 +24,23 @@ class GatewayConfig(BaseModel):
     client_burst: int = Field(default=40, ge=1)
     hub_rate: float | None = Field(default=None, gt=0, description="None: hubs are not limited")
     hub_burst: int = Field(default=2000, ge=1)
-    pair_attempts_per_minute: int = Field(default=6, ge=1)
+    pair_attempts_per_minute: int = Field(
+        default=6, ge=1, description="pairing attempts per client address"
+    )
+    pair_attempts_per_minute_total: int = Field(
+        default=30, ge=1, description="pairing attempts from all addresses together"
+    )
     max_pairing_sockets: int = Field(default=100, ge=1)
     max_pairing_sockets_per_address: int = Field(default=4, ge=1)
     max_connections_per_device: int = Field(default=8, ge=1)
     ping_interval: float = Field(default=15.0, gt=0)
     ping_timeout: float = Field(default=10.0, gt=0)
+    public_url: str | None = Field(
+        default=None,
+        description="where browsers reach this gateway (e.g. https://chat.example.com behind a"
+        " proxy): its origin and host are allowed besides loopback",
+    )
     cors_allowed_origins: list[str] = Field(
-        default_factory=list, description="extra browser origins; the gateway's own is allowed"
+        default_factory=list, description="extra browser origins allowed to connect"
     )
     web_root: Path = WEB_ROOT

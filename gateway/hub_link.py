@@ -34,7 +34,7 @@ from gateway.protocol import (
 )
 from gateway.streams import COALESCE_WINDOW, StreamForwarder
 from hub.errors import CodedError
-from hub.health import SubsystemHealth
+from hub.health import Probe, SubsystemHealth
 from hub.hub import Hub
 from hub.origin import Origin
 from hub.requests import Caller, RequestHost, dispatch
@@ -106,10 +106,12 @@ class HubLink:
         self._tasks.spawn(self.connection.run(), name="hub-link")
         for agent_id, forwarder in self.forwarders.items():
             self._tasks.spawn(self._forward(agent_id, forwarder), name=f"hub-link:{agent_id}")
-        self.hub.health.register("hub_link", self._probe)
 
     async def stop(self) -> None:
         await self._tasks.close()
+
+    def probes(self) -> dict[str, Probe]:
+        return {"hub_link": self._probe}
 
     def _probe(self) -> SubsystemHealth:
         url = self.connection.url

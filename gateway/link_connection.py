@@ -121,7 +121,10 @@ class GatewayConnection:
     def _new_client(self) -> socketio.AsyncClient:
         # handle_sigint=False: signals belong to the process (graceful shutdown), not the client.
         client = socketio.AsyncClient(
-            reconnection=False, logger=False, engineio_logger=False, handle_sigint=False
+            reconnection=False,
+            logger=logging.getLogger("socketio.client"),
+            engineio_logger=logging.getLogger("engineio.client"),
+            handle_sigint=False,
         )
         client.on("receive", self._on_receive)
         client.on("devices", self._on_devices)

@@ -2,13 +2,17 @@
 
 A pairing socket may redeem an owner's invite code (`pair`) or ask the owner for access
 (`pair_request`) and wait for `paired` / `pair_denied`. How many such sockets may be open at
-once, in all and per address, and how fast each may try codes, is limited here.
+once, in all and per address, is limited here, and so are attempts: per client address (a
+fresh socket buys no fresh guesses) and from all addresses together (many addresses buy no
+more either). A refused attempt says when the next one will be evaluated.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import secrets
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -28,29 +32,42 @@ log = logging.getLogger("agenthub.gateway")
 Emit = Callable[[str, object, str], Coroutine[Any, Any, None]]
 
 
+MAX_TRACKED_ADDRESSES = 10_000
+
+
 @dataclass(slots=True)
 class _Pairing:
-    bucket: TokenBucket
     address: str
     waiting_for: str | None = None
 
 
-def pair_error(code: str, message: str) -> JsonValue:
-    return PairResult(ok=False, error=ResponseError(code=code, message=message)).model_dump()
+def pair_error(code: str, message: str, retry_after: int | None = None) -> JsonValue:
+    error = ResponseError(code=code, message=message)
+    return PairResult(ok=False, error=error, retry_after=retry_after).model_dump()
 
 
 class PairingDesk:
     """Pairing sockets of this node. `emit(event, data, sid)` sends to one socket."""
 
     def __init__(
-        self, config: GatewayConfig, access: AccessStore, emit: Emit, tasks: TaskFunnel
+        self,
+        config: GatewayConfig,
+        access: AccessStore,
+        emit: Emit,
+        tasks: TaskFunnel,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.access = access
         self._emit = emit
         self._tasks = tasks
+        self._clock = clock
         self._sockets: dict[str, _Pairing] = {}
         self._waiting: dict[str, str] = {}
+        self._per_address: dict[str, TokenBucket] = {}
+        total = config.pair_attempts_per_minute_total
+        self._total = TokenBucket(total / 60.0, total, clock=clock)
 
     def __len__(self) -> int:
         return len(self._sockets)
@@ -66,8 +83,7 @@ class PairingDesk:
             or same_address >= self.config.max_pairing_sockets_per_address
         ):
             refuse("RATE_LIMITED", "too many devices are pairing; try again later")
-        per_minute = self.config.pair_attempts_per_minute
-        self._sockets[sid] = _Pairing(TokenBucket(per_minute / 60.0, per_minute), address)
+        self._sockets[sid] = _Pairing(address)
 
     def leave(self, sid: str) -> None:
         pairing = self._sockets.pop(sid, None)
@@ -115,9 +131,27 @@ class PairingDesk:
     def _refusal(self, state: _Pairing | None) -> JsonValue:
         if state is None:
             return pair_error("NOT_PAIRING", "this socket is already registered")
-        if not state.bucket.take():
-            return pair_error("RATE_LIMITED", "too many pairing attempts; wait a minute")
+        address = self._address_bucket(state.address)
+        for bucket, whose in ((address, "from this address"), (self._total, "right now")):
+            if not bucket.take():
+                wait = max(1, math.ceil(bucket.retry_after()))
+                return pair_error(
+                    "RATE_LIMITED",
+                    f"too many pairing attempts {whose}; try again in {wait} s",
+                    retry_after=wait,
+                )
         return None
+
+    def _address_bucket(self, address: str) -> TokenBucket:
+        bucket = self._per_address.get(address)
+        if bucket is None:
+            if len(self._per_address) >= MAX_TRACKED_ADDRESSES:
+                # Addresses whose budget refilled completely carry no memory worth keeping.
+                self._per_address = {a: b for a, b in self._per_address.items() if not b.full()}
+            per_minute = self.config.pair_attempts_per_minute
+            bucket = TokenBucket(per_minute / 60.0, per_minute, clock=self._clock)
+            self._per_address[address] = bucket
+        return bucket
 
     def decided(self, decision: Decision) -> None:
         """The owner approved or denied a request: tell the socket waiting on it."""

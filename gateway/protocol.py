@@ -208,13 +208,17 @@ class PairResult(WireModel):
     """Ack of `pair` / `pair_request`, and the `paired` / `pair_denied` events.
 
     `token` is set once a device is paired (shown this once; the client stores it);
-    `request_code` while waiting for the owner, who sees the same code."""
+    `request_code` while waiting for the owner, who sees the same code; `retry_after` when
+    pairing attempts are limited for now."""
 
     ok: bool
     device_id: str | None = None
     token: str | None = None
     request_code: str | None = None
     error: ResponseError | None = None
+    retry_after: int | None = Field(
+        default=None, description="with RATE_LIMITED: seconds until an attempt is evaluated"
+    )
 
 
 # -- hub answers (the request params and answers live in hub.requests) ------------------------

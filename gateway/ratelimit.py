@@ -20,11 +20,23 @@ class TokenBucket:
         self._tokens = float(burst)
         self._stamp = clock()
 
-    def take(self) -> bool:
+    def _refill(self) -> None:
         now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
+
+    def take(self) -> bool:
+        self._refill()
         if self._tokens >= 1.0:
             self._tokens -= 1.0
             return True
         return False
+
+    def retry_after(self) -> float:
+        """Seconds until `take()` can succeed again (0 when it can now)."""
+        self._refill()
+        return max(0.0, (1.0 - self._tokens) / self.rate)
+
+    def full(self) -> bool:
+        self._refill()
+        return self._tokens >= self.burst

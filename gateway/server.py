@@ -25,6 +25,7 @@ from gateway.admission import Admission, refuse
 from gateway.config import GatewayConfig
 from gateway.connections import ConnectionTable
 from gateway.http import GatewayStatus, add_health_routes
+from gateway.origins import OriginPolicy
 from gateway.pairing import PairingDesk
 from gateway.presence import LocalPresence, Presence, RedisPresence
 from gateway.protocol import DeviceInfo, Devices, GoingAway, Registered, Role
@@ -32,7 +33,7 @@ from gateway.relay import Relay, device_room
 from gateway.sio import JsonPacket, RedisManager, close_transports
 from gateway.static import WebClientFiles
 from hub.access import AccessStore, Decision, DeviceRecord
-from hub.health import HealthRegistry, SubsystemHealth
+from hub.health import HealthRegistry, Probe, SubsystemHealth
 from hub.tasks import TaskFunnel
 
 log = logging.getLogger("agenthub.gateway")
@@ -50,14 +51,18 @@ class GatewayServer:
         self.config = config
         self.access = access
         self.health = health
+        self.origins = OriginPolicy(config)
         self.node_id = f"gw-{secrets.token_hex(4)}"
         self._redis: RedisManager | None = None
         if config.redis_url:
             self._redis = RedisManager(config.redis_url, channel=f"{config.redis_prefix}:sio")
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
+            # The web client and the hub link use WebSocket only; long-polling would be exposure
+            # without use (a big POST on a polling session held its request for 30 s or more).
+            transports=["websocket"],
             client_manager=self._redis,
-            cors_allowed_origins=self._origin_allowed,
+            cors_allowed_origins=self.origins.origin_allowed,
             # Frames up to 4x the limit reach the handler and get TOO_LARGE; past that the
             # transport itself is closed (parsing them would be the attack).
             max_http_buffer_size=config.max_frame_bytes * 4 + 65536,
@@ -67,10 +72,15 @@ class GatewayServer:
             # stream frames keep their order even when a handler waits on Redis.
             async_handlers=False,
             serializer=JsonPacket,
-            logger=False,
-            engineio_logger=False,
+            # Named loggers, never the libraries' defaults (which add a handler of their own
+            # and so bypass the process's logging policy, app/logs.py).
+            logger=logging.getLogger("socketio.server"),
+            engineio_logger=logging.getLogger("engineio.server"),
         )
-        self.app = web.Application(client_max_size=config.max_frame_bytes * 4 + 65536)
+        self.app = web.Application(
+            client_max_size=config.max_frame_bytes * 4 + 65536,
+            middlewares=[self.origins.middleware],
+        )
         self.sio.attach(self.app)
         WebClientFiles(config.web_root).add_routes(self.app)
         add_health_routes(self.app, health, self._status)
@@ -114,10 +124,9 @@ class GatewayServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
-        self.port = int(self._runner.addresses[0][1])
+        self.port = self.origins.port = int(self._runner.addresses[0][1])
         self._listening = True
         self._unlisten = self.access.listen(self._on_access)
-        self.health.register("gateway", self._probe)
         log.info(
             "gateway %s listening on http://%s:%d%s",
             self.node_id,
@@ -168,6 +177,9 @@ class GatewayServer:
         """Devices with sockets on this node, synchronously (all of them without Redis)."""
         return self.table.devices()
 
+    def probes(self) -> dict[str, Probe]:
+        return {"gateway": self._probe}
+
     def _probe(self) -> SubsystemHealth:
         if not self._listening:
             return SubsystemHealth(name="gateway", status="down", detail="not listening")
@@ -190,10 +202,6 @@ class GatewayServer:
             pairing_sockets=len(self.pairing),
             health=self.health.report(),
         )
-
-    def _origin_allowed(self, origin: str | None, environ: dict[str, str]) -> bool:
-        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
-        return origin == own or origin in self.config.cors_allowed_origins
 
     # -- sending ----------------------------------------------------------------------------
 

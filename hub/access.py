@@ -9,6 +9,7 @@ Two ways in, both single use and short-lived:
 - a *request*: someone unknown asks (a Telegram user writes to the bot, a browser without a
   code asks for access); they get a code to show the owner, who approves or denies it.
 
+Invite codes are stored only as salted scrypt hashes (shown once, when made).
 Device tokens are random 256-bit strings, stored only as SHA-256 digests and compared in
 constant time. The file `<data-dir>/access.json` is written atomically with mode 0600.
 """
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from hub.errors import CodedError
 from hub.wire import StateModel, WireModel
@@ -47,8 +48,46 @@ class AccessError(CodedError):
 
 
 class Invite(WireModel):
+    """An invite just made. Its code is shown this once: only a salted scrypt hash is kept."""
+
     code: str
     expires_at: float
+
+
+class UnusedInvite(WireModel):
+    """An unused invite as the owner may list it (the code itself is not kept)."""
+
+    expires_at: float
+
+
+class _StoredInvite(WireModel):
+    salt: str
+    code_scrypt: str
+    expires_at: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hash_a_plain_code(cls, data: object) -> object:
+        # access.json files written before codes were hashed hold them in plain text.
+        if isinstance(data, dict) and "code" in data:
+            plain = str(data["code"])
+            data = {k: v for k, v in data.items() if k != "code"}
+            data.update(_hashed_code(plain, None))
+        return data
+
+    def matches(self, code: str) -> bool:
+        expected = _hashed_code(code, self.salt)["codeScrypt"]
+        return hmac.compare_digest(expected, self.code_scrypt)
+
+
+def _hashed_code(code: str, salt: str | None) -> dict[str, str]:
+    """The stored form of an invite code. scrypt, not SHA-256: an 8-character code is a
+    small space, which a plain hash would give away to anyone who can read the file."""
+    salt = salt or secrets.token_hex(16)
+    digest = hashlib.scrypt(
+        normalise_code(code).encode(), salt=bytes.fromhex(salt), n=2**12, r=8, p=1, dklen=32
+    )
+    return {"salt": salt, "codeScrypt": digest.hex()}
 
 
 class PendingRequest(WireModel):
@@ -94,7 +133,7 @@ class Decision(WireModel):
 
 class _AccessFile(StateModel):
     version: int = 1
-    invites: list[Invite] = Field(default_factory=list)
+    invites: list[_StoredInvite] = Field(default_factory=list)
     requests: list[PendingRequest] = Field(default_factory=list)
     devices: list[DeviceRecord] = Field(default_factory=list)
     channel_users: list[ChannelUser] = Field(default_factory=list)
@@ -143,16 +182,20 @@ class AccessStore:
     def create_invite(self, ttl: float = INVITE_TTL) -> Invite:
         self._expire()
         invite = Invite(code=new_code(), expires_at=self._clock() + ttl)
-        self._state.invites.append(invite)
+        stored = _hashed_code(invite.code, None)
+        self._state.invites.append(
+            _StoredInvite(
+                salt=stored["salt"], code_scrypt=stored["codeScrypt"], expires_at=invite.expires_at
+            )
+        )
         self._save()
         return invite
 
     def redeem_invite(self, code: str, label: str) -> IssuedDevice:
         """Pair a device with an invite code; the code is spent whether or not it matches."""
         self._expire()
-        wanted = normalise_code(code)
         for invite in self._state.invites:
-            if hmac.compare_digest(invite.code, wanted):
+            if invite.matches(code):
                 self._state.invites.remove(invite)
                 return self._issue_device(label)
         raise AccessError("pairing code is unknown, used or expired", "invalid_code")
@@ -185,9 +228,9 @@ class AccessStore:
         self._expire()
         return list(self._state.requests)
 
-    def invites(self) -> list[Invite]:
+    def invites(self) -> list[UnusedInvite]:
         self._expire()
-        return list(self._state.invites)
+        return [UnusedInvite(expires_at=i.expires_at) for i in self._state.invites]
 
     def approve(self, code: str) -> Decision:
         return self._decide(code, approved=True)

@@ -1,118 +1,47 @@
-"""AsyncAgent: one agent shared by every surface.
+"""AsyncAgent: one agent shared by every surface, with one conversation per session key.
 
-- `write(text, origin)` queues a turn; turns run one at a time, in write order. The origin
-  travels with the run (in its `agent_start` event), so a reply is routed by the run that
-  produced it, never by whatever surface wrote last.
+- `write(text, origin, session_key=…, mode=…)` queues a turn in that session's lane
+  (`hub.lanes`): turns of one session run one at a time, in write order; sessions run
+  concurrently, at most `max_concurrent_runs` at once. The origin travels with the run (in its
+  `agent_start` event), so a reply is routed by the run that produced it, never by whatever
+  surface wrote last.
 - `subscribe(callback)` is the multi-consumer stream; `read()` the single-consumer iterator.
   A sync callback is called inline as each event is emitted; `read()` and each async callback
   have their own bounded channel (see `hub.fanout` for delivery and the overflow policy).
-- A failed run emits `agent_error` and puts a `LegacyError` on `read()`; the next turn runs
-  normally. `abort()` stops the current run, ending its open message; `close()` drains.
-- Persistence before announcement: a `message_end`, `tool_execution_end`, `compaction_end` or
-  `agent_end` is emitted after its session entry is fsynced, so a client that sees it and asks
-  for history finds it. `agent_end` is always the last event of a run, even when saving failed.
+- A failed run emits `agent_error`; the next turn runs normally. `abort()` stops a session's
+  current run, ending its open message; `close()` drains.
+- Each run is recorded by a `RunRecorder` (`hub.recorder`: seq stamping, persistence before
+  announcement) and driven by `hub.runs.drive_run`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
 
-from hub.errors import (
-    AgentClosedError,
-    CodedError,
-    InvalidInputError,
-    ModelError,
-    QueueFullError,
-    ReaderBusyError,
-)
-from hub.events import (
-    AgentEnd,
-    AgentError,
-    AgentEvent,
-    AgentStart,
-    CompactionEnd,
-    CompactionStart,
-    LegacyError,
-    MessageEnd,
-    MessageStart,
-    MessageUpdate,
-    ReadItem,
-    RunStatus,
-    ToolExecutionEnd,
-    ToolExecutionStart,
-    now_ms,
-)
-from hub.fanout import Callback, EventChannel, GapCallback, Subscriber
-from hub.model import (
-    Compactor,
-    Model,
-    ModelTurn,
-    TextDelta,
-    ToolCallFinished,
-    ToolCallStarted,
-    UsageReport,
-)
+from hub.errors import AgentClosedError, InvalidInputError, QueueFullError
+from hub.events import MAIN_SESSION, AgentEvent, ReadItem
+from hub.fanout import Broadcast, Callback, GapCallback
+from hub.lanes import SessionLane, WriteMode
+from hub.model import Compactor, Model
 from hub.origin import Origin
-from hub.sessions import (
-    CompactionEntry,
-    HistoryEntry,
-    MessageEntry,
-    RunEntry,
-    Session,
-    SessionEntry,
-    SessionStore,
-    ToolEntry,
-    new_entry_id,
-    validate_id,
-)
+from hub.recorder import RunRecorder
+from hub.runs import RunOutcome, Turn, drive_run, new_run_id
+from hub.session_registry import SessionRegistry
+from hub.sessions import HistoryEntry, Session, SessionStore, validate_id
 
 log = logging.getLogger("agenthub.agent")
 
 DEFAULT_MAX_INPUT_CHARS = 100_000
+DEFAULT_MAX_CONCURRENT_RUNS = 4
 
-
-@dataclass(frozen=True, slots=True)
-class RunOutcome:
-    """How the last run ended, for health reports."""
-
-    run_id: str
-    status: RunStatus
-    finished_at: int
-    error_code: str | None = None
-
-
-@dataclass(slots=True)
-class _Turn:
-    run_id: str
-    text: str
-    origin: Origin
-    # Set by abort(): the model is not started, or its stream is cancelled.
-    aborted: bool = False
-    # The model stream has ended; abort() no longer has anything to stop.
-    streamed: bool = False
-
-
-@dataclass(slots=True)
-class _OpenMessage:
-    message_id: str
-    text: str = ""
-
-
-@dataclass(slots=True)
-class _RunState:
-    run_id: str
-    message: _OpenMessage | None = None
-    usage: UsageReport = field(default_factory=lambda: UsageReport(0, 0))
+__all__ = ["AsyncAgent", "RunOutcome"]
 
 
 class AsyncAgent:
-    """One agent, its session, and the streams every surface consumes."""
+    """One agent, its sessions, and the streams every surface consumes."""
 
     def __init__(
         self,
@@ -123,36 +52,31 @@ class AsyncAgent:
         compactor: Compactor | None = None,
         max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
         max_queued_turns: int = 64,
+        max_concurrent_runs: int = DEFAULT_MAX_CONCURRENT_RUNS,
         read_limit: int = 4096,
         subscriber_limit: int = 4096,
+        loaded_sessions: int = 256,
     ) -> None:
         self.agent_id = validate_id("agent id", agent_id)
         self.model = model
         self.compactor = compactor
         self.store = store
-        self.session: Session = store.current(agent_id)
+        self.sessions = SessionRegistry(store, agent_id, loaded=loaded_sessions)
         self.max_input_chars = max_input_chars
         self.last_run: RunOutcome | None = None
-        self._seq = self.session.resume_seq
+        self._seq = self.sessions.resume_seq
+        self.sessions.last_seq = lambda: self._seq
+        self.sessions.busy = self.session_busy
         self._max_queued = max_queued_turns
-        self._subscriber_limit = subscriber_limit
-        self._turns: deque[_Turn] = deque()
-        self._turn_ready = asyncio.Event()
+        self._slots = asyncio.Semaphore(max(1, max_concurrent_runs))
+        # Lanes with work, plus `main`'s; an idle lane is dropped (its key's state lives on in
+        # the session registry).
+        self._lanes: dict[str, SessionLane] = {}
         self._idle = asyncio.Event()
         self._idle.set()
-        self._read = EventChannel(self.agent_id, read_limit)
-        self._reader_active = False
-        self._subscribers: dict[int, Subscriber] = {}
-        # What `_emit` iterates: a snapshot, so a callback may (un)subscribe while it runs.
-        self._fanout: tuple[Subscriber, ...] = ()
-        self._next_subscriber = 0
+        self._broadcast = Broadcast(self.agent_id, read_limit, subscriber_limit)
         self._closed = False
         self._closing: asyncio.Future[int] | None = None
-        # Held for a whole run, so a session switch happens between runs, never inside one.
-        self._run_lock = asyncio.Lock()
-        self._worker: asyncio.Task[None] | None = None
-        self._run_task: asyncio.Task[None] | None = None
-        self._current: _Turn | None = None
 
     # -- state ------------------------------------------------------------------------------
 
@@ -161,65 +85,96 @@ class AsyncAgent:
         return self._closed
 
     @property
+    def session(self) -> Session:
+        """The current session of `main`, the owner's conversation."""
+        return self.sessions.current(MAIN_SESSION)
+
+    @property
     def busy(self) -> bool:
-        return self._current is not None or bool(self._turns)
+        return any(lane.busy for lane in self._lanes.values())
+
+    def session_busy(self, session_key: str) -> bool:
+        lane = self._lanes.get(session_key)
+        return lane is not None and lane.busy
 
     @property
     def current_run_id(self) -> str | None:
-        return self._current.run_id if self._current else None
+        """The run `main` is answering, if any."""
+        lane = self._lanes.get(MAIN_SESSION)
+        return lane.current.run_id if lane is not None and lane.current else None
+
+    def running(self, run_id: str) -> bool:
+        """Whether run `run_id` is being answered right now (in any session)."""
+        return any(
+            lane.current is not None and lane.current.run_id == run_id
+            for lane in self._lanes.values()
+        )
 
     @property
     def queued(self) -> int:
-        return len(self._turns)
+        """Turns written but not started, across sessions (waiting for a slot included)."""
+        return sum(len(lane.turns) for lane in self._lanes.values())
 
     @property
     def last_seq(self) -> int:
         return self._seq
 
     def history(
-        self, *, limit: int | None = None, before: int | None = None, after: int | None = None
+        self,
+        *,
+        limit: int | None = None,
+        before: int | None = None,
+        after: int | None = None,
+        session_key: str = MAIN_SESSION,
     ) -> list[HistoryEntry]:
-        """Entries of the current session, by seq range, the last `limit` of them."""
-        return self.session.history(limit=limit, before=before, after=after)
+        """Entries of a key's current session, by seq range, the last `limit` of them."""
+        session = self.sessions.current(session_key)
+        return session.history(limit=limit, before=before, after=after)
 
     # -- input ------------------------------------------------------------------------------
 
-    def write(self, text: str, origin: Origin | None = None) -> str:
-        """Queue a turn and return its run id. Raises `AgentClosedError` after `close()`,
-        `InvalidInputError` for empty, oversized or unencodable text, `QueueFullError` when
-        too many turns wait."""
+    def write(
+        self,
+        text: str,
+        origin: Origin | None = None,
+        *,
+        session_key: str = MAIN_SESSION,
+        mode: WriteMode | None = None,
+    ) -> str:
+        """Queue a turn in `session_key`'s lane and return the id of the run that will answer
+        it (`collect` and `steer` may join a run already queued or going). `mode` defaults to
+        the session's. Raises `AgentClosedError` after `close()`, `InvalidInputError` for empty,
+        oversized or unencodable text, `QueueFullError` when too many turns wait."""
         if self._closed:
             raise AgentClosedError(f"agent {self.agent_id} is closed and takes no more messages")
-        self._check_text(text)
-        if len(self._turns) >= self._max_queued:
+        check_text(text, self.max_input_chars)
+        lane = self.lane(session_key)
+        if len(lane.turns) >= self._max_queued:
             raise QueueFullError(
-                f"agent {self.agent_id} already has {len(self._turns)} messages waiting"
+                f"agent {self.agent_id} already has {len(lane.turns)} messages waiting"
             )
-        run_id = f"r-{secrets.token_hex(6)}"
-        self._turns.append(_Turn(run_id, text, origin or Origin(surface="desktop")))
+        turn = Turn(new_run_id(), text, origin or Origin(surface="desktop"), session_key)
         self._idle.clear()
-        self._turn_ready.set()
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(
-                self._work(), name=f"agent:{self.agent_id}"
-            )
-        return run_id
+        return lane.place(turn, mode or lane.mode).run_id
 
-    def _check_text(self, text: str) -> None:
-        if not text.strip():
-            raise InvalidInputError("message is empty", "empty")
-        if len(text) > self.max_input_chars:
-            raise InvalidInputError(
-                f"message is {len(text)} characters; the limit is {self.max_input_chars}",
-                "too_large",
-            )
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidInputError(
-                f"message is not valid Unicode text (unpaired surrogate at {exc.start})",
-                "invalid_text",
-            ) from None
+    def lane(self, session_key: str) -> SessionLane:
+        """The run queue of `session_key` (made when it has none)."""
+        lane = self._lanes.get(session_key)
+        if lane is None:
+            lane = SessionLane(session_key, self._run, self._slots, self._lane_idle)
+            lane.mode = self.sessions.mode(session_key)
+            self._lanes[session_key] = lane
+        return lane
+
+    def _lane_idle(self, lane: SessionLane) -> None:
+        if (
+            lane.key != MAIN_SESSION
+            and not lane.lock.locked()
+            and self._lanes.get(lane.key) is lane
+        ):
+            del self._lanes[lane.key]
+        if not self.busy:
+            self._idle.set()
 
     # -- output -----------------------------------------------------------------------------
 
@@ -235,42 +190,22 @@ class AsyncAgent:
         `AgentClosedError` after `close()`."""
         if self._closed:
             raise AgentClosedError(f"agent {self.agent_id} is closed; nothing more to receive")
-        key = self._next_subscriber
-        self._next_subscriber += 1
-        subscriber = Subscriber(
-            self.agent_id, callback, on_gap, self._subscriber_limit, name or f"#{key}"
-        )
-        self._subscribers[key] = subscriber
-        self._fanout = tuple(self._subscribers.values())
-
-        def unsubscribe() -> None:
-            removed = self._subscribers.pop(key, None)
-            if removed is not None:
-                removed.cancel()
-                self._fanout = tuple(self._subscribers.values())
-
-        return unsubscribe
+        return self._broadcast.subscribe(callback, on_gap, name)
 
     async def read(self) -> AsyncGenerator[ReadItem, None]:
-        """The single-consumer stream: every event, plus `LegacyError` after a failed run and
-        `ReadGap` when the reader fell behind. Ends when the agent closes.
+        """The single-consumer stream: every event, plus `ReadGap` when the reader fell
+        behind. Ends when the agent closes.
 
         A second reader while one is active raises `ReaderBusyError` on its first step. A
         reader that stops early should close the iterator (`contextlib.aclosing`) to free the
         slot at once."""
-        if self._reader_active:
-            raise ReaderBusyError(f"agent {self.agent_id} already has a reader")
-        self._reader_active = True
-        try:
-            while (item := await self._read.get()) is not None:
+        async with aclosing(self._broadcast.read()) as items:
+            async for item in items:
                 yield item
-        finally:
-            self._reader_active = False
 
     def _emit(self, event: AgentEvent) -> None:
-        for subscriber in self._fanout:
-            subscriber.offer(event)
-        self._read.put(event)
+        self._broadcast.emit(event)
+        self.sessions.announced(event)
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -278,35 +213,36 @@ class AsyncAgent:
 
     # -- control ----------------------------------------------------------------------------
 
-    def abort(self) -> bool:
-        """Stop the current run: its model stream is cancelled (or never starts), its open
-        message ends marked aborted, and it ends with status `aborted`. False when there is
-        no run whose model is still going."""
-        turn = self._current
-        if turn is None or turn.aborted or turn.streamed:
+    def abort(self, session_key: str = MAIN_SESSION) -> bool:
+        """Stop the session's current run: its model stream is cancelled (or never starts),
+        its open message ends marked aborted, and it ends with status `aborted`. False when
+        there is no run whose model is still going."""
+        lane = self._lanes.get(session_key)
+        if lane is None or lane.current is None:
             return False
-        turn.aborted = True
-        if self._run_task is not None:
-            self._run_task.cancel()
-        return True
+        return lane.current.abort()
 
     async def wait_idle(self) -> None:
-        """Return once no turn is running or queued."""
+        """Return once no turn is running or queued in any session."""
         await self._idle.wait()
 
-    async def new_session(self) -> Session:
-        """Start a fresh session (e.g. a chat's /new); seq keeps increasing across it.
+    async def new_session(self, session_key: str = MAIN_SESSION) -> Session:
+        """Start a fresh session under `session_key` (e.g. a chat's /new); seq keeps
+        increasing across it, and the old session stays readable.
 
         A run in progress finishes in the session it started in; the switch happens before
-        the next queued turn."""
-        async with self._run_lock:
-            self.session = self.store.create(self.agent_id, start_seq=self._seq)
-        log.info("agent %s: new session %s", self.agent_id, self.session.session_id)
-        return self.session
+        the key's next queued turn."""
+        lane = self.lane(session_key)
+        async with lane.lock:
+            session = self.sessions.new(session_key, start_seq=self._seq)
+        if not lane.busy:
+            self._lane_idle(lane)
+        log.info("agent %s: new session %s for %s", self.agent_id, session.session_id, session_key)
+        return session
 
     async def close(self, *, grace: float = 0.0, drain: float = 5.0) -> int:
         """Stop taking writes; let runs finish for up to `grace` seconds, then abort the
-        current run and drop turns that never started (returned as a count, and logged).
+        current runs and drop turns that never started (returned as a count, and logged).
         Subscribers get up to `drain` seconds to take their queued events. A second call
         waits for the first to finish and returns 0."""
         if self._closing is not None:
@@ -322,320 +258,46 @@ class AsyncAgent:
                 await asyncio.wait_for(self._idle.wait(), grace)
             except TimeoutError:
                 log.warning("agent %s: run still going after %.1fs; aborting", self.agent_id, grace)
-        dropped = len(self._turns)
+        lanes = list(self._lanes.values())
+        dropped = sum(len(lane.drop_queued()) for lane in lanes)
         if dropped:
             log.warning("agent %s: %d queued messages never ran", self.agent_id, dropped)
-        self._turns.clear()
-        self.abort()
-        if self._worker is not None:
-            self._turn_ready.set()
-            await self._worker
-        self._read.close()
-        await asyncio.gather(*(s.stop(drain) for s in self._subscribers.values()))
-        self._subscribers.clear()
-        self._fanout = ()
+        for lane in lanes:
+            if lane.current is not None:
+                lane.current.steering.clear()
+                lane.current.abort()
+        await asyncio.gather(*(lane.join() for lane in lanes))
+        self.sessions.flush()
+        await self._broadcast.close(drain)
         return dropped
 
     # -- runs -------------------------------------------------------------------------------
 
-    async def _work(self) -> None:
-        while True:
-            if not self._turns:
-                self._idle.set()
-                if self._closed:
-                    return
-                self._turn_ready.clear()
-                await self._turn_ready.wait()
-                continue
-            turn = self._turns.popleft()
-            self._current = turn
-            try:
-                await self._run(turn)
-            except Exception:
-                log.exception("agent %s: run %s crashed", self.agent_id, turn.run_id)
-            finally:
-                self._current = None
-
-    async def _run(self, turn: _Turn) -> None:
-        async with self._run_lock:
-            await self._run_locked(turn)
-
-    async def _run_locked(self, turn: _Turn) -> None:
-        run_id = turn.run_id
-        self._emit(
-            AgentStart(
-                agent_id=self.agent_id, run_id=run_id, seq=self._next_seq(), origin=turn.origin
-            )
-        )
-        state = _RunState(run_id)
-        outcome: BaseException | None
-        try:
-            context = self.session.context()
-            compaction = self.session.last_compaction()
-            await self._user_message(turn)
-            model_turn = ModelTurn(
-                agent_id=self.agent_id,
-                run_id=run_id,
-                text=turn.text,
-                context=context,
-                summary=compaction.summary if compaction else None,
-            )
-            outcome = await self._drive(turn, model_turn, state)
-        except Exception as exc:
-            outcome = exc
-        finally:
-            turn.streamed = True
-        error: ModelError | None = None
-        status: RunStatus = "completed"
-        if isinstance(outcome, asyncio.CancelledError):
-            status = "aborted"
-        elif outcome is not None:
-            status = "failed"
-            error = _run_error(outcome, run_id)
-        if state.message is not None:
-            try:
-                await self._end_message(state, aborted=status != "completed")
-            except OSError as exc:
-                status, error = "failed", error or _run_error(exc, run_id)
-        if status == "completed" and self.compactor is not None:
-            await self._maybe_compact(run_id, state.usage)
-        if error is not None:
-            self._emit(
-                AgentError(
-                    agent_id=self.agent_id,
-                    run_id=run_id,
-                    seq=self._next_seq(),
-                    code=error.code,
-                    message=error.message,
-                    retryable=error.retryable,
-                )
-            )
-            self._read.put(
-                LegacyError(agent_id=self.agent_id, run_id=run_id, text=f"Error: {error.message}")
-            )
-        end = AgentEnd(
-            agent_id=self.agent_id,
-            run_id=run_id,
-            seq=self._next_seq(),
-            status=status,
-            input_tokens=state.usage.input_tokens,
-            output_tokens=state.usage.output_tokens,
-        )
-        entry = RunEntry(
-            id=new_entry_id("r"),
-            run_id=run_id,
-            seq=end.seq,
-            status=status,
-            error_code=error.code if error else None,
-            input_tokens=end.input_tokens,
-            output_tokens=end.output_tokens,
-        )
-        try:
-            await self._persist_then_emit(entry, end)
-        except OSError:
-            log.warning("agent %s: run %s ended but its end was not saved", self.agent_id, run_id)
-        self.last_run = RunOutcome(run_id, status, now_ms(), error.code if error else None)
-
-    async def _drive(
-        self, turn: _Turn, model_turn: ModelTurn, state: _RunState
-    ) -> BaseException | None:
-        """Run the model stream as its own task (what `abort()` cancels); return how it
-        ended: None, the `CancelledError` of an abort, or the exception it raised."""
-        if turn.aborted:
-            return asyncio.CancelledError()
-        task = asyncio.get_running_loop().create_task(self._stream(model_turn, state))
-        self._run_task = task
-        try:
-            # wait() rather than await: abort() cancels the stream task, never this one.
-            await asyncio.wait({task})
-        finally:
-            self._run_task = None
-            task.cancel()
-        if task.cancelled():
-            return asyncio.CancelledError()
-        return task.exception()
-
-    async def _persist_then_emit(self, entry: SessionEntry, event: AgentEvent) -> None:
-        """Save `entry`, then emit `event`; the event goes out even when saving fails."""
-        try:
-            await self.session.append(entry)
-        finally:
-            self._emit(event)
-
-    async def _user_message(self, turn: _Turn) -> None:
-        message_id = new_entry_id("m")
-        start = MessageStart(
+    async def _run(self, turn: Turn) -> None:
+        recorder = RunRecorder(
             agent_id=self.agent_id,
             run_id=turn.run_id,
-            seq=self._next_seq(),
-            message_id=message_id,
-            role="user",
+            session_key=turn.session_key,
+            session=self.sessions.current(turn.session_key),
+            emit=self._emit,
+            next_seq=self._next_seq,
         )
-        self._emit(start)
-        end = MessageEnd(
-            agent_id=self.agent_id,
-            run_id=turn.run_id,
-            seq=self._next_seq(),
-            message_id=message_id,
-            role="user",
-            text=turn.text,
-        )
-        entry = MessageEntry(
-            id=message_id, run_id=turn.run_id, seq=end.seq, role="user", text=turn.text
-        )
-        await self._persist_then_emit(entry, end)
-
-    async def _stream(self, turn: ModelTurn, state: _RunState) -> None:
-        async with aclosing(self.model.stream(turn)) as stream:
-            async for part in stream:
-                if isinstance(part, TextDelta):
-                    self._text(state, part.text)
-                elif isinstance(part, ToolCallStarted):
-                    if state.message is not None:
-                        await self._end_message(state, aborted=False)
-                    self._emit(
-                        ToolExecutionStart(
-                            agent_id=self.agent_id,
-                            run_id=state.run_id,
-                            seq=self._next_seq(),
-                            tool_call_id=part.tool_call_id,
-                            tool_name=part.tool_name,
-                            args=part.args,
-                        )
-                    )
-                elif isinstance(part, ToolCallFinished):
-                    await self._tool_end(state, part)
-                else:
-                    state.usage = part
-
-    def _text(self, state: _RunState, delta: str) -> None:
-        if not delta:
-            return
-        if state.message is None:
-            state.message = _OpenMessage(new_entry_id("m"))
-            self._emit(
-                MessageStart(
-                    agent_id=self.agent_id,
-                    run_id=state.run_id,
-                    seq=self._next_seq(),
-                    message_id=state.message.message_id,
-                    role="assistant",
-                )
-            )
-        message = state.message
-        message.text += delta
-        self._emit(
-            MessageUpdate(
-                agent_id=self.agent_id,
-                run_id=state.run_id,
-                seq=self._next_seq(),
-                message_id=message.message_id,
-                role="assistant",
-                text=message.text,
-                delta=delta,
-            )
-        )
-
-    async def _tool_end(self, state: _RunState, part: ToolCallFinished) -> None:
-        end = ToolExecutionEnd(
-            agent_id=self.agent_id,
-            run_id=state.run_id,
-            seq=self._next_seq(),
-            tool_call_id=part.tool_call_id,
-            tool_name=part.tool_name,
-            args=part.args,
-            result=part.result,
-            is_error=part.is_error,
-        )
-        entry = ToolEntry(
-            id=new_entry_id("t"),
-            run_id=state.run_id,
-            seq=end.seq,
-            tool_call_id=part.tool_call_id,
-            tool_name=part.tool_name,
-            args=part.args,
-            result=part.result,
-            is_error=part.is_error,
-        )
-        await self._persist_then_emit(entry, end)
-
-    async def _end_message(self, state: _RunState, *, aborted: bool) -> None:
-        message, state.message = state.message, None
-        assert message is not None
-        end = MessageEnd(
-            agent_id=self.agent_id,
-            run_id=state.run_id,
-            seq=self._next_seq(),
-            message_id=message.message_id,
-            role="assistant",
-            text=message.text,
-            aborted=aborted,
-        )
-        entry = MessageEntry(
-            id=message.message_id,
-            run_id=state.run_id,
-            seq=end.seq,
-            role="assistant",
-            text=message.text,
-            aborted=aborted,
-        )
-        await self._persist_then_emit(entry, end)
-
-    async def _maybe_compact(self, run_id: str, usage: UsageReport) -> None:
-        assert self.compactor is not None
-        context = self.session.context()
-        reason = self.compactor.reason(context, usage)
-        if reason is None:
-            return
-        self._emit(
-            CompactionStart(
-                agent_id=self.agent_id, run_id=run_id, seq=self._next_seq(), reason=reason
-            )
-        )
-        removed = kept = 0
-        last = self.session.last_compaction()
-        previous = last.summary if last is not None else None
-        try:
-            plan = await self.compactor.compact(context, reason, previous_summary=previous)
-            removed, kept = plan.removed, plan.kept
-        except Exception:
-            log.exception("agent %s: compaction failed; context left as it was", self.agent_id)
-            plan = None
-        end = CompactionEnd(
-            agent_id=self.agent_id,
-            run_id=run_id,
-            seq=self._next_seq(),
-            reason=reason,
-            removed=removed,
-            kept=kept,
-        )
-        if plan is None or not plan.removed:
-            self._emit(end)
-            return
-        entry = CompactionEntry(
-            id=new_entry_id("c"),
-            seq=end.seq,
-            first_kept_id=plan.first_kept_id,
-            removed=plan.removed,
-            kept=plan.kept,
-            reason=reason,
-            # Without a new summary the previous one still stands for what came before.
-            summary=plan.summary if plan.summary is not None else previous,
-        )
-        try:
-            await self._persist_then_emit(entry, end)
-        except OSError:
-            log.warning("agent %s: compaction was not saved; context unchanged", self.agent_id)
+        self.last_run = await drive_run(turn, recorder, self.model, self.compactor)
 
 
-def _run_error(exc: BaseException, run_id: str) -> ModelError:
-    """What a client is told about a failed run: a `ModelError` as it is, a failure to save as
-    `storage`, anything else as `internal` (and logged with its traceback)."""
-    if isinstance(exc, ModelError):
-        return exc
-    if isinstance(exc, OSError):
-        return ModelError("storage", f"could not save the conversation ({exc})", retryable=True)
-    if isinstance(exc, CodedError):
-        return ModelError(exc.code, str(exc))
-    log.error("run %s failed: %s: %s", run_id, type(exc).__name__, exc, exc_info=exc)
-    return ModelError("internal", f"the agent failed unexpectedly ({type(exc).__name__}: {exc})")
+def check_text(text: str, limit: int) -> None:
+    """Refuse text no turn should carry: empty, over `limit` characters, not encodable."""
+    if not text.strip():
+        raise InvalidInputError("message is empty", "empty")
+    if len(text) > limit:
+        raise InvalidInputError(
+            f"message is {len(text)} characters; the limit is {limit}",
+            "too_large",
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"message is not valid Unicode text (unpaired surrogate at {exc.start})",
+            "invalid_text",
+        ) from None

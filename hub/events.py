@@ -28,11 +28,16 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+MAIN_SESSION = "main"
+
+
 class EventBase(WireModel):
     agent_id: str
     run_id: str
     seq: int
     ts: int = Field(default_factory=now_ms)
+    # The conversation the run belongs to (see docs/sessions.md, "Session keys").
+    session_key: str = MAIN_SESSION
 
 
 class AgentStart(EventBase):
@@ -144,18 +149,6 @@ MessageEvent = MessageStart | MessageUpdate | MessageEnd
 EVENT_ADAPTER: TypeAdapter[AgentEvent] = TypeAdapter(AgentEvent)
 
 
-class LegacyError(WireModel):
-    """The plain error item `read()` yields after a failed run, beside `agent_error`.
-
-    Kept for read() consumers that show text only (the reference design's fallback).
-    """
-
-    type: Literal["legacy_error"] = "legacy_error"
-    agent_id: str
-    run_id: str
-    text: str
-
-
 class ReadGap(WireModel):
     """`read()` dropped events because its reader fell behind (drop-oldest policy).
 
@@ -169,4 +162,4 @@ class ReadGap(WireModel):
     last_seq: int
 
 
-ReadItem = AgentEvent | LegacyError | ReadGap
+ReadItem = AgentEvent | ReadGap

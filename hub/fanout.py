@@ -29,9 +29,10 @@ import asyncio
 import inspect
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
-from hub.events import AgentEvent, LegacyError, MessageEnd, MessageUpdate, ReadGap, ReadItem
+from hub.errors import ReaderBusyError
+from hub.events import AgentEvent, MessageEnd, MessageUpdate, ReadGap, ReadItem
 
 log = logging.getLogger("agenthub.agent")
 
@@ -233,9 +234,7 @@ class Subscriber:
                 if item is None:
                     return
             try:
-                if isinstance(item, (LegacyError, ReadGap)):
-                    if isinstance(item, LegacyError):
-                        continue
+                if isinstance(item, ReadGap):
                     if self._on_gap is None:
                         log.warning("subscriber %s missed %d events", self.name, item.dropped)
                         continue
@@ -265,6 +264,61 @@ class Subscriber:
         self.channel.close()
         if self._task is not None:
             self._task.cancel()
+
+
+class Broadcast:
+    """One agent's consumers: the `read()` channel and the subscribers, fed by `emit`."""
+
+    def __init__(self, agent_id: str, read_limit: int, subscriber_limit: int) -> None:
+        self._agent_id = agent_id
+        self._subscriber_limit = subscriber_limit
+        self._read = EventChannel(agent_id, read_limit)
+        self._reader_active = False
+        self._subscribers: dict[int, Subscriber] = {}
+        # What `emit` iterates: a snapshot, so a callback may (un)subscribe while it runs.
+        self._fanout: tuple[Subscriber, ...] = ()
+        self._next = 0
+
+    def subscribe(
+        self, callback: Callback, on_gap: GapCallback | None, name: str
+    ) -> Callable[[], None]:
+        key = self._next
+        self._next += 1
+        subscriber = Subscriber(
+            self._agent_id, callback, on_gap, self._subscriber_limit, name or f"#{key}"
+        )
+        self._subscribers[key] = subscriber
+        self._fanout = tuple(self._subscribers.values())
+
+        def unsubscribe() -> None:
+            removed = self._subscribers.pop(key, None)
+            if removed is not None:
+                removed.cancel()
+                self._fanout = tuple(self._subscribers.values())
+
+        return unsubscribe
+
+    async def read(self) -> AsyncGenerator[ReadItem, None]:
+        if self._reader_active:
+            raise ReaderBusyError(f"agent {self._agent_id} already has a reader")
+        self._reader_active = True
+        try:
+            while (item := await self._read.get()) is not None:
+                yield item
+        finally:
+            self._reader_active = False
+
+    def emit(self, event: AgentEvent) -> None:
+        for subscriber in self._fanout:
+            subscriber.offer(event)
+        self._read.put(event)
+
+    async def close(self, drain: float) -> None:
+        """End `read()` once drained; give subscribers `drain` seconds to take their events."""
+        self._read.close()
+        await asyncio.gather(*(s.stop(drain) for s in self._subscribers.values()))
+        self._subscribers.clear()
+        self._fanout = ()
 
 
 def _is_async(callback: Callable[..., object]) -> bool:

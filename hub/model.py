@@ -9,7 +9,7 @@ A provider failure is raised as `hub.errors.ModelError`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,15 +52,25 @@ class UsageReport:
 ModelPart = TextDelta | ToolCallStarted | ToolCallFinished | UsageReport
 
 
+def _no_steering() -> list[str]:
+    return []
+
+
 @dataclass(frozen=True, slots=True)
 class ModelTurn:
-    """One turn: the user's text, and the context before it (oldest first)."""
+    """One turn: the user's text, and the context before it (oldest first).
+
+    `steering` hands over messages the user wrote while this turn runs (write mode `steer`):
+    a provider calls it before each model request after the first and appends what it returns
+    as user messages; the agent records them in the session when the next part arrives.
+    Messages nobody takes become the session's next turn."""
 
     agent_id: str
     run_id: str
     text: str
     context: Sequence[HistoryEntry]
     summary: str | None = None
+    steering: Callable[[], list[str]] = _no_steering
 
 
 class Model(Protocol):

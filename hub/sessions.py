@@ -40,6 +40,21 @@ class SessionHeader(WireModel):
     agent_id: str
     created_at: int = Field(default_factory=now_ms)
     start_seq: int = 0
+    # The conversation this file belongs to; files written before keys existed are `main`'s.
+    session_key: str | None = None
+
+
+class SessionGoneError(FileNotFoundError):
+    """A loaded session's file was deleted on disk: nothing more can be saved to it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            "this conversation's file was deleted on disk; the next message starts a new session"
+        )
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class MessageEntry(WireModel):
@@ -137,6 +152,10 @@ class Session:
         return self.header.session_id
 
     @property
+    def session_key(self) -> str:
+        return self.header.session_key or "main"
+
+    @property
     def last_seq(self) -> int:
         return max((entry.seq for entry in self.entries), default=self.header.start_seq)
 
@@ -158,7 +177,10 @@ class Session:
         line = _ENTRY.dump_json(entry) + b"\n"
         async with self._lock:
             try:
-                await asyncio.to_thread(_append_line, self.path, line)
+                await asyncio.to_thread(_append_line, self.path, line, create=False)
+            except FileNotFoundError:
+                log.error("%s: the session file was deleted on disk", self.path)
+                raise SessionGoneError(self.path) from None
             except OSError:
                 log.exception("%s: could not append a %s entry", self.path, entry.type)
                 raise
@@ -201,8 +223,11 @@ class Session:
         return None
 
 
-def _append_line(path: Path, line: bytes) -> None:
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+def _append_line(path: Path, line: bytes, *, create: bool) -> None:
+    """Append `line` durably; `create` makes a new file (never an existing one), otherwise
+    the file must exist (a deleted session is not silently recreated without its header)."""
+    flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT | os.O_EXCL if create else 0)
+    fd = os.open(path, flags, 0o600)
     try:
         _cut_torn_tail(fd, path)
         view = memoryview(line)
@@ -264,6 +289,13 @@ class SessionStore:
     def agent_dir(self, agent_id: str) -> Path:
         return self.root / validate_id("agent id", agent_id)
 
+    def make_agent_dir(self, agent_id: str) -> Path:
+        """The agent's folder, created (with `sessions/`) owner-only, mode 0700."""
+        folder = self.agent_dir(agent_id)
+        make_private_dir(self.root)
+        make_private_dir(folder)
+        return folder
+
     def session_ids(self, agent_id: str) -> list[str]:
         folder = self.agent_dir(agent_id)
         if not folder.is_dir():
@@ -290,15 +322,28 @@ class SessionStore:
             self.agent_dir(agent_id) / f"{validate_id('session id', session_id)}.jsonl"
         )
 
-    def create(self, agent_id: str, *, start_seq: int = 0) -> Session:
+    def create(
+        self, agent_id: str, *, start_seq: int = 0, session_key: str | None = None
+    ) -> Session:
         """Start a fresh session file. `start_seq` carries the agent's seq across sessions."""
-        folder = self.agent_dir(agent_id)
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        header = SessionHeader(session_id=new_session_id(), agent_id=agent_id, start_seq=start_seq)
+        folder = self.make_agent_dir(agent_id)
+        header = SessionHeader(
+            session_id=new_session_id(),
+            agent_id=agent_id,
+            start_seq=start_seq,
+            session_key=session_key,
+        )
         path = folder / f"{header.session_id}.jsonl"
-        _append_line(path, header.model_dump_json().encode() + b"\n")
+        _append_line(path, header.model_dump_json().encode() + b"\n", create=True)
         _fsync_dir(folder)
         return Session(path, header, [])
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` with mode 0700, whatever the umask; an existing
+    folder is set to 0700 too."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -19,6 +19,7 @@ from hub.aggregator import MessageAggregator
 from hub.errors import ModelError
 from hub.hub import Hub
 from hub.model import Model, ModelPart, ModelTurn, TextDelta, ToolCallFinished, ToolCallStarted
+from hub.service import attach_probes
 from tests.fake_bot_api import FakeBotApi
 
 
@@ -163,9 +164,10 @@ async def telegram_rig(
     if api is None:
         await fake.start()
     hub = Hub(data_dir, lambda: model)
-    plugin = TelegramPlugin(fast_config(fake, **config), hub.access, hub.health)
+    plugin = TelegramPlugin(fast_config(fake, **config), hub.access)
     manager = ChannelManager(hub, typing_interval=typing_interval)
     manager.register(plugin)
+    attach_probes(hub.health, manager)
     await manager.start()
     try:
         yield Rig(fake, hub, manager, plugin)

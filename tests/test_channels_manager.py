@@ -21,6 +21,7 @@ from channels.base import (
 from channels.error_text import error_text
 from channels.manager import ChannelManager
 from hub.errors import ModelError
+from hub.health import SubsystemHealth
 from hub.hub import Hub
 from hub.model import CompactionPlan, Model, UsageReport
 from hub.origin import ChannelRoute, Origin
@@ -63,6 +64,9 @@ class MemoryChat:
     async def start(self, on_message: InboundCallback) -> None:
         self._deliver = on_message
         self.started = True
+
+    def probe(self) -> SubsystemHealth:
+        return SubsystemHealth(name=self.name, status="ok")
 
     async def stop(self) -> None:
         self.started = False

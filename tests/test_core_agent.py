@@ -27,7 +27,6 @@ from hub.events import (
     AgentStart,
     CompactionEnd,
     CompactionStart,
-    LegacyError,
     MessageEnd,
     MessageStart,
     MessageUpdate,
@@ -437,7 +436,7 @@ def tool_calls(count: int) -> list[ModelPart]:
 
 def check_coalesced(items: Sequence[ReadItem], updates_sent: int) -> None:
     assert not any(isinstance(i, ReadGap) for i in items)
-    events = [i for i in items if not isinstance(i, ReadGap | LegacyError)]
+    events = [i for i in items if not isinstance(i, ReadGap)]
     updates = [e for e in events if isinstance(e, MessageUpdate)]
     assert len(updates) < updates_sent
     end = next(e for e in events if isinstance(e, MessageEnd) and e.role == "assistant")
@@ -491,9 +490,9 @@ async def test_subscriber_overflow_then_drops_oldest_with_a_gap(data_dir: Path) 
     agent.write("go")
     await agent.wait_idle()
     assert [e.seq for e in others.events] == list(range(1, 15))
-    assert [
-        i.seq for i in await read_until_idle(agent, 1) if not isinstance(i, ReadGap | LegacyError)
-    ] == list(range(1, 15))
+    assert [i.seq for i in await read_until_idle(agent, 1) if not isinstance(i, ReadGap)] == list(
+        range(1, 15)
+    )
     release.set()
     await held.until_runs_end(1)
     assert [(g.dropped, g.first_seq, g.last_seq) for g in held.gaps] == [(9, 2, 10)]
@@ -540,7 +539,7 @@ async def test_read_overflow_coalesces_then_drops_with_a_gap(data_dir: Path) -> 
     )  # the stalled reader cost them nothing
     assert isinstance(items[0], ReadGap)
     assert (items[0].dropped, items[0].first_seq, items[0].last_seq) == (10, 1, 10)
-    assert [i.seq for i in items[1:] if not isinstance(i, ReadGap | LegacyError)] == [
+    assert [i.seq for i in items[1:] if not isinstance(i, ReadGap)] == [
         11,
         12,
         13,
@@ -633,11 +632,11 @@ async def test_a_failed_run_reports_and_the_next_write_is_served(
     assert agent.last_run is not None
     assert (agent.last_run.status, agent.last_run.error_code) == ("failed", code)
     items = await read_until_idle(agent, 1)
-    assert [i.type for i in items] == [*recorder.types()[:7], "legacy_error", "agent_end"]
-    legacy = items[7]
-    assert isinstance(legacy, LegacyError)
-    assert legacy.text == f"Error: {message}"
-    assert legacy.run_id == end.run_id
+    assert [i.type for i in items] == recorder.types()
+    read_error = items[6]
+    assert isinstance(read_error, AgentError)
+    assert f"Error: {read_error.message}" == f"Error: {message}"
+    assert read_error.run_id == end.run_id
     saved = agent.history()[-1]
     assert isinstance(saved, MessageEntry)
     assert (saved.text, saved.aborted) == ("partial", True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import pytest
 from pydantic import ValidationError
@@ -15,18 +16,18 @@ from hub.events import (
     AgentStart,
     CompactionEnd,
     CompactionStart,
-    LegacyError,
     MessageEnd,
     MessageStart,
     MessageUpdate,
     ReadGap,
+    ReadItem,
     ToolExecutionEnd,
     ToolExecutionStart,
 )
 from hub.origin import ChannelRoute, Origin
 
 BASE = {"agent_id": "main", "run_id": "r-1", "seq": 7, "ts": 1_700_000_000_000}
-COMMON = {"type", "agentId", "runId", "seq", "ts"}
+COMMON = {"type", "agentId", "runId", "seq", "ts", "sessionKey"}
 
 ROUTE = ChannelRoute(channel="telegram", chat_id="42", reply_to_message_id="9", user_id="5")
 
@@ -116,7 +117,7 @@ def test_sample_covers_every_event_type() -> None:
 def test_exact_json_of_an_update_is_stable() -> None:
     event = MessageUpdate(**BASE, message_id="m-1", role="assistant", text="Hi there", delta="re")
     assert EVENT_ADAPTER.dump_json(event) == (
-        b'{"agentId":"main","runId":"r-1","seq":7,"ts":1700000000000,'
+        b'{"agentId":"main","runId":"r-1","seq":7,"ts":1700000000000,"sessionKey":"main",'
         b'"type":"message_update","messageId":"m-1","role":"assistant",'
         b'"text":"Hi there","delta":"re"}'
     )
@@ -164,10 +165,5 @@ def test_read_items_json() -> None:
         "firstSeq": 4,
         "lastSeq": 9,
     }
-    legacy = LegacyError(agent_id="main", run_id="r-1", text="Error: boom")
-    assert json.loads(legacy.model_dump_json()) == {
-        "type": "legacy_error",
-        "agentId": "main",
-        "runId": "r-1",
-        "text": "Error: boom",
-    }
+    # read() carries agent events and gaps only: a failed run's text is its agent_error.
+    assert get_args(ReadItem) == (AgentEvent, ReadGap)

@@ -341,3 +341,23 @@ def test_sigkill_mid_append_loses_at_most_the_entry_being_written(
         child.stdin.close()
         child.stdout.close()
     assert len(saved) >= 25
+
+
+async def test_folders_are_owner_only_whatever_the_umask(data_dir: Path) -> None:
+    from hub.agent import AsyncAgent
+    from hub.echo import EchoModel
+
+    old = os.umask(0)
+    try:
+        agent = AsyncAgent("main", EchoModel(), SessionStore(data_dir))
+        agent.write("hello")
+        await agent.wait_idle()
+        await agent.close()
+    finally:
+        os.umask(old)
+    for folder in (data_dir / "sessions", data_dir / "sessions" / "main"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    files = list((data_dir / "sessions" / "main").iterdir())
+    assert {p.suffix for p in files} == {".jsonl", ".json"}
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path

@@ -16,6 +16,7 @@ from hub.events import MessageUpdate, ReadGap
 from hub.hub import Hub
 from hub.origin import Origin
 from hub.requests.agents import AgentsAnswer, HistoryAnswer, StatusAnswer
+from hub.service import attach_probes
 from tests.conftest import free_port
 from tests.test_gateway_support import (
     GATEWAY_TOKEN,
@@ -180,6 +181,7 @@ async def test_the_link_outlives_an_absent_gateway_and_links_when_it_appears(
     hub = Hub(data_dir, lambda: EchoModel(pieces=3))
     link = HubLink(hub, f"http://127.0.0.1:{port}", GATEWAY_TOKEN, backoff_max=0.3)
     await link.start()
+    attach_probes(hub.health, link)
     try:
         assert hub.health.report().subsystems[0].name == "hub_link"
         assert not link.linked

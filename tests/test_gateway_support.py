@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import socketio
 from pydantic import JsonValue, SecretStr
 
@@ -29,6 +31,7 @@ from hub.model import (
     ToolCallStarted,
 )
 from hub.requests.agents import HistoryAnswer
+from hub.service import attach_probes
 from hub.sessions import MessageEntry
 
 GATEWAY_TOKEN = "test-gateway-token-0123456789abcdef"
@@ -72,6 +75,8 @@ async def running_stack(
     await gateway.start()
     link = HubLink(hub, f"http://127.0.0.1:{gateway.port}", GATEWAY_TOKEN, backoff_max=0.5)
     await link.start()
+    for service in (gateway, link):
+        attach_probes(hub.health, service)
     stack = Stack(gateway, hub, link)
     try:
         async with asyncio.timeout(10):
@@ -273,3 +278,42 @@ class ScriptedModel:
         for start in range(0, len(self.reply), size):
             await asyncio.sleep(self.delay)
             yield TextDelta(self.reply[start : start + size])
+
+
+@contextlib.asynccontextmanager
+async def raw_socket(url: str, auth: dict[str, str] | None = None) -> AsyncIterator[RawSocket]:
+    """A websocket speaking Engine.IO by hand: for packets no Socket.IO client would send.
+    `auth` None opens the transport only; a dict also connects the namespace with it."""
+    ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url) as ws:
+        raw = RawSocket(ws)
+        opened = await raw.next_text()
+        assert opened.startswith("0"), opened
+        if auth is not None:
+            await ws.send_str("40" + json.dumps(auth))
+            connected = await raw.next_text()
+            assert connected.startswith(("40", "44")), connected
+        yield raw
+
+
+@dataclass
+class RawSocket:
+    ws: aiohttp.ClientWebSocketResponse
+
+    async def send(self, packet: str | bytes) -> None:
+        if isinstance(packet, bytes):
+            await self.ws.send_bytes(packet)
+        else:
+            await self.ws.send_str(packet)
+
+    async def next_text(self) -> str:
+        """The next text packet, answering pings on the way; "" once the socket closed."""
+        async with asyncio.timeout(WAIT_SECONDS):
+            while True:
+                message = await self.ws.receive()
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    return ""
+                if message.data == "2":
+                    await self.ws.send_str("3")
+                    continue
+                return str(message.data)

@@ -173,7 +173,8 @@ async def test_a_refused_token_fails_start_clearly(data_dir: Path) -> None:
     await api.start()
     hub = Hub(data_dir, ScriptedModel)
     config = fast_config(api, bot_token="999:not-the-token")
-    plugin = TelegramPlugin(config, hub.access, hub.health)
+    plugin = TelegramPlugin(config, hub.access)
+    hub.health.register("telegram", plugin.probe)
     try:
         with pytest.raises(TelegramStartError, match="refused the bot token"):
             await plugin.start(_ignore)

@@ -29,7 +29,7 @@ from channels.telegram.receiver import UpdateReceiver
 from channels.telegram.reliability import ReliableSender
 from channels.telegram.webhook import Handler, webhook_handler
 from hub.access import AccessStore
-from hub.health import HealthRegistry, SubsystemHealth
+from hub.health import SubsystemHealth
 from hub.origin import ChannelRoute
 
 __all__ = ["BOT_COMMANDS", "TelegramPlugin", "TelegramStartError"]
@@ -46,10 +46,10 @@ BOT_COMMANDS = [
 
 
 class TelegramPlugin:
-    """The Telegram channel. Construct with its config, the hub's AccessStore and
-    HealthRegistry; register with `ChannelManager.register` (which calls `start`/`stop`)."""
+    """The Telegram channel. Construct with its config and the hub's AccessStore; register
+    with `ChannelManager.register` (which calls `start`/`stop` and reports `probe`)."""
 
-    def __init__(self, config: TelegramConfig, access: AccessStore, health: HealthRegistry) -> None:
+    def __init__(self, config: TelegramConfig, access: AccessStore) -> None:
         self.config = config
         self.access = access
         self.policy = AccessPolicy(config.dm_policy, config.allowed_users, access)
@@ -59,7 +59,6 @@ class TelegramPlugin:
         self._sender: ReliableSender | None = None
         self._live: TelegramLive | None = None
         self._unlisten: Callable[[], None] | None = None
-        health.register(CHANNEL, self._health)
 
     # -- ChannelPlugin ----------------------------------------------------------------------
 
@@ -208,7 +207,7 @@ class TelegramPlugin:
             return False
         return await deliver(self._sender, route, text, plain=plain, reply=reply)
 
-    def _health(self) -> SubsystemHealth:
+    def probe(self) -> SubsystemHealth:
         connection = self._connection
         return telegram_health(
             self.config,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import StringConstraints
 
-from hub.access import Invite, PendingRequest
+from hub.access import Invite, PendingRequest, UnusedInvite
 from hub.errors import CodedError
 from hub.requests.table import Caller, NoParams, RequestHost, request
 from hub.wire import WireModel
@@ -25,7 +25,7 @@ class DeviceParams(WireModel):
 
 class PairListAnswer(WireModel):
     pending: list[PendingRequest]
-    invites: list[Invite]
+    invites: list[UnusedInvite]
 
 
 class PairNewAnswer(WireModel):

@@ -1,0 +1,168 @@
+"""One run, start to end: the turn it serves and the driver of its model stream.
+
+`drive_run` is the sequence every run follows: `agent_start`, the user's message, the model's
+stream (its own task, which `Turn.abort()` cancels), the open message ended, compaction after a
+completed run, `agent_error` when it failed, and always `agent_end` last. What each step emits
+and saves is the `RunRecorder`'s business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from contextlib import aclosing
+from dataclasses import dataclass, field
+
+from hub.errors import CodedError, ModelError
+from hub.events import RunStatus, now_ms
+from hub.model import Compactor, Model, ModelTurn, TextDelta, ToolCallFinished, ToolCallStarted
+from hub.origin import Origin
+from hub.recorder import RunRecorder
+
+log = logging.getLogger("agenthub.agent")
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How a run ended, for health reports."""
+
+    run_id: str
+    status: RunStatus
+    finished_at: int
+    error_code: str | None = None
+
+
+def new_run_id() -> str:
+    return f"r-{secrets.token_hex(6)}"
+
+
+@dataclass(slots=True)
+class Turn:
+    """A written message waiting for, or being answered by, a run."""
+
+    run_id: str
+    text: str
+    origin: Origin
+    session_key: str
+    # Set by abort(): the model is not started, or its stream is cancelled.
+    aborted: bool = False
+    # The model stream has ended; abort() no longer has anything to stop.
+    streamed: bool = False
+    # Messages for the model's next step (mode `steer`), and those it took but that are not
+    # recorded yet.
+    steering: list[str] = field(default_factory=list)
+    steered: list[str] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def abort(self) -> bool:
+        """Stop the model stream (or keep it from starting). False when it already ended."""
+        if self.aborted or self.streamed:
+            return False
+        self.aborted = True
+        if self._task is not None:
+            self._task.cancel()
+        return True
+
+    def leftover(self) -> Turn:
+        """A new turn for the steering messages the model never took."""
+        text, self.steering = "\n\n".join(self.steering), []
+        return Turn(new_run_id(), text, self.origin, self.session_key)
+
+    def take_steering(self) -> list[str]:
+        taken, self.steering = self.steering, []
+        self.steered.extend(taken)
+        return list(taken)
+
+
+async def drive_run(
+    turn: Turn, recorder: RunRecorder, model: Model, compactor: Compactor | None
+) -> RunOutcome:
+    """Run `turn` to its end; never raises (a failure becomes the run's `agent_error`)."""
+    recorder.start(turn.origin)
+    session = recorder.session
+    outcome: BaseException | None
+    try:
+        context = session.context()
+        compaction = session.last_compaction()
+        await recorder.user_message(turn.text)
+        model_turn = ModelTurn(
+            agent_id=recorder.agent_id,
+            run_id=turn.run_id,
+            text=turn.text,
+            context=context,
+            summary=compaction.summary if compaction else None,
+            steering=turn.take_steering,
+        )
+        outcome = await _drive(turn, model_turn, recorder, model)
+    except Exception as exc:
+        outcome = exc
+    finally:
+        turn.streamed = True
+    error: ModelError | None = None
+    status: RunStatus = "completed"
+    if isinstance(outcome, asyncio.CancelledError):
+        status = "aborted"
+    elif outcome is not None:
+        status, error = "failed", run_error(outcome, turn.run_id)
+    try:
+        await recorder.end_message(aborted=status != "completed")
+    except OSError as exc:
+        status, error = "failed", error or run_error(exc, turn.run_id)
+    if status == "completed" and compactor is not None:
+        await recorder.compact(compactor)
+    if error is not None:
+        recorder.error(error)
+    code = error.code if error else None
+    await recorder.finish(status, code)
+    return RunOutcome(turn.run_id, status, now_ms(), code)
+
+
+async def _drive(
+    turn: Turn, model_turn: ModelTurn, recorder: RunRecorder, model: Model
+) -> BaseException | None:
+    """Run the model stream as its own task (what `abort()` cancels); return how it ended:
+    None, the `CancelledError` of an abort, or the exception it raised."""
+    if turn.aborted:
+        return asyncio.CancelledError()
+    task = asyncio.get_running_loop().create_task(_stream(turn, model_turn, recorder, model))
+    turn._task = task
+    try:
+        # wait() rather than await: abort() cancels the stream task, never this one.
+        await asyncio.wait({task})
+    finally:
+        turn._task = None
+        task.cancel()
+    if task.cancelled():
+        return asyncio.CancelledError()
+    return task.exception()
+
+
+async def _stream(turn: Turn, model_turn: ModelTurn, recorder: RunRecorder, model: Model) -> None:
+    async with aclosing(model.stream(model_turn)) as stream:
+        async for part in stream:
+            while turn.steered:
+                # The model took these at its last step: they precede what it says next.
+                await recorder.end_message(aborted=False)
+                await recorder.user_message(turn.steered.pop(0))
+            if isinstance(part, TextDelta):
+                recorder.text(part.text)
+            elif isinstance(part, ToolCallStarted):
+                await recorder.tool_start(part)
+            elif isinstance(part, ToolCallFinished):
+                await recorder.tool_end(part)
+            else:
+                recorder.usage = part
+
+
+def run_error(exc: BaseException, run_id: str) -> ModelError:
+    """What a client is told about a failed run: a `ModelError` as it is, a failure to save as
+    `storage`, anything else as `internal` (and logged with its traceback)."""
+    if isinstance(exc, ModelError):
+        return exc
+    if isinstance(exc, OSError):
+        return ModelError("storage", f"could not save the conversation ({exc})", retryable=True)
+    if isinstance(exc, CodedError):
+        return ModelError(exc.code, str(exc))
+    log.error("run %s failed: %s: %s", run_id, type(exc).__name__, exc, exc_info=exc)
+    return ModelError("internal", f"the agent failed unexpectedly ({type(exc).__name__}: {exc})")
