@@ -50,6 +50,8 @@ class ScriptedModel:
         self.hold = hold
         self.tool_between = tool_between
         self.tool_delay = tool_delay
+        # When the first piece of the latest turn was yielded (time.monotonic()).
+        self.first_piece_at: float | None = None
 
     @property
     def name(self) -> str:
@@ -59,6 +61,8 @@ class ScriptedModel:
         text = self.reply if self.reply is not None else turn.text
         for index, piece in enumerate(pieces_of(text, self.pieces)):
             await asyncio.sleep(self.delay)
+            if index == 0:
+                self.first_piece_at = time.monotonic()
             yield TextDelta(piece)
             if index == 0 and self.hold is not None:
                 await self.hold.wait()

@@ -106,6 +106,7 @@ async def test_watchdog_restarts_a_stalled_poll(data_dir: Path) -> None:
         ) as rig:
             await api.user_says("are you there?")
             await until(lambda: bool(api.replies_in(CHAT)), "a reply after the restart")
+            await rig.settle()
             assert rig.plugin.poll_restarts >= 1
             assert api.texts_in(CHAT) == ["are you there?"]
             health = telegram_health(rig.hub)
