@@ -19,16 +19,18 @@ HELP_TEXT = (
 START_TEXT = "Hi! Write a message and the agent will answer here.\n\n" + HELP_TEXT
 
 
-def status_text(agent: AsyncAgent) -> str:
-    entries = agent.session.entries
+def status_text(agent: AsyncAgent, session_key: str) -> str:
+    """Model, this chat's conversation, whether it is replying, what waits, tokens used."""
+    session = agent.sessions.current(session_key)
+    entries = session.entries
     messages = sum(1 for e in entries if isinstance(e, MessageEntry))
     runs = [e for e in entries if isinstance(e, RunEntry)]
     tokens_in = sum(r.input_tokens for r in runs)
     tokens_out = sum(r.output_tokens for r in runs)
-    state = "replying" if agent.current_run_id else "idle"
+    state = "replying" if agent.session_busy(session_key) else "idle"
     return (
         f"Model: {agent.model.name}\n"
-        f"Conversation: {agent.session.session_id} ({messages} messages)\n"
+        f"Conversation: {session.session_id} ({messages} messages)\n"
         f"Now: {state}; {agent.queued} waiting\n"
         f"Usage in this conversation: {tokens_in} tokens in, {tokens_out} out"
     )
