@@ -19,6 +19,7 @@ from hub.aggregator import MessageAggregator
 from hub.errors import ModelError
 from hub.hub import Hub
 from hub.model import Model, ModelPart, ModelTurn, TextDelta, ToolCallFinished, ToolCallStarted
+from hub.scopes import ConversationConfig
 from hub.service import attach_probes
 from tests.fake_bot_api import FakeBotApi
 
@@ -162,12 +163,13 @@ async def telegram_rig(
     *,
     typing_interval: float = 4.0,
     api: FakeBotApi | None = None,
+    conversations: ConversationConfig | None = None,
     **config: Any,
 ) -> AsyncIterator[Rig]:
     fake = api or FakeBotApi(hang_seconds=1.5)
     if api is None:
         await fake.start()
-    hub = Hub(data_dir, lambda: model)
+    hub = Hub(data_dir, lambda: model, conversations=conversations)
     plugin = TelegramPlugin(fast_config(fake, **config), hub.access)
     manager = ChannelManager(hub, typing_interval=typing_interval)
     manager.register(plugin)
