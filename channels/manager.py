@@ -195,18 +195,16 @@ class ChannelManager:
 
     async def _command(self, plugin: ChannelPlugin, message: ChannelMessage) -> None:
         agent = self.hub.agent(self.hub.agent_for(message.route))
+        key = self.hub.session_key_for(Origin(surface="channel", route=message.route))
         if message.command == "new":
-            key = self.hub.session_key_for(Origin(surface="channel", route=message.route))
             session = await agent.new_session(key)
             text = f"Started a new conversation ({session.session_id})."
         elif message.command == "stop":
-            key = self.hub.session_key_for(Origin(surface="channel", route=message.route))
             text = "Stopped." if agent.abort(key) else "Nothing is running."
         elif message.command == "start":
             text = START_TEXT
         elif message.command == "status":
-            key = self.hub.session_key_for(Origin(surface="channel", route=message.route))
-            text = status_text(self.agent, key)
+            text = status_text(agent, key)
         elif message.command == "whoami":
             text = whoami_text(message)
         elif message.unknown_command is not None:
