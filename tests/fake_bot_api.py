@@ -7,7 +7,8 @@ long-poll `getUpdates` honouring `offset` and `timeout`; per-chat message ids sh
 user's and the bot's messages; HTML parse mode validated like Telegram (only its tags,
 balanced, text <= 4096 UTF-16 units after parsing); `bot_command` / `mention` entities.
 
-Also `editMessageText`, `setMessageReaction` and `sendChatAction`, each recorded.
+Also `editMessageText`, `setMessageReaction`, `sendChatAction`, `deleteMessage`, `getFile` and
+file downloads (`/file/bot<token>/<path>`), each recorded.
 
 Fault injection, on every method named in `fault_methods` (default `sendMessage` only):
 queued or random faults (429 with retry_after, 502, timeouts and dropped connections either
@@ -146,7 +147,10 @@ class FakeBotApi:
         # (chat_id, message_id) -> the reaction emojis now set on that message.
         self.reactions: dict[tuple[int, int], list[str]] = {}
         self.reaction_log: list[tuple[int, int, tuple[str, ...]]] = []
+        self.deleted: list[tuple[int, int]] = []
         self.fault_methods: set[str] = {"sendMessage"}
+        # file_id -> (file_path, content) for getFile and downloads.
+        self.files: dict[str, tuple[str, bytes]] = {}
         # After a random fault, the next `burst` calls of faulty methods fail too.
         self.burst = 0
         self._burst_left = 0
@@ -187,6 +191,10 @@ class FakeBotApi:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/bot"
 
+    @property
+    def base_file_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/file/bot"
+
     def reserve_port(self) -> None:
         """Choose the port now (for a client configured before the server starts)."""
         self.port = free_port()
@@ -195,6 +203,7 @@ class FakeBotApi:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._handle)
         app.router.add_get("/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
         self.port = port or free_port()
@@ -257,6 +266,55 @@ class FakeBotApi:
         await self.push_update({"message": message}, update_id=update_id)
         return message_id
 
+    async def user_sends(
+        self,
+        kind: str,
+        *,
+        content: bytes = b"",
+        file_name: str = "file.txt",
+        mime_type: str | None = None,
+        caption: str | None = None,
+        chat_id: int = 1001,
+        size: int | None = None,
+    ) -> int:
+        """A user sends a `document`, `photo` or `voice` (with `content` behind getFile);
+        returns its message id."""
+        chat = self.chat(chat_id)
+        message_id = chat.next_id
+        chat.next_id += 1
+        file_id = f"file-{len(self.files) + 1}"
+        self.files[file_id] = (f"documents/{file_name}", content)
+        stored = StoredMessage(
+            chat_id, message_id, False, caption or "", caption or "", None, None, time.monotonic()
+        )
+        chat.messages[message_id] = stored
+        ref: dict[str, JsonValue] = {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_size": size if size is not None else len(content),
+        }
+        media: JsonValue
+        if kind == "document":
+            ref["file_name"] = file_name
+            if mime_type:
+                ref["mime_type"] = mime_type
+            media = ref
+        elif kind == "photo":
+            media = [ref | {"width": 90, "height": 90}]
+        else:
+            media = ref | {"duration": 3}
+        message: dict[str, JsonValue] = {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private", "first_name": "Alice"},
+            "from": {"id": chat_id, "is_bot": False, "first_name": "Alice"},
+            kind: media,
+        }
+        if caption is not None:
+            message["caption"] = caption
+        await self.push_update({"message": message})
+        return message_id
+
     async def push_update(
         self, update: dict[str, JsonValue], *, update_id: int | None = None
     ) -> int:
@@ -306,6 +364,32 @@ class FakeBotApi:
         return web.json_response({"ok": True, "result": result})
 
     # -- methods ----------------------------------------------------------------------------
+
+    async def _m_getFile(
+        self, params: dict[str, str], request: web.Request
+    ) -> JsonValue | web.StreamResponse:
+        fault = self._next_fault("getFile")
+        if fault is not None and fault != "parse":
+            return await self._fail(request, fault, landed=False)
+        file_id = params.get("file_id", "")
+        if file_id not in self.files:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        path, content = self.files[file_id]
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_size": len(content),
+            "file_path": path,
+        }
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        self.calls["download"] = self.calls.get("download", 0) + 1
+        for path, content in self.files.values():
+            if path == request.match_info["path"]:
+                return web.Response(body=content)
+        return _error(404, "Not Found")
 
     async def _m_getMe(self, params: dict[str, str], request: web.Request) -> JsonValue:
         return self._bot_user() | {
@@ -424,6 +508,17 @@ class FakeBotApi:
         if fault is not None and fault.endswith("landed"):
             return await self._fail(request, fault, landed=True)
         return result
+
+    async def _m_deleteMessage(self, params: dict[str, str], request: web.Request) -> JsonValue:
+        chat = self.chats.get(int(params["chat_id"]))
+        message_id = int(params["message_id"])
+        if chat is None or message_id not in chat.messages:
+            raise ApiError(400, "Bad Request: message to delete not found")
+        message = chat.messages.pop(message_id)
+        if message in self.bot_messages:
+            self.bot_messages.remove(message)
+        self.deleted.append((chat.chat_id, message_id))
+        return True
 
     def _edit(self, params: dict[str, str]) -> JsonValue:
         chat = self.chats.get(int(params["chat_id"]))

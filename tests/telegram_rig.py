@@ -113,6 +113,7 @@ def fast_config(api: FakeBotApi, **changes: Any) -> TelegramConfig:
     values: dict[str, Any] = {
         "bot_token": api.token,
         "api_base_url": api.base_url,
+        "api_base_file_url": api.base_file_url,
         "dm_policy": "open",
         "poll_timeout": 1,
         "poll_read_slack": 2.0,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from telegram import BotCommand, Update
+from telegram import Bot, BotCommand, Update
 
 from channels.base import BlockLimits, InboundCallback, LiveSurface
 from channels.telegram.config import TelegramConfig
@@ -54,7 +54,9 @@ class TelegramPlugin:
         self.access = access
         self.policy = AccessPolicy(config.dm_policy, config.allowed_users, access)
         self.limiter = RateLimiter(config.rate_limits)
-        self.receiver = UpdateReceiver(self.policy, self._identity, self._note_message)
+        self.receiver = UpdateReceiver(
+            self.policy, self._identity, self._note_message, self._current_bot
+        )
         self._connection: BotConnection | None = None
         self._sender: ReliableSender | None = None
         self._live: TelegramLive | None = None
@@ -193,6 +195,9 @@ class TelegramPlugin:
             return None
         bot = self._connection.app.bot
         return bot.id, bot.username
+
+    def _current_bot(self) -> Bot | None:
+        return self._connection.app.bot if self._connection is not None else None
 
     def _note_message(self, chat_id: str, message_id: int) -> None:
         if self._sender is not None:
