@@ -3,7 +3,7 @@
 Importing this package registers every request; surfaces call `dispatch`.
 """
 
-from hub.requests import access, agents, approvals
+from hub.requests import access, agents, approvals, sessions
 from hub.requests.table import (
     REQUESTS,
     Caller,
@@ -27,4 +27,5 @@ __all__ = [
     "approvals",
     "dispatch",
     "request",
+    "sessions",
 ]
