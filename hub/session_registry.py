@@ -258,12 +258,17 @@ class SessionRegistry:
     def _remember(self, key: str, session: Session) -> None:
         self._loaded[key] = session
         self._loaded.move_to_end(key)
+        self.trim(keep=key)
+
+    def trim(self, keep: str = MAIN_SESSION) -> None:
+        """Unload the least recently used idle sessions beyond the bound (never `main`, `keep`
+        or a session with a run going)."""
         if len(self._loaded) <= self._limit:
             return
         for old in list(self._loaded):
             if len(self._loaded) <= self._limit:
                 break
-            if old != key and old != MAIN_SESSION and not self.busy(old):
+            if old != keep and old != MAIN_SESSION and not self.busy(old):
                 del self._loaded[old]
 
     # -- the index file ---------------------------------------------------------------------
