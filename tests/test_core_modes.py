@@ -269,7 +269,7 @@ async def test_random_writes_in_many_sessions_never_cross(data_dir: Path) -> Non
             assert runs == written[key][: len(runs)], key
         saved = {
             entry.seq: entry
-            for key in list(agent.sessions.keys())
+            for key in agent.sessions.session_keys()
             for sid in [agent.sessions.meta(key).session_id, *agent.sessions.meta(key).previous]  # type: ignore[union-attr]
             for entry in agent.sessions.open(key, sid).entries
         }
