@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
+from hub.bindings import Binding
 from hub.events import MAIN_SESSION
 from hub.health import HealthReport
 from hub.hub import AgentInfo
@@ -97,3 +98,17 @@ async def abort(host: RequestHost, caller: Caller, params: AgentParams) -> Abort
     agent = hub.agent(params.agent_id)
     hub.sessions.check_write(agent, viewer_of_caller(caller), params.session_key)
     return AbortAnswer(aborted=agent.abort(params.session_key))
+
+
+class BindingsAnswer(WireModel):
+    """The rules that route chats to agents, in the order they are tried, and the agent a
+    chat no rule matches goes to."""
+
+    bindings: list[Binding]
+    default_agent: str
+
+
+@request("bindings.list", NoParams, BindingsAnswer)
+async def bindings_list(host: RequestHost, caller: Caller, params: NoParams) -> BindingsAnswer:
+    hub = host.need_hub()
+    return BindingsAnswer(bindings=list(hub.bindings), default_agent=hub.default_agent.agent_id)
