@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, JsonValue, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     )
     mcp_servers: list[McpServerConfig] = Field(
         default_factory=list, validation_alias=AliasChoices("mcp_servers")
+    )
+    tool_settings: dict[str, JsonValue] = Field(
+        default_factory=dict, validation_alias=AliasChoices("tool_settings")
     )
     agents: AgentTable = Field(default_factory=dict, validation_alias=AliasChoices("agents"))
     bindings: list[Binding] = Field(default_factory=list, validation_alias=AliasChoices("bindings"))
