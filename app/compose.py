@@ -355,6 +355,7 @@ def _add_telegram(runtime: Runtime, hub: Hub) -> None:
             bot_token=settings.telegram_bot_token,
             dm_policy=settings.telegram_dm_policy,
             allowed_users=settings.telegram_allowed_users,
+            streaming=settings.telegram_streaming,
             webhook_url=settings.telegram_webhook_url,
             webhook_secret=settings.telegram_webhook_secret,
             **(
