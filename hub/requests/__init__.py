@@ -3,7 +3,7 @@
 Importing this package registers every request; surfaces call `dispatch`.
 """
 
-from hub.requests import access, agents, approvals, messages, tokens
+from hub.requests import access, agents, approvals, messages, sessions, tokens
 from hub.requests.table import (
     REQUESTS,
     Caller,
@@ -28,5 +28,6 @@ __all__ = [
     "dispatch",
     "messages",
     "request",
+    "sessions",
     "tokens",
 ]
