@@ -210,6 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument(
         "--since", help="from this ISO date or date-time (local time unless it has an offset)"
     )
+    tokens = command(
+        ctl_commands, "tokens", help="device tokens for API clients: new, list or revoke"
+    )
+    token_commands = tokens.add_subparsers(dest="tokens_command", metavar="ACTION")
+    token_new = command(token_commands, "new", help="a new token (shown once)")
+    token_new.add_argument("--label", default="", help="what the token is for")
+    command(token_commands, "list", help="API tokens, never the tokens themselves (default)")
+    token_revoke = command(token_commands, "revoke", help="revoke a token; refused at once")
+    token_revoke.add_argument("token_id", metavar="ID")
     command(ctl_commands, "shutdown", help="stop the hub gracefully")
 
     doctor = command(
@@ -268,6 +277,12 @@ def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, JsonValue]]:
         return "schedules.list", {}
     if command == "usage":
         return "usage", {"since": args.since} if args.since else {}
+    if command == "tokens":
+        if args.tokens_command == "new":
+            return "tokens.new", {"label": args.label}
+        if args.tokens_command == "revoke":
+            return "tokens.revoke", {"deviceId": args.token_id}
+        return "tokens.list", {}
     return _SIMPLE_METHODS[command], {}
 
 

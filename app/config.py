@@ -31,6 +31,7 @@ from hub.tools.config import McpServerConfig, ToolPolicy
 from hub.usage import BudgetConfig, Price
 
 DmPolicy = Literal["pairing", "allowlist", "open", "disabled"]
+TelegramStreaming = Literal["edit", "off"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -78,6 +79,10 @@ class Settings(BaseSettings):
     telegram_allowed_users: Annotated[list[int], NoDecode] = Field(
         default_factory=list,
         validation_alias=AliasChoices("TELEGRAM_ALLOWED_USERS", "telegram_allowed_users"),
+    )
+    telegram_streaming: TelegramStreaming = Field(
+        default="edit",
+        validation_alias=AliasChoices("TELEGRAM_STREAMING", "telegram_streaming"),
     )
     telegram_webhook_url: str | None = Field(
         default=None,

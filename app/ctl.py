@@ -33,6 +33,7 @@ from hub.requests.access import (
 from hub.requests.agents import AgentsAnswer, BindingsAnswer, HistoryAnswer
 from hub.requests.approvals import ApprovalsAnswer
 from hub.requests.schedules import RemoveAnswer, RunAnswer, SchedulesAnswer
+from hub.requests.tokens import NewToken, TokenRevoked, TokensAnswer
 from hub.schedules_service import ScheduleEntry
 from hub.sessions import HistoryEntry, MessageEntry
 from hub.usage import Totals, UsageReport
@@ -163,8 +164,8 @@ def render(method: str, result: JsonValue) -> str:
         answer = _load(ApprovalAnswer, result)
         return f"{answer.approval_id} {answer.decision}"
     if method == "schedules.list":
-        listed = _load(SchedulesAnswer, result).schedules
-        return "\n".join(_schedule_line(e) for e in listed) or "no schedules"
+        scheduled = _load(SchedulesAnswer, result).schedules
+        return "\n".join(_schedule_line(e) for e in scheduled) or "no schedules"
     if method == "schedules.add":
         return "added " + _schedule_line(_load(ScheduleEntry, result))
     if method == "schedules.remove":
@@ -176,6 +177,24 @@ def render(method: str, result: JsonValue) -> str:
         )
     if method == "usage":
         return _usage(_load(UsageReport, result))
+    if method == "tokens.new":
+        made = _load(NewToken, result)
+        return (
+            f"token {made.device_id} ({made.label}), shown this once:\n{made.token}\n"
+            "use it as the API key: Authorization: Bearer <token>"
+        )
+    if method == "tokens.list":
+        listed = _load(TokensAnswer, result).tokens
+        return (
+            "\n".join(
+                f"{t.device_id:<14} {time.strftime('%Y-%m-%d %H:%M', time.localtime(t.created_at))}"
+                f"  {t.label}"
+                for t in listed
+            )
+            or "no API tokens"
+        )
+    if method == "tokens.revoke":
+        return f"revoked {_load(TokenRevoked, result).device_id}"
     if method == "process.shutdown":
         return "shutting down"
     return json.dumps(result, indent=2)

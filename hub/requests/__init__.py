@@ -3,7 +3,16 @@
 Importing this package registers every request; surfaces call `dispatch`.
 """
 
-from hub.requests import access, agents, approvals, schedules, usage
+from hub.requests import (
+    access,
+    agents,
+    approvals,
+    messages,
+    schedules,
+    sessions,
+    tokens,
+    usage,
+)
 from hub.requests.table import (
     REQUESTS,
     Caller,
@@ -26,7 +35,10 @@ __all__ = [
     "agents",
     "approvals",
     "dispatch",
+    "messages",
     "request",
     "schedules",
+    "sessions",
+    "tokens",
     "usage",
 ]
