@@ -17,6 +17,8 @@ import pytest
 from pydantic import ValidationError
 
 from app.cli import main
+from app.compose import build
+from app.config import ConfigError, load_settings
 from app.control_handlers import ProcessContext, process_methods
 from app.control_server import ControlServer
 from hub.echo import EchoModel
@@ -411,3 +413,56 @@ async def test_service_loop_fires_on_the_wall_clock(hub: Hub) -> None:
         await scheduler.stop()
     assert last.status == "completed"
     assert scheduler.entry("soon").next_run is None
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    return config
+
+
+def test_config_schedules_heartbeats_and_recovery_load(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        '[[schedules]]\nname = "morning"\ncron = "0 8 * * *"\nprompt = "hi"\n'
+        'timezone = "Europe/Berlin"\n\n[[heartbeats]]\ninterval_minutes = 60\n\n'
+        '[recovery]\nrerun = "never"\n\n[budget]\ndaily_tokens = 1000\n\n'
+        '[prices."openai:gpt-x"]\ninput = 1\noutput = 2\n',
+    )
+    settings = load_settings(config, data_dir=str(tmp_path / "d"))
+    assert settings.schedules[0].name == "morning"
+    assert settings.heartbeats[0].interval_minutes == 60
+    assert settings.recovery.rerun == "never"
+    assert settings.budget.daily_tokens == 1000
+    assert settings.prices["openai:gpt-x"].output == 2
+
+
+@pytest.mark.parametrize(
+    ("toml", "why"),
+    [
+        ('[[schedules]]\nname = "x"\ncron = "* * * * * *"\nprompt = "p"\n', "minimum interval"),
+        ('[[schedules]]\nname = "x"\ncron = "0 0 30 2 *"\nprompt = "p"\n', "Bad day-of-month"),
+        ("[budget]\ndaily_cost = -1\n", "greater than or equal to 0"),
+        ('[recovery]\nrerun = "sometimes"\n', "'safe' or 'never'"),
+    ],
+)
+def test_bad_config_is_refused_naming_the_reason(tmp_path: Path, toml: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(why)):
+        load_settings(write_config(tmp_path, toml), data_dir=str(tmp_path / "d"))
+
+
+def test_a_schedule_naming_an_unknown_agent_or_chat_stops_start_up(tmp_path: Path) -> None:
+    for toml, why in [
+        (
+            '[[schedules]]\nname = "x"\ncron = "0 8 * * *"\nprompt = "p"\nagent = "ops"\n',
+            "schedules: schedule 'x': no agent 'ops'",
+        ),
+        (
+            '[[schedules]]\nname = "x"\ncron = "0 8 * * *"\nprompt = "p"\ndeliver = "telegram:5"\n',
+            "telegram is not configured",
+        ),
+        ('[[heartbeats]]\nagent = "ops"\n', "heartbeats: heartbeat: no agent 'ops'"),
+    ]:
+        settings = load_settings(write_config(tmp_path, toml), data_dir=str(tmp_path / "d"))
+        with pytest.raises(ConfigError, match=re.escape(why)):
+            build(settings, "serve")
