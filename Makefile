@@ -1,5 +1,5 @@
 # Fresh machine to running hub: `make run`. Fresh machine to passing suite: `make test`.
-PY ?= python3.11
+PY ?= $(shell setup/find-python)
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := chromium redis-server xvfb xauth libxcb-cursor0 libxkbcommon-x11-0 \
@@ -18,7 +18,10 @@ test: setup setup-system lint typecheck pytest
 setup: .stamp-venv web/node_modules/.stamp
 
 .stamp-venv: pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@test -n "$(PY)" || setup/find-python >/dev/null
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || { \
+		echo "agenthub: '$(PY) -m venv' failed: install the venv module (e.g. apt-get install python3-venv)" >&2; \
+		exit 1; }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,desktop]'
 	touch $@

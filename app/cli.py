@@ -164,8 +164,28 @@ def build_parser() -> argparse.ArgumentParser:
     command(pair_commands, "list", help="pending requests waiting for approval")
     approve = command(pair_commands, "approve", help="approve a pending request")
     approve.add_argument("code")
+    approve.add_argument(
+        "--owner",
+        action="store_true",
+        help="a chat user joins your own conversation (main); without it they are a guest "
+        "with a conversation of their own",
+    )
     deny = command(pair_commands, "deny", help="deny a pending request")
     deny.add_argument("code")
+    approvals = command(
+        ctl_commands, "approvals", help="tool calls waiting for a person: list, approve or deny"
+    )
+    approval_commands = approvals.add_subparsers(
+        dest="approvals_command", required=True, metavar="ACTION"
+    )
+    command(approval_commands, "list", help="pending approvals")
+    approve_call = command(approval_commands, "approve", help="let the tool call run")
+    approve_call.add_argument("approval_id", metavar="ID")
+    approve_call.add_argument(
+        "--session", action="store_true", help="and this tool for the rest of the session"
+    )
+    deny_call = command(approval_commands, "deny", help="refuse the tool call")
+    deny_call.add_argument("approval_id", metavar="ID")
     command(ctl_commands, "shutdown", help="stop the hub gracefully")
 
     doctor = command(
@@ -201,8 +221,17 @@ def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, JsonValue]]:
             return "devices.revoke", {"deviceId": args.device_id}
         return "devices.list", {}
     if command == "pair":
-        code = getattr(args, "code", None)
-        return f"pair.{args.pair_command}", {"code": code} if code is not None else {}
+        params = {} if getattr(args, "code", None) is None else {"code": args.code}
+        if getattr(args, "owner", False):
+            params["owner"] = True
+        return f"pair.{args.pair_command}", params
+    if command == "approvals":
+        if args.approvals_command == "list":
+            return "approvals.list", {}
+        decision = "deny"
+        if args.approvals_command == "approve":
+            decision = "approve_session" if args.session else "approve"
+        return "approvals.decide", {"approvalId": args.approval_id, "decision": decision}
     return _SIMPLE_METHODS[command], {}
 
 

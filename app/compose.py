@@ -24,11 +24,14 @@ from app.config import ConfigError, Settings, env_name
 from app.control_handlers import ProcessContext, process_methods
 from app.control_server import ControlServer, HubAlreadyRunningError
 from hub.access import AccessStore
+from hub.approvals import Approvals
+from hub.errors import describe_validation
 from hub.health import HealthRegistry, SubsystemHealth
 from hub.hub import Hub
 from hub.providers import ModelConfig, build_compactor, build_model, describe_model
 from hub.requests import ConnectedDevice, RequestHost
 from hub.service import Service, attach_probes
+from hub.tools.config import ToolsConfig
 
 if TYPE_CHECKING:
     from desktop.bridge import DesktopBridge
@@ -146,6 +149,19 @@ def prepare_data_dir(path: Path) -> None:
         raise ConfigError(f"AGENTHUB_DATA_DIR: {path} is not writable")
 
 
+def tools_config(settings: Settings) -> ToolsConfig:
+    try:
+        return ToolsConfig(
+            enable_tools=settings.enable_tools,
+            tool_policies=settings.tool_policies,
+            mcp_servers=settings.mcp_servers,
+            workspace_root=settings.data_dir / "workspace",
+            mcp_log_dir=settings.data_dir / "logs",
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"tools: {describe_validation(exc)}") from None
+
+
 def model_config(settings: Settings) -> ModelConfig:
     config = ModelConfig(
         spec=settings.model,
@@ -154,6 +170,7 @@ def model_config(settings: Settings) -> ModelConfig:
         anthropic_api_key=settings.anthropic_api_key,
         context_window=settings.context_window,
         tools=settings.tools,
+        tooling=tools_config(settings),
     )
     if settings.system_prompt:
         config = config.model_copy(update={"system_prompt": settings.system_prompt})
@@ -170,8 +187,9 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
         health = HealthRegistry()
     else:
         config = model_config(settings)
+        approvals = Approvals(timeout=config.tooling.approval_timeout)
         try:
-            model = build_model(config)
+            model = build_model(config, approvals=approvals)
         except ValueError as exc:
             raise ConfigError(f"AGENTHUB_MODEL: {exc}") from None
         # Models hold no per-conversation state, so every agent can share this one.
@@ -179,6 +197,7 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
             settings.data_dir,
             lambda: model,
             compactor_factory=lambda model: build_compactor(model, config),
+            approvals=approvals,
         )
         access, health = hub.access, hub.health
         model_line = describe_model(config)

@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from hub.tools.config import McpServerConfig, ToolPolicy
+
 DmPolicy = Literal["pairing", "allowlist", "open", "disabled"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -100,6 +102,16 @@ class Settings(BaseSettings):
     tools: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=AliasChoices("AGENTHUB_TOOLS", "tools")
     )
+    enable_tools: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("AGENTHUB_ENABLE_TOOLS", "enable_tools"),
+    )
+    tool_policies: dict[str, ToolPolicy] = Field(
+        default_factory=dict, validation_alias=AliasChoices("tool_policies")
+    )
+    mcp_servers: list[McpServerConfig] = Field(
+        default_factory=list, validation_alias=AliasChoices("mcp_servers")
+    )
     shutdown_grace: float = Field(
         default=10.0, validation_alias=AliasChoices("AGENTHUB_SHUTDOWN_GRACE", "shutdown_grace")
     )
@@ -146,7 +158,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("tools", mode="before")
+    @field_validator("tools", "enable_tools", mode="before")
     @classmethod
     def _split_tools(cls, value: object) -> object:
         if isinstance(value, str):
@@ -171,6 +183,8 @@ class Settings(BaseSettings):
                 shown[name] = "**********"
             elif name in ("redis_url", "gateway_url", "openai_base_url"):
                 shown[name] = mask_url(str(value))
+            elif name == "mcp_servers":  # their env may hold keys: names only
+                shown[name] = ",".join(server.name for server in value)
             elif isinstance(value, list):
                 shown[name] = ",".join(str(v) for v in value)
             else:
@@ -253,5 +267,7 @@ def _describe(exc: ValidationError) -> str:
         reason = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] in ("int_parsing", "float_parsing"):
             reason = "must be a number" if field != "port" else "must be 1-65535"
-        lines.append(f"{name}: {reason}, got {error.get('input')!r}")
+        # An MCP server's entry may carry keys in its env: never echo it back.
+        got = "" if field == "mcp_servers" else f", got {error.get('input')!r}"
+        lines.append(f"{name}: {reason}{got}")
     return "\n".join(lines)

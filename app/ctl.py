@@ -19,6 +19,7 @@ from app.control_protocol import (
     SessionsResult,
     StatusResult,
 )
+from hub.approvals import ApprovalAnswer, PendingApproval
 from hub.hub import AgentInfo
 from hub.requests.access import (
     DecisionAnswer,
@@ -28,6 +29,7 @@ from hub.requests.access import (
     RevokeAnswer,
 )
 from hub.requests.agents import AgentsAnswer, HistoryAnswer
+from hub.requests.approvals import ApprovalsAnswer
 from hub.sessions import HistoryEntry, MessageEntry
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -141,7 +143,16 @@ def render(method: str, result: JsonValue) -> str:
     if method in ("pair.approve", "pair.deny"):
         decision = _load(DecisionAnswer, result)
         verb = "approved" if decision.approved else "denied"
-        return f"{verb} {decision.kind} {decision.subject} ({decision.label})"
+        role = ""
+        if decision.approved and decision.kind == "channel":
+            role = " as the owner (main)" if decision.owner else " as a guest"
+        return f"{verb} {decision.kind} {decision.subject} ({decision.label}){role}"
+    if method == "approvals.list":
+        waiting = _load(ApprovalsAnswer, result).approvals
+        return "\n".join(_approval_line(p) for p in waiting) or "no pending approvals"
+    if method == "approvals.decide":
+        answer = _load(ApprovalAnswer, result)
+        return f"{answer.approval_id} {answer.decision}"
     if method == "process.shutdown":
         return "shutting down"
     return json.dumps(result, indent=2)
@@ -179,6 +190,16 @@ def _history_line(entry: HistoryEntry) -> str:
         return f"[{entry.seq}] {entry.role}: {text}{mark}"
     state = "error" if entry.is_error else "ok"
     return f"[{entry.seq}] tool {entry.tool_name} {state}"
+
+
+def _approval_line(pending: PendingApproval) -> str:
+    args = json.dumps(pending.args, ensure_ascii=False)
+    args = args if len(args) <= 300 else args[:299] + "…"
+    minutes = max(0, round((pending.expires_at / 1000 - time.time()) / 60))
+    return (
+        f"{pending.approval_id}  {pending.agent_id}/{pending.session_key}  {pending.tool} {args}"
+        f"  (expires in {minutes} min)"
+    )
 
 
 def _duration(seconds: float) -> str:

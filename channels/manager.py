@@ -66,7 +66,7 @@ class _Run:
 
 
 class ChannelManager:
-    """The channels service. Register plugins, then `start()`; the lead's composition root
+    """The channels service. Register plugins, then `start()`; the composition root
     owns the order (`register` before `start`)."""
 
     def __init__(

@@ -119,6 +119,27 @@ class AgentError(EventBase):
     retryable: bool
 
 
+class ApprovalRequest(EventBase):
+    """A tool call under the `ask` policy waits for a person: `args` as shown to them,
+    `expiresAt` (ms since the epoch) after which it counts as denied. Answer with the
+    `approvals.decide` request."""
+
+    type: Literal["approval_request"] = "approval_request"
+    approval_id: str
+    tool: str
+    args: JsonValue
+    expires_at: int
+
+
+class ApprovalResolved(EventBase):
+    """What became of an approval: `approved`, `denied` or `expired`, and `by` whom."""
+
+    type: Literal["approval_resolved"] = "approval_resolved"
+    approval_id: str
+    decision: Literal["approved", "denied", "expired"]
+    by: str
+
+
 AgentEvent = Annotated[
     AgentStart
     | AgentEnd
@@ -129,7 +150,9 @@ AgentEvent = Annotated[
     | ToolExecutionEnd
     | CompactionStart
     | CompactionEnd
-    | AgentError,
+    | AgentError
+    | ApprovalRequest
+    | ApprovalResolved,
     Field(discriminator="type"),
 ]
 EventType = Literal[
@@ -143,6 +166,8 @@ EventType = Literal[
     "compaction_start",
     "compaction_end",
     "agent_error",
+    "approval_request",
+    "approval_resolved",
 ]
 MessageEvent = MessageStart | MessageUpdate | MessageEnd
 

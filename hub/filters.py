@@ -9,11 +9,13 @@ Every surface asks `forward(surface, event)`; none writes its own filter.
 | tool_execution_start / end     | yes            | yes            | no             |
 | compaction_start / end         | yes            | yes            | no             |
 | agent_error                    | yes            | yes            | as text        |
+| approval_request / resolved    | yes            | yes            | yes            |
 | user message events            | no             | no             | no             |
 
 `LIFECYCLE` rows reach the channel manager so it can bind a run to its route and stop the
 typing indicator; they are never shown in the chat. `AS_TEXT` means the surface renders the
-event as plain text (`[Error] …`).
+event as plain text (`[Error] …`). A channel renders approval events itself (buttons on the
+chat where the run started, edited to show the outcome), never as raw events.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ FILTER_TABLE: Final[Mapping[EventType, Mapping[Surface, Forward]]] = MappingProx
         "compaction_start": {"desktop": _Y, "web": _Y, "channel": _N},
         "compaction_end": {"desktop": _Y, "web": _Y, "channel": _N},
         "agent_error": {"desktop": _Y, "web": _Y, "channel": _T},
+        "approval_request": {"desktop": _Y, "web": _Y, "channel": _Y},
+        "approval_resolved": {"desktop": _Y, "web": _Y, "channel": _Y},
     }
 )
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hub.access import AccessStore
 from hub.agent import AsyncAgent
+from hub.approvals import Approvals
 from hub.errors import UnknownAgentError
 from hub.health import HealthRegistry, SubsystemHealth
 from hub.model import Compactor, Model
@@ -44,8 +45,11 @@ class Hub:
         *,
         agent_ids: tuple[str, ...] = (DEFAULT_AGENT_ID,),
         compactor_factory: Callable[[Model], Compactor | None] | None = None,
+        approvals: Approvals | None = None,
     ) -> None:
         self.data_dir = data_dir
+        # Tool calls waiting for a person; the model's tools ask through the same object.
+        self.approvals = approvals or Approvals()
         self.store = SessionStore(data_dir)
         self.access = AccessStore(data_dir / "access.json")
         self.health = HealthRegistry()
@@ -109,5 +113,7 @@ class Hub:
         return SubsystemHealth(name="model", status="ok", detail=f"{names}: last run {last.status}")
 
     async def close(self, *, grace: float = 0.0) -> None:
-        """Drain every agent (runs get `grace` seconds, then are aborted)."""
+        """Drain every agent (runs get `grace` seconds, then are aborted). Pending approvals
+        are denied first, so a run waiting for one records the refusal and can finish."""
+        self.approvals.close()
         await asyncio.gather(*(a.close(grace=grace) for a in self.agents.values()))

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from pydantic import JsonValue
 
+from hub.approvals import Announce
 from hub.sessions import HistoryEntry
 
 
@@ -63,7 +64,10 @@ class ModelTurn:
     `steering` hands over messages the user wrote while this turn runs (write mode `steer`):
     a provider calls it before each model request after the first and appends what it returns
     as user messages; the agent records them in the session when the next part arrives.
-    Messages nobody takes become the session's next turn."""
+    Messages nobody takes become the session's next turn.
+
+    `announce` lets the model put events of its own on the agent's stream mid-run (a tool
+    waiting for approval); the agent stamps their seq."""
 
     agent_id: str
     run_id: str
@@ -71,6 +75,9 @@ class ModelTurn:
     context: Sequence[HistoryEntry]
     summary: str | None = None
     steering: Callable[[], list[str]] = _no_steering
+    session_key: str = "main"
+    session_id: str = ""
+    announce: Announce | None = None
 
 
 class Model(Protocol):

@@ -102,6 +102,10 @@ class RunRecorder:
 
     # -- steps of a run, in the order they happen ------------------------------------------
 
+    def announce(self, build: Callable[[int], AgentEvent]) -> None:
+        """Emit an event the model built mid-run (a tool waiting for approval), given its seq."""
+        self._emit(build(self._next_seq()))
+
     def start(self, origin: Origin) -> None:
         self._emit(AgentStart(**self._stamp(), origin=origin))
 

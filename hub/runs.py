@@ -93,6 +93,9 @@ async def drive_run(
             context=context,
             summary=compaction.summary if compaction else None,
             steering=turn.take_steering,
+            session_key=turn.session_key,
+            session_id=session.session_id,
+            announce=recorder.announce,
         )
         outcome = await _drive(turn, model_turn, recorder, model)
     except Exception as exc:

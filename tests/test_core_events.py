@@ -14,6 +14,8 @@ from hub.events import (
     AgentError,
     AgentEvent,
     AgentStart,
+    ApprovalRequest,
+    ApprovalResolved,
     CompactionEnd,
     CompactionStart,
     MessageEnd,
@@ -72,6 +74,21 @@ SAMPLES: list[tuple[AgentEvent, set[str]]] = [
     (
         AgentError(**BASE, code="rate_limited", message="slow down", retryable=True),
         {"code", "message", "retryable"},
+    ),
+    (
+        ApprovalRequest(
+            **BASE,
+            approval_id="ap-1",
+            session_key="main",
+            tool="shell",
+            args={"command": "ls"},
+            expires_at=1_700_000_300_000,
+        ),
+        {"approvalId", "sessionKey", "tool", "args", "expiresAt"},
+    ),
+    (
+        ApprovalResolved(**BASE, approval_id="ap-1", decision="approved", by="ctl"),
+        {"approvalId", "decision", "by"},
     ),
 ]
 

@@ -11,6 +11,8 @@ from hub.events import (
     AgentError,
     AgentEvent,
     AgentStart,
+    ApprovalRequest,
+    ApprovalResolved,
     CompactionEnd,
     CompactionStart,
     EventType,
@@ -51,6 +53,12 @@ def make(event_type: EventType, role: Role) -> AgentEvent:
             return CompactionEnd(**BASE, reason="full", removed=1, kept=2)
         case "agent_error":
             return AgentError(**BASE, code="auth", message="bad key", retryable=False)
+        case "approval_request":
+            return ApprovalRequest(
+                **BASE, approval_id="a", session_key="main", tool="shell", args={}, expires_at=1
+            )
+        case "approval_resolved":
+            return ApprovalResolved(**BASE, approval_id="a", decision="denied", by="owner")
 
 
 Y, N, T, L = Forward.YES, Forward.NO, Forward.AS_TEXT, Forward.LIFECYCLE
@@ -69,6 +77,8 @@ EXPECTED: dict[EventType, tuple[Forward, Forward, Forward]] = {
     "compaction_start": (Y, Y, N),
     "compaction_end": (Y, Y, N),
     "agent_error": (Y, Y, T),
+    "approval_request": (Y, Y, Y),
+    "approval_resolved": (Y, Y, Y),
 }
 
 

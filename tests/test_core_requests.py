@@ -183,7 +183,13 @@ async def test_owner_requests_refuse_everyone_else(hub: Hub, method: str) -> Non
 
 def sample_params(method: str) -> dict[str, JsonValue]:
     """Valid params for `method`: fields named like the common ones get a value."""
-    values: dict[str, JsonValue] = {"agentId": "main", "code": "NOSUCH01", "deviceId": "nobody"}
+    values: dict[str, JsonValue] = {
+        "agentId": "main",
+        "code": "NOSUCH01",
+        "deviceId": "nobody",
+        "approvalId": "ap-nosuch",
+        "decision": "deny",
+    }
     fields = REQUESTS[method].params.model_fields
     return {
         alias: value

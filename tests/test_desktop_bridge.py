@@ -447,3 +447,25 @@ def test_a_slow_page_holds_the_subscriber_back_without_losing_the_reply(data_dir
     assert held <= 3
     ends = [e for e in page.events() if isinstance(e, MessageEnd)]
     assert [e.text for e in ends] == ["x" * 400]
+
+
+async def test_stop_finishes_when_a_pairing_change_lands_as_it_stops(data_dir: Path) -> None:
+    """The watcher's wait must not swallow stop()'s cancellation when the change event is set
+    in the same loop turn (asyncio.wait_for on 3.11 did: stop() then hung forever)."""
+    hub = Hub(data_dir, EchoModel)
+    host = RequestHost(access=hub.access, health=hub.health, hub=hub)
+    bridge = DesktopBridge(hub, host, PushBatcher(lambda script: None), pairing_poll=30)
+    await bridge.start()
+    try:
+        for _ in range(5):
+            await asyncio.sleep(0)
+            asked = hub.access.request("channel", "telegram:9", "Nine")
+            hub.access.deny(asked.code)  # the listener sets the change event
+            await asyncio.sleep(0)
+            stopping = asyncio.ensure_future(bridge.stop())
+            async with asyncio.timeout(5):
+                await stopping
+            await bridge.start()
+    finally:
+        await bridge.stop()
+        await hub.close()

@@ -17,15 +17,17 @@ from hub.providers.specs import ModelSpec, openai_base_url, parse_spec
 if TYPE_CHECKING:
     from pydantic_ai.models import Model as PydanticModel
 
+    from hub.approvals import Approvals
     from hub.providers.failures import Endpoint
 
 # A local server needs no key, but the OpenAI client insists on one.
 _NO_KEY = "no-key"
 
 
-def build_model(config: ModelConfig) -> Model:
+def build_model(config: ModelConfig, *, approvals: Approvals | None = None) -> Model:
     """The model `config.spec` names. Raises ValueError for a bad spec, a missing key, or a
-    user tool that cannot be loaded, saying what to fix."""
+    user tool that cannot be loaded, saying what to fix. Tools under the `ask` policy wait for
+    `approvals` (without it they are refused)."""
     spec = parse_spec(config.spec)
     if spec.provider == "echo":
         return EchoModel()
@@ -38,15 +40,22 @@ def build_model(config: ModelConfig) -> Model:
     from hub.providers.failures import RetryPolicy
     from hub.providers.runtime import PydanticAIModel
     from hub.providers.tools import build_tools
+    from hub.tools.builtin import builtin_toolset
+    from hub.tools.policy import ToolPolicies
 
     model, endpoint = _pydantic_model(spec, config)
     settings: ModelSettings = {"max_retries": 0, "timeout": config.request_timeout}
+    tooling = config.tooling
     return PydanticAIModel(
         str(spec),
         model,
         endpoint=endpoint,
         system_prompt=config.system_prompt,
         tools=build_tools(config.tools, builtins=config.builtin_tools),
+        toolsets=[builtin_toolset(tooling)],
+        policies=ToolPolicies.from_config(tooling),
+        approvals=approvals,
+        output_chars=tooling.tool_output_chars,
         settings=settings,
         retry=RetryPolicy(max_retries=config.max_retries),
     )

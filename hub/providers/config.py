@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from hub.tools.config import ToolsConfig
+
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant reached from a desktop app, a web page and chat apps. "
     "Answer concisely; use the tools you have when they help."
@@ -36,6 +38,10 @@ class ModelConfig(BaseModel):
         default_factory=list, description='user tools as import paths, "pkg.mod:func"'
     )
     builtin_tools: bool = Field(default=True, description="current time and the calculator")
+    tooling: ToolsConfig = Field(
+        default_factory=ToolsConfig,
+        description="web fetch, workspace, shell, MCP servers and the tool policies",
+    )
     request_timeout: float = Field(
         default=60.0, gt=0, description="seconds to wait for a connection or the next chunk"
     )

@@ -30,8 +30,10 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.models import Model as PydanticModel
 from pydantic_ai.settings import ModelSettings
+from pydantic_ai.toolsets import AbstractToolset, CombinedToolset, FunctionToolset
 from pydantic_core import to_jsonable_python
 
+from hub.approvals import Approvals, CallContext
 from hub.errors import ModelError
 from hub.model import (
     ModelPart,
@@ -46,6 +48,8 @@ from hub.providers.history import instructions, to_model_messages
 from hub.providers.retrying import RetryingModel
 from hub.providers.tools import ToolErrorsAsResults
 from hub.sessions import HistoryEntry, entries_text
+from hub.tools.gate import PolicyGate
+from hub.tools.policy import ToolPolicies
 
 log = logging.getLogger("agenthub.providers")
 
@@ -66,6 +70,10 @@ class PydanticAIModel:
         endpoint: Endpoint,
         system_prompt: str,
         tools: Sequence[Tool[Any]] = (),
+        toolsets: Sequence[AbstractToolset[CallContext]] = (),
+        policies: ToolPolicies | None = None,
+        approvals: Approvals | None = None,
+        output_chars: int = 100_000,
         settings: ModelSettings | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
@@ -74,9 +82,18 @@ class PydanticAIModel:
         self.system_prompt = system_prompt
         self.settings = settings
         self.model = RetryingModel(model, retry or RetryPolicy(), endpoint)
-        self._agent: Agent[None, str] = Agent(
+        # Every tool, whatever offers it, passes the one policy gate.
+        functions: FunctionToolset[CallContext] = FunctionToolset(list(tools))
+        self.gate = PolicyGate(
+            CombinedToolset([functions, *toolsets]),
+            policies=policies or ToolPolicies({}),
+            approvals=approvals,
+            output_chars=output_chars,
+        )
+        self._agent: Agent[CallContext, str] = Agent(
             self.model,
-            tools=tools,
+            deps_type=CallContext,
+            toolsets=[self.gate],
             capabilities=[ToolErrorsAsResults()],
             name="agenthub",
         )
@@ -117,6 +134,13 @@ class PydanticAIModel:
             message_history=to_model_messages(turn.context) or None,
             instructions=instructions(self.system_prompt, turn.summary),
             model_settings=self.settings,
+            deps=CallContext(
+                agent_id=turn.agent_id,
+                run_id=turn.run_id,
+                session_key=turn.session_key,
+                session_id=turn.session_id,
+                announce=turn.announce,
+            ),
         ) as run:
             async for node in run:
                 if Agent.is_model_request_node(node):
@@ -131,13 +155,15 @@ class PydanticAIModel:
                                 call = event.part
                                 calls[call.tool_call_id] = _args(call)
                                 yield ToolCallStarted(
-                                    call.tool_call_id, call.tool_name, calls[call.tool_call_id]
+                                    call.tool_call_id,
+                                    self.gate.display_name(call.tool_name),
+                                    calls[call.tool_call_id],
                                 )
                             elif isinstance(event, FunctionToolResultEvent):
                                 result = event.part
                                 yield ToolCallFinished(
                                     result.tool_call_id,
-                                    result.tool_name,
+                                    self.gate.display_name(result.tool_name),
                                     calls.get(result.tool_call_id),
                                     _jsonable(result.content),
                                     is_error=result.outcome != "success",

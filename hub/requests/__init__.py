@@ -3,7 +3,7 @@
 Importing this package registers every request; surfaces call `dispatch`.
 """
 
-from hub.requests import access, agents
+from hub.requests import access, agents, approvals
 from hub.requests.table import (
     REQUESTS,
     Caller,
@@ -24,6 +24,7 @@ __all__ = [
     "RequestHost",
     "access",
     "agents",
+    "approvals",
     "dispatch",
     "request",
 ]

@@ -1,0 +1,116 @@
+"""Tool settings: which built-in tools are on, their policies, the MCP servers, and the caps.
+
+TOML (see docs/tools.md):
+
+    enable_tools = ["web_fetch", "workspace", "shell"]
+    [tool_policies]
+    shell = "ask"
+    "files.delete" = "deny"
+    [[mcp_servers]]
+    name = "files"
+    command = "npx"
+    args = ["-y", "@modelcontextprotocol/server-filesystem", "/srv"]
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ToolPolicy = Literal["allow", "ask", "deny"]
+
+WORKSPACE_TOOLS = ("read_file", "write_file", "edit_file", "list_files")
+BUILTIN_TOOL_NAMES = ("web_fetch", *WORKSPACE_TOOLS, "shell")
+# `enable_tools` accepts a tool name, or `workspace` for the four file tools.
+TOOL_GROUPS: dict[str, tuple[str, ...]] = {"workspace": WORKSPACE_TOOLS}
+
+ServerName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,31}$")]
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class McpServerConfig(BaseModel):
+    """One `[[mcp_servers]]` entry: a stdio server (`command`) or a streamable-HTTP one (`url`).
+
+    `headers` maps a header name to the name of an environment variable holding its value, so
+    no secret is written in the config file. `agents` limits the server to those agent ids."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: ServerName
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: Path | None = None
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    agents: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError(f"mcp server {self.name!r}: give either command (stdio) or url (HTTP)")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"mcp server {self.name!r}: url must start with http:// or https://")
+        for header, variable in self.headers.items():
+            if not _ENV_NAME.match(variable):
+                raise ValueError(
+                    f"mcp server {self.name!r}: header {header!r} must name an environment "
+                    "variable holding its value"
+                )
+        return self
+
+    @property
+    def transport(self) -> Literal["stdio", "http"]:
+        return "stdio" if self.command is not None else "http"
+
+    def serves(self, agent_id: str) -> bool:
+        return self.agents is None or agent_id in self.agents
+
+
+class ToolsConfig(BaseModel):
+    """Everything the tool layer needs, built by the composition root from settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enable_tools: list[str] = Field(default_factory=list)
+    tool_policies: dict[str, ToolPolicy] = Field(default_factory=dict)
+    mcp_servers: list[McpServerConfig] = Field(default_factory=list)
+    workspace_root: Path | None = Field(
+        default=None, description="<data-dir>/workspace; each agent works in its own folder"
+    )
+    approval_timeout: float = Field(default=300.0, gt=0, description="seconds before `ask` expires")
+    tool_output_chars: int = Field(default=100_000, ge=1_000, description="cap on a tool's result")
+    web_fetch_max_bytes: int = Field(default=5_000_000, ge=1_000)
+    web_fetch_timeout: float = Field(default=20.0, gt=0)
+    web_fetch_allow_networks: list[IpNetwork] = Field(
+        default_factory=list,
+        description="private/loopback networks web_fetch may reach anyway (CIDR), e.g. a LAN wiki",
+    )
+    shell_timeout: float = Field(default=60.0, gt=0)
+    mcp_call_timeout: float = Field(default=60.0, gt=0)
+    mcp_start_timeout: float = Field(default=20.0, gt=0)
+    mcp_ping_interval: float = Field(default=15.0, gt=0)
+    mcp_log_dir: Path | None = Field(default=None, description="where MCP servers' stderr goes")
+
+    @field_validator("enable_tools")
+    @classmethod
+    def _known_tools(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in BUILTIN_TOOL_NAMES and name not in TOOL_GROUPS:
+                known = ", ".join([*BUILTIN_TOOL_NAMES, *TOOL_GROUPS])
+                raise ValueError(f"unknown tool {name!r}; built-in tools are {known}")
+        return value
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _unique_servers(cls, value: list[McpServerConfig]) -> list[McpServerConfig]:
+        names = [server.name for server in value]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two mcp servers are named {name!r}")
+        return value
