@@ -32,6 +32,7 @@ from hub.providers import ModelConfig, build_compactor, build_model, describe_mo
 from hub.requests import ConnectedDevice, RequestHost
 from hub.service import Service, attach_probes
 from hub.tools.config import ToolsConfig
+from hub.tools.mcp import McpServers
 
 if TYPE_CHECKING:
     from desktop.bridge import DesktopBridge
@@ -182,14 +183,16 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
     prepare_data_dir(settings.data_dir)
     hub: Hub | None = None
     model_line: str | None = None
+    mcp: McpServers | None = None
     if mode == "gateway":
         access = AccessStore(settings.data_dir / "access.json")
         health = HealthRegistry()
     else:
         config = model_config(settings)
         approvals = Approvals(timeout=config.tooling.approval_timeout)
+        mcp = McpServers(config.tooling)
         try:
-            model = build_model(config, approvals=approvals)
+            model = build_model(config, approvals=approvals, mcp_servers=mcp)
         except ValueError as exc:
             raise ConfigError(f"AGENTHUB_MODEL: {exc}") from None
         # Models hold no per-conversation state, so every agent can share this one.
@@ -221,6 +224,9 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
         process_methods(ProcessContext(mode=mode, request_shutdown=runtime.stop_requested.set)),
     )
     runtime.services.append(control)
+    if mcp is not None and mcp.servers:
+        runtime.services.append(mcp)
+        runtime.running.append(f"MCP servers: {', '.join(s.config.name for s in mcp.servers)}")
 
     run_gateway = mode in ("serve", "gateway") or (mode == "desktop" and bool(with_gateway))
     gateway_token = settings.gateway_token.get_secret_value() if settings.gateway_token else None
