@@ -3,7 +3,8 @@ stream event, and hub answers' latency under a flood of streams, with 1, 20 and 
 client devices.
 
 The server (this script, `--serve`) is `agenthub serve` in small: hub + gateway + hub link in
-one process, echo model in 20 pieces, no coalescing (every update is an event). It counts the
+one process, echo model in 20 pieces, updates coalesced as in the product (40 ms), or not at
+all with `--no-coalescing` (every update is an event: the worst case). It counts the
 stream frames its hub link emits and the distinct events they carry (`GET /bench`). The
 clients are raw Engine.IO websockets in this process (cheap: receivers only count frames).
 Per device count:
@@ -60,7 +61,7 @@ class Counts(BaseModel):
     events: int
 
 
-async def _serve(port: int, devices: int) -> None:
+async def _serve(port: int, devices: int, window: float) -> None:
     import socketio
     from aiohttp import web
 
@@ -109,7 +110,7 @@ async def _serve(port: int, devices: int) -> None:
 
     gateway.app.router.add_get("/bench", counts)
     await gateway.start()
-    link = HubLink(hub, f"http://127.0.0.1:{gateway.port}", TOKEN, coalesce_window=0.0)
+    link = HubLink(hub, f"http://127.0.0.1:{gateway.port}", TOKEN, coalesce_window=window)
     await link.start()
     await link.wait_linked()
     print(Ready(pid=os.getpid(), port=gateway.port, devices=issued).model_dump_json(), flush=True)
@@ -189,7 +190,7 @@ async def ask(client: RawClient, method: str, params: dict[str, JsonValue]) -> f
 
 
 @asynccontextmanager
-async def server(devices: int, tree: Path | None) -> AsyncIterator[Ready]:
+async def server(devices: int, tree: Path | None, window: float) -> AsyncIterator[Ready]:
     env = dict(os.environ)
     if tree is not None:
         env["BENCH_TREE"] = str(tree)
@@ -198,6 +199,8 @@ async def server(devices: int, tree: Path | None) -> AsyncIterator[Ready]:
         __file__,
         "--serve",
         str(devices),
+        "--window",
+        str(window),
         stdout=asyncio.subprocess.PIPE,
         env=env,
         limit=1 << 24,
@@ -253,8 +256,8 @@ async def _counts(http: aiohttp.ClientSession, port: int) -> Counts:
         return Counts.model_validate(await response.json())
 
 
-async def measure(devices: int, tree: Path | None) -> Figures:
-    async with server(devices, tree) as ready, clients(ready) as connected:
+async def measure(devices: int, tree: Path | None, window: float) -> Figures:
+    async with server(devices, tree, window) as ready, clients(ready) as connected:
         sender, requester = connected[0], connected[-1]
         sender.listen = requester.listen = True
         for _ in range(3):
@@ -307,12 +310,12 @@ def _row(label: str, f: Figures) -> str:
     )
 
 
-async def main(device_counts: list[int], before: Path | None) -> int:
+async def main(device_counts: list[int], before: Path | None, window: float) -> int:
     ok = True
     for devices in device_counts:
-        after = await measure(devices, None)
+        after = await measure(devices, None, window)
         if before is not None:
-            old = await measure(devices, before)
+            old = await measure(devices, before, window)
             print(_row("before", old))
             print(_row("after", after))
             print(
@@ -334,8 +337,11 @@ if __name__ == "__main__":
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--before", type=Path, help="another checkout to compare against")
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 20, 200])
+    parser.add_argument("--no-coalescing", action="store_true", help="every update an event")
+    parser.add_argument("--window", type=float, default=0.04, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
-        asyncio.run(_serve(0, args.serve))
+        asyncio.run(_serve(0, args.serve, args.window))
     else:
-        sys.exit(asyncio.run(main(args.devices, args.before)))
+        window = 0.0 if args.no_coalescing else args.window
+        sys.exit(asyncio.run(main(args.devices, args.before, window)))
