@@ -155,6 +155,7 @@ export class ChatUI {
     try {
       const { agents } = await this.transport.request("agents.list", {});
       this.agents = agents.map((a) => a.agentId);
+      this.agentNames = new Map(agents.map((a) => [a.agentId, a.name || a.agentId]));
       if (!this.agents.includes(this.agentId) && this.agents.length) this.agentId = this.agents[0];
       this._renderPicker();
       for (const agent of agents) {
@@ -170,7 +171,7 @@ export class ChatUI {
     const { picker } = this.$;
     picker.replaceChildren(
       ...this.agents.map((id) => {
-        const option = el(this.doc, "option", "", id);
+        const option = el(this.doc, "option", "", this.agentNames?.get(id) ?? id);
         option.value = id;
         option.selected = id === this.agentId;
         return option;
