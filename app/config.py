@@ -27,6 +27,7 @@ from hub.scopes import DmScope
 from hub.tools.config import McpServerConfig, ToolPolicy
 
 DmPolicy = Literal["pairing", "allowlist", "open", "disabled"]
+TelegramStreaming = Literal["edit", "off"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -74,6 +75,10 @@ class Settings(BaseSettings):
     telegram_allowed_users: Annotated[list[int], NoDecode] = Field(
         default_factory=list,
         validation_alias=AliasChoices("TELEGRAM_ALLOWED_USERS", "telegram_allowed_users"),
+    )
+    telegram_streaming: TelegramStreaming = Field(
+        default="edit",
+        validation_alias=AliasChoices("TELEGRAM_STREAMING", "telegram_streaming"),
     )
     telegram_webhook_url: str | None = Field(
         default=None,
