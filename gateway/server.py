@@ -25,6 +25,7 @@ from gateway.admission import Admission, refuse
 from gateway.config import GatewayConfig
 from gateway.connections import ConnectionTable
 from gateway.http import GatewayStatus, add_health_routes
+from gateway.openai_api import OpenAIApi
 from gateway.origins import OriginPolicy
 from gateway.pairing import PairingDesk
 from gateway.presence import LocalPresence, Presence, RedisPresence
@@ -82,6 +83,8 @@ class GatewayServer:
         self.sio.attach(self.app)
         WebClientFiles(config.web_root).add_routes(self.app)
         add_health_routes(self.app, health, self._status)
+        self.openai_api = OpenAIApi(access, self._local_url)
+        self.openai_api.add_routes(self.app)
         self.presence: Presence = (
             RedisPresence(config.redis_url, config.redis_prefix, self.node_id)
             if config.redis_url
@@ -155,6 +158,7 @@ class GatewayServer:
                 await self._push_devices()
             except Exception as exc:
                 log.warning("could not tell other nodes about departed devices: %s", exc)
+        await self.openai_api.close()
         await self._tasks.close()
         await close_transports(self.sio)
         await self.sio.shutdown()
@@ -200,6 +204,12 @@ class GatewayServer:
             pairing_sockets=len(self.pairing),
             health=self.health.report(),
         )
+
+    def _local_url(self) -> str:
+        """Where this node's own clients (the OpenAI endpoint's devices) reach it."""
+        host = self.config.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     # -- sending ----------------------------------------------------------------------------
 
