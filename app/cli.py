@@ -187,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deny_call = command(approval_commands, "deny", help="refuse the tool call")
     deny_call.add_argument("approval_id", metavar="ID")
+    tokens = command(
+        ctl_commands, "tokens", help="device tokens for API clients: new, list or revoke"
+    )
+    token_commands = tokens.add_subparsers(dest="tokens_command", metavar="ACTION")
+    token_new = command(token_commands, "new", help="a new token (shown once)")
+    token_new.add_argument("--label", default="", help="what the token is for")
+    command(token_commands, "list", help="API tokens, never the tokens themselves (default)")
+    token_revoke = command(token_commands, "revoke", help="revoke a token; refused at once")
+    token_revoke.add_argument("token_id", metavar="ID")
     command(ctl_commands, "shutdown", help="stop the hub gracefully")
 
     doctor = command(
@@ -233,6 +242,12 @@ def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, JsonValue]]:
         if args.approvals_command == "approve":
             decision = "approve_session" if args.session else "approve"
         return "approvals.decide", {"approvalId": args.approval_id, "decision": decision}
+    if command == "tokens":
+        if args.tokens_command == "new":
+            return "tokens.new", {"label": args.label}
+        if args.tokens_command == "revoke":
+            return "tokens.revoke", {"deviceId": args.token_id}
+        return "tokens.list", {}
     return _SIMPLE_METHODS[command], {}
 
 

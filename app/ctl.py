@@ -31,6 +31,7 @@ from hub.requests.access import (
 )
 from hub.requests.agents import AgentsAnswer, BindingsAnswer, HistoryAnswer
 from hub.requests.approvals import ApprovalsAnswer
+from hub.requests.tokens import NewToken, TokenRevoked, TokensAnswer
 from hub.sessions import HistoryEntry, MessageEntry
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -158,6 +159,24 @@ def render(method: str, result: JsonValue) -> str:
     if method == "approvals.decide":
         answer = _load(ApprovalAnswer, result)
         return f"{answer.approval_id} {answer.decision}"
+    if method == "tokens.new":
+        made = _load(NewToken, result)
+        return (
+            f"token {made.device_id} ({made.label}), shown this once:\n{made.token}\n"
+            "use it as the API key: Authorization: Bearer <token>"
+        )
+    if method == "tokens.list":
+        listed = _load(TokensAnswer, result).tokens
+        return (
+            "\n".join(
+                f"{t.device_id:<14} {time.strftime('%Y-%m-%d %H:%M', time.localtime(t.created_at))}"
+                f"  {t.label}"
+                for t in listed
+            )
+            or "no API tokens"
+        )
+    if method == "tokens.revoke":
+        return f"revoked {_load(TokenRevoked, result).device_id}"
     if method == "process.shutdown":
         return "shutting down"
     return json.dumps(result, indent=2)

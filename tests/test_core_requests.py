@@ -193,6 +193,7 @@ def sample_params(method: str) -> dict[str, JsonValue]:
         "title": "A title",
         "seq": 0,
         "mode": "queue",
+        "content": "hi",
     }
     fields = REQUESTS[method].params.model_fields
     return {
