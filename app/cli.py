@@ -178,10 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     approvals = command(
         ctl_commands, "approvals", help="tool calls waiting for a person: list, approve or deny"
     )
-    approval_commands = approvals.add_subparsers(
-        dest="approvals_command", required=True, metavar="ACTION"
-    )
-    command(approval_commands, "list", help="pending approvals")
+    approval_commands = approvals.add_subparsers(dest="approvals_command", metavar="ACTION")
+    command(approval_commands, "list", help="pending approvals (default)")
     approve_call = command(approval_commands, "approve", help="let the tool call run")
     approve_call.add_argument("approval_id", metavar="ID")
     approve_call.add_argument(
@@ -262,7 +260,7 @@ def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, JsonValue]]:
             params["owner"] = True
         return f"pair.{args.pair_command}", params
     if command == "approvals":
-        if args.approvals_command == "list":
+        if args.approvals_command in (None, "list"):
             return "approvals.list", {}
         decision = "deny"
         if args.approvals_command == "approve":
