@@ -30,7 +30,7 @@ from gateway.origins import OriginPolicy
 from gateway.pairing import PairingDesk
 from gateway.presence import LocalPresence, Presence, RedisPresence
 from gateway.protocol import DeviceInfo, Devices, GoingAway, Registered, Role
-from gateway.relay import Relay, device_room
+from gateway.relay import CLIENTS_ROOM, HUBS_ROOM, Relay, device_room
 from gateway.sio import JsonPacket, RedisManager, close_transports
 from gateway.static import WebClientFiles
 from hub.access import AccessStore, Decision, DeviceRecord
@@ -41,8 +41,6 @@ log = logging.getLogger("agenthub.gateway")
 
 DEVICES_PUSH_DELAY = 0.1
 REDIS_SUBSCRIBE_SECONDS = 5.0
-HUBS_ROOM = "hubs"
-CLIENTS_ROOM = "clients"
 
 
 class GatewayServer:
