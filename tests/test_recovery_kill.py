@@ -70,6 +70,8 @@ async def test_kill_9_mid_reply_answers_the_question_again(
     served, _ = await start(env)
     try:
         await wait_for(lambda: "Here is the plan." in bot.texts_in(7001))
+        # The chat can show the text before the run's end is saved: wait for that too.
+        await wait_for(answered(data_dir, 1))
     finally:
         served.stop()
     statuses = [status for _, status in runs(data_dir)]
