@@ -27,6 +27,8 @@ STRANGER = 7003
 GROUP = -100777
 UPDATES = int(os.environ.get("AGENTHUB_FUZZ_UPDATES", "2000"))
 PING_EVERY = 100
+# About 150 odd updates a second on a loaded 2-core box; longer runs get the time they need.
+pytestmark = pytest.mark.timeout(max(120, UPDATES // 40))
 
 Json = dict[str, JsonValue]
 ODD_TEXTS = [
