@@ -146,8 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     command(ctl_commands, "status", help="uptime, agents, surfaces, connected devices")
     command(ctl_commands, "agents", help="the agents and their state")
     command(ctl_commands, "bindings", help="which agent each chat goes to, rule by rule")
-    sessions = command(ctl_commands, "sessions", help="sessions on disk")
+    sessions = command(ctl_commands, "sessions", help="every conversation of every agent")
     sessions.add_argument("--agent", help="only this agent")
+    sessions.add_argument("--search", help="only sessions whose title or key contains this")
+    sessions.add_argument("--archived", action="store_true", help="archived sessions instead")
     history = command(ctl_commands, "history", help="messages of an agent's current session")
     history.add_argument("--agent", help="agent id (default: the first agent)")
     history.add_argument("--after-seq", type=int, help="only entries after this seq")
@@ -198,6 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
     token_revoke.add_argument("token_id", metavar="ID")
     command(ctl_commands, "shutdown", help="stop the hub gracefully")
 
+    mcp = command(
+        commands,
+        "mcp",
+        help="an MCP server on stdio exposing the running hub to MCP hosts",
+        description="Serve MCP on stdin/stdout (for Claude Desktop, editors): list agents, "
+        "message them, read history and sessions of the hub running with this data directory.",
+    )
+    mcp.add_argument(
+        "--agent",
+        action="append",
+        dest="mcp_agents",
+        metavar="ID",
+        help="an agent the MCP host may use (repeat for more; default: all)",
+    )
+
     doctor = command(
         commands, "doctor", help="check configuration, data directory, port, model and Telegram"
     )
@@ -225,7 +242,8 @@ def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, JsonValue]]:
             params["agentId"] = args.agent
         return "history", params
     if command == "sessions":
-        return "process.sessions", {"agentId": args.agent} if args.agent else {}
+        chosen = {"agentId": args.agent, "search": args.search, "archived": args.archived}
+        return "process.sessions", {k: v for k, v in chosen.items() if v}
     if command == "devices":
         if args.devices_command == "revoke":
             return "devices.revoke", {"deviceId": args.device_id}
@@ -274,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         method, params = _ctl_request(args)
         as_json = getattr(args, "json", False)
         return ctl.run(settings.data_dir / "ctl.sock", method, params, as_json=as_json)
+    if command == "mcp":
+        from app.mcp_server import run_mcp
+
+        return run_mcp(settings.data_dir / "ctl.sock", getattr(args, "mcp_agents", None))
     if command == "doctor":
         from app.doctor import run_doctor
 

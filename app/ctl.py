@@ -14,6 +14,7 @@ from pydantic import BaseModel, JsonValue
 
 from app.control_protocol import (
     MAX_LINE_BYTES,
+    AgentSession,
     CtlRequest,
     CtlResponse,
     SessionsResult,
@@ -111,13 +112,7 @@ def render(method: str, result: JsonValue) -> str:
         return "\n".join([*rules, f"otherwise: agent {routing.default_agent}"])
     if method == "process.sessions":
         sessions = _load(SessionsResult, result).sessions
-        return (
-            "\n".join(
-                f"{'*' if s.current else ' '} {s.agent_id}/{s.session_id}  {s.entries} entries"
-                for s in sessions
-            )
-            or "no sessions"
-        )
+        return "\n".join(_session_line(s) for s in sessions) or "no sessions"
     if method == "history":
         entries = _load(HistoryAnswer, result).entries
         return "\n".join(_history_line(e) for e in entries) or "no messages"
@@ -199,6 +194,16 @@ def _status(status: StatusResult) -> str:
     lines.append(f"devices connected: {len(status.devices)}")
     lines += [f"  {d.device_id} ({d.kind}) {d.label}" for d in status.devices]
     return "\n".join(lines)
+
+
+def _session_line(session: AgentSession) -> str:
+    state = "busy" if session.busy else "idle"
+    unread = f", {session.unread} unread" if session.unread else ""
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(session.updated_at / 1000))
+    return (
+        f"{session.agent_id}/{session.session_key:<28} {session.messages:>4} messages, {state}"
+        f"{unread}, {when}  {session.title}"
+    )
 
 
 def _binding_line(number: int, binding: Binding) -> str:
