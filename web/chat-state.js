@@ -5,6 +5,9 @@
 // row's id is "tool:" + toolCallId; a message this client sent and has no id for yet is
 // "local:" + the frame id, until history brings the real entry of its run.
 // Items sort by seq: a live item takes the seq of its first event, a history entry its own.
+// An approval card's id is "approval:" + approvalId; its status is "pending", then the
+// outcome (approved, denied, expired), or "closed" when it stopped waiting while this client
+// was away (the tool row's result says what happened).
 
 export class ChatState {
   constructor() {
@@ -76,6 +79,41 @@ export class ChatState {
     return true;
   }
 
+  /** Ids of the approvals this transcript shows as waiting. */
+  pendingApprovals() {
+    return [...this.items.values()]
+      .filter((i) => i.kind === "approval" && i.status === "pending")
+      .map((i) => i.approvalId);
+  }
+
+  /**
+   * Apply an `approvals.list` answer (this session's waiting approvals). A card not yet shown
+   * goes after its run's running tool row, else at the end (`afterSeq`). Cards in `before`
+   * (waiting when the list was asked for) that the answer no longer holds were decided
+   * meanwhile: they become "closed" unless their outcome arrived.
+   */
+  applyPending(approvals, before = [], afterSeq = 0) {
+    const listed = new Set();
+    for (const a of approvals) {
+      listed.add(a.approvalId);
+      const id = `approval:${a.approvalId}`;
+      const existing = this.items.get(id);
+      if (existing) continue;
+      const tool = [...this.items.values()].find(
+        (i) => i.kind === "tool" && i.runId === a.runId && i.status === "running",
+      );
+      this._upsert(id, {
+        kind: "approval", approvalId: a.approvalId, tool: a.tool, args: a.args,
+        expiresAt: a.expiresAt, runId: a.runId, status: "pending",
+        seq: (tool ? tool.seq : afterSeq) + 0.5,
+      });
+    }
+    for (const approvalId of before) {
+      const item = this.items.get(`approval:${approvalId}`);
+      if (item && item.status === "pending" && !listed.has(approvalId)) item.status = "closed";
+    }
+  }
+
   /**
    * Apply one live agent event. Returns the item it touched (or null), and whether the item
    * is new (so the view knows to insert rather than update).
@@ -136,6 +174,20 @@ export class ChatState {
           text: `Conversation compacted: ${event.removed} older entries summarised.`,
           seq: event.seq, runId: event.runId,
         });
+      case "approval_request": {
+        const existing = this.items.get(`approval:${event.approvalId}`);
+        return this._upsert(`approval:${event.approvalId}`, {
+          kind: "approval", approvalId: event.approvalId, tool: event.tool, args: event.args,
+          expiresAt: event.expiresAt, runId: event.runId,
+          seq: existing ? existing.seq : event.seq,
+          status: existing ? existing.status : "pending",
+        });
+      }
+      case "approval_resolved": {
+        const existing = this.items.get(`approval:${event.approvalId}`);
+        if (!existing) return { item: null, created: false };
+        return this._upsert(existing.id, { status: event.decision, by: event.by });
+      }
       case "agent_error":
         this.lastError = { code: event.code, message: event.message, runId: event.runId };
         return { item: null, created: false };

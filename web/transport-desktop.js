@@ -78,8 +78,13 @@ export class DesktopTransport {
     }
   }
 
-  send(agentId, text) {
-    return this._subscribe(agentId).then(() => this._call("send", agentId, text));
+  // `sessionKey` and `mode` go as a third argument only when the message needs them, so the
+  // plain two-argument call keeps working.
+  send(agentId, text, { sessionKey, mode } = {}) {
+    const extra = sessionKey && (sessionKey !== "main" || (mode && mode !== "queue"))
+      ? [{ sessionKey, mode }]
+      : [];
+    return this._subscribe(agentId).then(() => this._call("send", agentId, text, ...extra));
   }
 
   // Any method of the hub's request table (the same names as over the gateway).

@@ -60,8 +60,11 @@ export class GatewayTransport {
     this._open(credentials);
   }
 
-  send(agentId, text) {
-    return this._frame("message", { agentId, content: text }, null);
+  send(agentId, text, { sessionKey, mode } = {}) {
+    const payload = { agentId, content: text };
+    if (sessionKey) payload.sessionKey = sessionKey;
+    if (mode) payload.mode = mode;
+    return this._frame("message", payload, null);
   }
 
   request(method, params = {}) {
