@@ -164,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     command(pair_commands, "list", help="pending requests waiting for approval")
     approve = command(pair_commands, "approve", help="approve a pending request")
     approve.add_argument("code")
+    approve.add_argument(
+        "--owner",
+        action="store_true",
+        help="a chat user joins your own conversation (main); without it they are a guest "
+        "with a conversation of their own",
+    )
     deny = command(pair_commands, "deny", help="deny a pending request")
     deny.add_argument("code")
     approvals = command(
@@ -215,8 +221,10 @@ def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, JsonValue]]:
             return "devices.revoke", {"deviceId": args.device_id}
         return "devices.list", {}
     if command == "pair":
-        code = getattr(args, "code", None)
-        return f"pair.{args.pair_command}", {"code": code} if code is not None else {}
+        params = {} if getattr(args, "code", None) is None else {"code": args.code}
+        if getattr(args, "owner", False):
+            params["owner"] = True
+        return f"pair.{args.pair_command}", params
     if command == "approvals":
         if args.approvals_command == "list":
             return "approvals.list", {}

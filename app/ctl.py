@@ -143,7 +143,10 @@ def render(method: str, result: JsonValue) -> str:
     if method in ("pair.approve", "pair.deny"):
         decision = _load(DecisionAnswer, result)
         verb = "approved" if decision.approved else "denied"
-        return f"{verb} {decision.kind} {decision.subject} ({decision.label})"
+        role = ""
+        if decision.approved and decision.kind == "channel":
+            role = " as the owner (main)" if decision.owner else " as a guest"
+        return f"{verb} {decision.kind} {decision.subject} ({decision.label}){role}"
     if method == "approvals.list":
         waiting = _load(ApprovalsAnswer, result).approvals
         return "\n".join(_approval_line(p) for p in waiting) or "no pending approvals"

@@ -130,14 +130,19 @@ def configure(level: str, secrets: Iterable[str] = (), *, stream: TextIO | None 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    quiet = max(logging.WARNING, root.level)
+    quiet_libraries(max(logging.WARNING, root.level))
+
+
+def quiet_libraries(level: int = logging.WARNING) -> None:
+    """Libraries log at `level` and up, whatever the root level: engineio and socketio log
+    every packet (device tokens included) at INFO."""
     for name in QUIET:
-        logging.getLogger(name).setLevel(quiet)
+        logging.getLogger(name).setLevel(level)
     for name in LIBRARY_DEFAULT_LOGGERS:
         # A level set here keeps the library from adding a handler (it checks for NOTSET);
         # any it added already is removed, so every record takes the root handler's path.
         library = logging.getLogger(name)
         for own in list(library.handlers):
             library.removeHandler(own)
-        library.setLevel(quiet)
+        library.setLevel(level)
         library.propagate = True

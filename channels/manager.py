@@ -169,10 +169,12 @@ class ChannelManager:
 
     async def _command(self, plugin: ChannelPlugin, message: ChannelMessage) -> None:
         if message.command == "new":
-            session = await self.agent.new_session()
+            key = self.hub.session_key_for(Origin(surface="channel", route=message.route))
+            session = await self.agent.new_session(key)
             text = f"Started a new conversation ({session.session_id})."
         elif message.command == "stop":
-            text = "Stopped." if self.agent.abort() else "Nothing is running."
+            key = self.hub.session_key_for(Origin(surface="channel", route=message.route))
+            text = "Stopped." if self.agent.abort(key) else "Nothing is running."
         elif message.command == "start":
             text = START_TEXT
         else:
@@ -222,8 +224,10 @@ class ChannelManager:
             gap.last_seq,
         )
         # An agent_end may be among them: forget runs of this agent that are over.
-        current = self.hub.agent(gap.agent_id).current_run_id
-        over = [i for i, r in self._runs.items() if r.agent_id == gap.agent_id and i != current]
+        agent = self.hub.agent(gap.agent_id)
+        over = [
+            i for i, r in self._runs.items() if r.agent_id == gap.agent_id and not agent.running(i)
+        ]
         for run_id in over:
             self._stop_typing(self._runs.pop(run_id))
 
@@ -265,7 +269,7 @@ class ChannelManager:
         agent = self.hub.agent(agent_id)
         # Asking the agent, not only waiting for agent_end, means the indicator can never be
         # left on (or sent after the final reply) even if events were lost.
-        while agent.current_run_id == run_id:
+        while agent.running(run_id):
             try:
                 await plugin.typing(route)
             except Exception:

@@ -110,10 +110,15 @@ class DeviceRecord(WireModel):
 
 
 class ChannelUser(WireModel):
+    """An approved chat user. `owner`: approved as the hub's owner (their direct messages share
+    the owner's `main` conversation) rather than as a guest with a conversation of their own.
+    Records from before the choice existed were the single user of a one-person setup: owner."""
+
     channel: str
     user_id: str
     label: str
     approved_at: float
+    owner: bool = True
 
 
 class IssuedDevice(WireModel):
@@ -232,13 +237,14 @@ class AccessStore:
         self._expire()
         return [UnusedInvite(expires_at=i.expires_at) for i in self._state.invites]
 
-    def approve(self, code: str) -> Decision:
-        return self._decide(code, approved=True)
+    def approve(self, code: str, *, owner: bool = False) -> Decision:
+        """Approve a pending request; a chat user as the owner or (by default) as a guest."""
+        return self._decide(code, approved=True, owner=owner)
 
     def deny(self, code: str) -> Decision:
         return self._decide(code, approved=False)
 
-    def _decide(self, code: str, *, approved: bool) -> Decision:
+    def _decide(self, code: str, *, approved: bool, owner: bool = False) -> Decision:
         self._expire()
         wanted = normalise_code(code)
         pending = next((r for r in self._state.requests if r.code == wanted), None)
@@ -252,7 +258,11 @@ class AccessStore:
             channel, _, user_id = pending.subject.partition(":")
             self._state.channel_users.append(
                 ChannelUser(
-                    channel=channel, user_id=user_id, label=pending.label, approved_at=self._clock()
+                    channel=channel,
+                    user_id=user_id,
+                    label=pending.label,
+                    approved_at=self._clock(),
+                    owner=owner,
                 )
             )
         self._save()
@@ -308,6 +318,13 @@ class AccessStore:
 
     def is_channel_user_approved(self, channel: str, user_id: str) -> bool:
         return any(u.channel == channel and u.user_id == user_id for u in self._state.channel_users)
+
+    def is_channel_owner(self, channel: str, user_id: str) -> bool:
+        """Approved as the owner (see `ChannelUser.owner`)."""
+        return any(
+            u.channel == channel and u.user_id == user_id and u.owner
+            for u in self._state.channel_users
+        )
 
     # -- persistence ------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from hub.model import Compactor, Model
 from hub.origin import Origin
 from hub.recorder import RunRecorder
 from hub.runs import RunOutcome, Turn, drive_run, new_run_id
+from hub.scopes import check_session_key
 from hub.session_registry import SessionRegistry
 from hub.sessions import HistoryEntry, Session, SessionStore, validate_id
 
@@ -148,6 +149,7 @@ class AsyncAgent:
         if self._closed:
             raise AgentClosedError(f"agent {self.agent_id} is closed and takes no more messages")
         check_text(text, self.max_input_chars)
+        check_session_key(session_key)
         lane = self.lane(session_key)
         if len(lane.turns) >= self._max_queued:
             raise QueueFullError(

@@ -13,11 +13,15 @@ from pathlib import Path
 from hub.access import AccessStore
 from hub.agent import AsyncAgent
 from hub.approvals import Approvals
+from hub.conversations import Conversations, ForbiddenSessionError
 from hub.errors import UnknownAgentError
+from hub.events import MAIN_SESSION
 from hub.health import HealthRegistry, SubsystemHealth
+from hub.lanes import WriteMode
 from hub.model import Compactor, Model
 from hub.origin import Origin
 from hub.routes import LastRoute
+from hub.scopes import ConversationConfig, channel_session_key, viewer_of
 from hub.sessions import SessionStore
 from hub.wire import WireModel
 
@@ -46,8 +50,10 @@ class Hub:
         agent_ids: tuple[str, ...] = (DEFAULT_AGENT_ID,),
         compactor_factory: Callable[[Model], Compactor | None] | None = None,
         approvals: Approvals | None = None,
+        conversations: ConversationConfig | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.conversation_config = conversations or ConversationConfig()
         # Tool calls waiting for a person; the model's tools ask through the same object.
         self.approvals = approvals or Approvals()
         self.store = SessionStore(data_dir)
@@ -58,7 +64,14 @@ class Hub:
         for agent_id in agent_ids:
             model = model_factory()
             compactor = compactor_factory(model) if compactor_factory else None
-            self.agents[agent_id] = AsyncAgent(agent_id, model, self.store, compactor=compactor)
+            self.agents[agent_id] = AsyncAgent(
+                agent_id,
+                model,
+                self.store,
+                compactor=compactor,
+                max_concurrent_runs=self.conversation_config.max_concurrent_runs,
+            )
+        self.sessions = Conversations(self.agents, self.conversation_config)
         self.health.register("model", self._model_health)
 
     @property
@@ -71,18 +84,47 @@ class Hub:
         except KeyError:
             raise UnknownAgentError(agent_id) from None
 
-    def submit(self, agent_id: str, text: str, origin: Origin) -> str:
-        """The one way into an agent: queue `text` as a turn and return its run id.
+    def session_key_for(self, origin: Origin, session_key: str | None = None) -> str:
+        """The session a message from `origin` goes to (`hub.scopes`): a channel message's by
+        the rules, a desktop or web one's as named (default `main`)."""
+        if origin.route is None:
+            return MAIN_SESSION if session_key is None else session_key
+        key = channel_session_key(origin.route, self.conversation_config)
+        if session_key is not None and session_key != key:
+            raise ForbiddenSessionError("a chat message goes to its chat's session only")
+        return key
 
-        An accepted channel message makes its chat the lastRoute; an accepted desktop or web
-        message clears it (the person has moved to the window or the browser). Raises
-        `UnknownAgentError` and whatever `AsyncAgent.write` refuses with (all `CodedError`).
+    def submit(
+        self,
+        agent_id: str,
+        text: str,
+        origin: Origin,
+        *,
+        session_key: str | None = None,
+        mode: WriteMode | None = None,
+    ) -> str:
+        """The one way into an agent: queue `text` as a turn of its session and return the
+        run id.
+
+        The session is `session_key_for(origin, session_key)`; a guest may write only to
+        sessions they take part in. In `main`, an accepted channel message makes its chat the
+        lastRoute and an accepted desktop or web message clears it (the person has moved to
+        the window or the browser); other sessions leave it alone. Raises `UnknownAgentError`,
+        `forbidden` / `invalid_session_key`, and whatever `AsyncAgent.write` refuses with
+        (all `CodedError`).
         """
-        run_id = self.agent(agent_id).write(text, origin)
-        if origin.route is not None:
-            self.last_route.set(origin.route)
-        else:
-            self.last_route.clear()
+        agent = self.agent(agent_id)
+        key = self.session_key_for(origin, session_key)
+        viewer = viewer_of(origin, self.conversation_config)
+        if origin.route is None:
+            self.sessions.check_write(agent, viewer, key)
+        run_id = agent.write(text, origin, session_key=key, mode=mode)
+        agent.sessions.join(key, viewer.reader_id)
+        if key == MAIN_SESSION:
+            if origin.route is not None:
+                self.last_route.set(origin.route)
+            else:
+                self.last_route.clear()
         return run_id
 
     def agents_info(self) -> list[AgentInfo]:

@@ -13,17 +13,22 @@ from pydantic import Field
 from hub.wire import WireModel
 
 Surface = Literal["desktop", "web", "channel"]
+ChatKind = Literal["private", "group"]
 SURFACES: tuple[Surface, ...] = ("desktop", "web", "channel")
 
 
 class ChannelRoute(WireModel):
-    """Where a channel reply goes: the plugin, the chat, and the message to reply to."""
+    """Where a channel reply goes: the plugin, the chat, and the message to reply to.
+
+    `chat_kind` and `thread_id` (a forum topic) decide the session key (`hub.scopes`); a
+    plugin that leaves `chat_kind` out is taken as a direct (private) chat."""
 
     channel: str
     chat_id: str
     reply_to_message_id: str | None = None
     thread_id: str | None = None
     user_id: str | None = None
+    chat_kind: ChatKind | None = None
 
 
 class Origin(WireModel):

@@ -156,6 +156,9 @@ async def _stream(turn: Turn, model_turn: ModelTurn, recorder: RunRecorder, mode
                 await recorder.tool_end(part)
             else:
                 recorder.usage = part
+    while turn.steered:
+        await recorder.end_message(aborted=False)
+        await recorder.user_message(turn.steered.pop(0))
 
 
 def run_error(exc: BaseException, run_id: str) -> ModelError:

@@ -125,6 +125,12 @@ async def test_pairing_round_trip(served: tuple[Hub, ControlServer, asyncio.Even
     approved = await ask(server, "pair.approve", code=request.code.lower())
     assert approved.ok
     assert hub.access.is_channel_user_approved("telegram", "42")
+    assert not hub.access.is_channel_owner("telegram", "42")
+    assert ctl.render("pair.approve", approved.result).endswith("(Ada) as a guest")
+    owner_request = hub.access.request("channel", "telegram:7", "Me")
+    as_owner = await ask(server, "pair.approve", code=owner_request.code, owner=True)
+    assert hub.access.is_channel_owner("telegram", "7")
+    assert ctl.render("pair.approve", as_owner.result).endswith("as the owner (main)")
     again = await ask(server, "pair.approve", code=request.code)
     assert not again.ok and again.error is not None and again.error.code == "invalid_code"
     missing = await ask(server, "pair.deny")
@@ -206,3 +212,17 @@ def test_ctl_without_hub(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> 
     status = ctl.run(data_dir / "ctl.sock", "process.status", {}, as_json=False)
     assert status == 1
     assert "no agenthub is running" in capsys.readouterr().err
+
+
+def test_chat_users_approved_before_the_owner_choice_existed_stay_owners(data_dir: Path) -> None:
+    path = data_dir / "access.json"
+    store = AccessStore(path)
+    asked = store.request("channel", "telegram:5", "Solo")
+    store.approve(asked.code)
+    assert not store.is_channel_owner("telegram", "5")
+    # A file written before `owner` existed: its one approved user was the single user.
+    state = json.loads(path.read_text())
+    for user in state["channelUsers"]:
+        del user["owner"]
+    path.write_text(json.dumps(state))
+    assert AccessStore(path).is_channel_owner("telegram", "5")

@@ -11,6 +11,7 @@ import pytest
 import socketio
 from pydantic import JsonValue
 
+from app import logs
 from gateway.protocol import PairResult
 from tests.test_gateway_support import (
     GATEWAY_TOKEN,
@@ -136,6 +137,7 @@ async def test_tokens_and_codes_never_reach_the_logs(
     data_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    logs.quiet_libraries()  # as every command does, through logs.configure, at any level
     async with running_stack(data_dir) as stack:
         code = stack.hub.access.create_invite().code
         pairing = await connect_device(stack.url, None)

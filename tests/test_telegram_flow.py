@@ -212,8 +212,11 @@ async def test_group_answers_only_mentions_and_replies(data_dir: Path) -> None:
         await until(lambda: len(rig.api.replies_in(group)) == 2, "the reply to a reply")
         await rig.settle()
         assert rig.api.texts_in(group) == ["what is up", "and a follow-up"]
-        texts = [e.text for e in rig.agent.history() if e.type == "message" and e.role == "user"]
+        # A group chat has its own session, never the owner's `main`.
+        in_group = rig.agent.history(session_key=f"telegram:group:{group}")
+        texts = [e.text for e in in_group if e.type == "message" and e.role == "user"]
         assert texts == ["what is up", "and a follow-up"]
+        assert rig.agent.history() == []
 
 
 async def test_group_ignores_unapproved_users_without_leaking_a_code(data_dir: Path) -> None:

@@ -96,9 +96,10 @@ export class DesktopTransport {
     return this.request("abort", { agentId });
   }
 
-  // Owner actions on pairing requests (the pairing panel uses them).
-  approve(code) {
-    return this.request("pair.approve", { code });
+  // Owner actions on pairing requests (the pairing panel uses them). `owner`: a chat user
+  // joins the owner's own conversation instead of getting one of their own.
+  approve(code, owner = false) {
+    return this.request("pair.approve", { code, owner });
   }
 
   deny(code) {
@@ -226,11 +227,29 @@ class PairingPanel {
       const text = String(request.code);
       code.textContent = `${text.slice(0, 4)}-${text.slice(4)}`;
       Object.assign(code.style, { whiteSpace: "nowrap", fontWeight: "600", letterSpacing: "1px" });
-      const approve = this._button("Approve", "primary", () => this.transport.approve(request.code));
-      approve.dataset.action = "approve";
+      const buttons = [];
+      if (request.kind === "channel") {
+        // A chat user is a guest (a conversation of their own) unless the owner says it is them.
+        const guest = this._button("Approve as guest", "primary", () =>
+          this.transport.approve(request.code, false),
+        );
+        guest.dataset.action = "approve";
+        const owner = this._button("It's me", "secondary", () =>
+          this.transport.approve(request.code, true),
+        );
+        owner.dataset.action = "approve-owner";
+        owner.title = "Approve as yourself: this chat joins your own conversation";
+        buttons.push(guest, owner);
+      } else {
+        const approve = this._button("Approve", "primary", () =>
+          this.transport.approve(request.code),
+        );
+        approve.dataset.action = "approve";
+        buttons.push(approve);
+      }
       const deny = this._button("Deny", "stop", () => this.transport.deny(request.code));
       deny.dataset.action = "deny";
-      row.append(what, code, approve, deny);
+      row.append(what, code, ...buttons, deny);
       return row;
     });
     const title = doc.createElement("strong");

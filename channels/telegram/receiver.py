@@ -145,6 +145,7 @@ def route_of(inbound: Inbound) -> ChannelRoute:
         reply_to_message_id=str(inbound.message_id),
         thread_id=str(inbound.thread_id) if inbound.thread_id is not None else None,
         user_id=inbound.user_id,
+        chat_kind="private" if inbound.private else "group",
     )
 
 

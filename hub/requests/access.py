@@ -19,6 +19,13 @@ class CodeParams(WireModel):
     code: PairingCode
 
 
+class ApproveParams(WireModel):
+    """`owner`: a chat user joins the owner's `main` conversation instead of getting their own."""
+
+    code: PairingCode
+    owner: bool = False
+
+
 class DeviceParams(WireModel):
     device_id: DeviceId
 
@@ -42,6 +49,7 @@ class DecisionAnswer(WireModel):
     subject: str
     label: str
     approved: bool
+    owner: bool = False
 
 
 class DeviceInfo(WireModel):
@@ -71,8 +79,10 @@ async def pair_new(host: RequestHost, caller: Caller, params: NoParams) -> PairN
     return PairNewAnswer(invite=invite, url=host.invite_url(invite.code))
 
 
-async def _decide(host: RequestHost, code: str, *, approved: bool) -> DecisionAnswer:
-    decision = host.access.approve(code) if approved else host.access.deny(code)
+async def _decide(
+    host: RequestHost, code: str, *, approved: bool, owner: bool = False
+) -> DecisionAnswer:
+    decision = host.access.approve(code, owner=owner) if approved else host.access.deny(code)
     pending = decision.request
     return DecisionAnswer(
         code=pending.code,
@@ -80,12 +90,13 @@ async def _decide(host: RequestHost, code: str, *, approved: bool) -> DecisionAn
         subject=pending.subject,
         label=pending.label,
         approved=decision.approved,
+        owner=decision.approved and owner and pending.kind == "channel",
     )
 
 
-@request("pair.approve", CodeParams, DecisionAnswer, owner_only=True)
-async def pair_approve(host: RequestHost, caller: Caller, params: CodeParams) -> DecisionAnswer:
-    return await _decide(host, params.code, approved=True)
+@request("pair.approve", ApproveParams, DecisionAnswer, owner_only=True)
+async def pair_approve(host: RequestHost, caller: Caller, params: ApproveParams) -> DecisionAnswer:
+    return await _decide(host, params.code, approved=True, owner=params.owner)
 
 
 @request("pair.deny", CodeParams, DecisionAnswer, owner_only=True)
