@@ -27,7 +27,7 @@ from pydantic import JsonValue
 
 from desktop.window_state import WindowState, load_state, save_state
 from tests.conftest import free_port, require_binary
-from tests.fake_openai import FakeOpenAI, Fault, Reply
+from tests.fake_openai import FakeOpenAI, Fault, Reply, ToolCall
 
 pytestmark = pytest.mark.slow
 
@@ -396,3 +396,81 @@ async def test_a_reply_streams_into_the_dom_then_an_agent_error_shows_a_banner(
             assert stopped.returncode == 0, stopped.stderr
             assert await app.exit_status() == 0
     assert load_state(data_dir) == WindowState(width=900, height=650, x=30, y=40)
+
+
+def shell_call(command: str, call_id: str, done: str) -> tuple[Reply, Reply]:
+    arguments = json.dumps({"command": command})
+    return (
+        Reply(chunks=("Running it.",), tool_calls=(ToolCall("shell", arguments, call_id),)),
+        Reply(chunks=(done,)),
+    )
+
+
+def ctl(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(AGENTHUB), "ctl", "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+CARD = "document.querySelector('.approval[data-status=\"{status}\"] .approval-outcome')"
+
+
+async def test_a_tool_call_waits_for_approval_in_the_window(
+    display: str, data_dir: Path, artifacts: Path
+) -> None:
+    async with FakeOpenAI() as provider:
+        provider.enqueue(
+            *shell_call("echo '<i>ok</i>' > note.txt", "call_1", "Done in the window."),
+            *shell_call("rm -rf ~", "call_2", "Not run."),
+        )
+        env = {
+            "OPENAI_BASE_URL": provider.base_url,
+            "OPENAI_API_KEY": "sk-test",
+            "AGENTHUB_ENABLE_TOOLS": "shell",
+        }
+        async with desktop_window(display, data_dir, "--model", "openai:gpt-4o-mini", env=env) as (
+            app,
+            page,
+        ):
+            # 1. The card shows the exact call as text; Approve once runs it.
+            await page.type_and_send("write a note")
+            await page.wait_for(f"!!{CARD.format(status='pending')}")
+            args = await page.evaluate(
+                "document.querySelector('.approval .approval-args').textContent"
+            )
+            assert json.loads(str(args)) == {"command": "echo '<i>ok</i>' > note.txt"}
+            assert await page.evaluate("document.querySelectorAll('.approval-args i').length") == 0
+            await asyncio.to_thread(screenshot, display, artifacts / "desktop-approval.png")
+            await page.evaluate(
+                "document.querySelector('.approval [data-decision=\"approve\"]').click()"
+            )
+            outcome = await page.wait_for(f"{CARD.format(status='approved')}?.textContent")
+            assert outcome == "Approved by you, here"
+            await page.wait_for(
+                "[...document.querySelectorAll('.message.assistant[data-final=\"true\"]')]"
+                ".some(m => m.textContent.includes('Done in the window.'))"
+            )
+            assert (data_dir / "workspace" / "main" / "note.txt").read_text() == "<i>ok</i>\n"
+
+            # 2. Decided with agenthub ctl: the window's card shows who denied it.
+            await page.type_and_send("clean up")
+            await page.wait_for(f"!!{CARD.format(status='pending')}")
+            listed = await asyncio.to_thread(ctl, data_dir, "--json", "approvals", "list")
+            assert listed.returncode == 0, listed.stderr
+            (waiting,) = json.loads(listed.stdout)["result"]["approvals"]
+            denied = await asyncio.to_thread(
+                ctl, data_dir, "approvals", "deny", waiting["approvalId"]
+            )
+            assert denied.returncode == 0, denied.stderr
+            outcome = await page.wait_for(f"{CARD.format(status='denied')}?.textContent")
+            assert outcome == "Denied by agenthub ctl: not run"
+            await page.wait_for(
+                "[...document.querySelectorAll('.message.assistant[data-final=\"true\"]')]"
+                ".some(m => m.textContent.includes('Not run.'))"
+            )
+            app.proc.send_signal(signal.SIGTERM)
+            assert await app.exit_status() == 0
