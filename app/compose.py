@@ -30,8 +30,10 @@ from hub.health import HealthRegistry, SubsystemHealth
 from hub.hub import Hub
 from hub.providers import ModelConfig, build_compactor, build_model, describe_model
 from hub.requests import ConnectedDevice, RequestHost
+from hub.scopes import ConversationConfig
 from hub.service import Service, attach_probes
 from hub.tools.config import ToolsConfig
+from hub.tools.mcp import McpServers
 
 if TYPE_CHECKING:
     from desktop.bridge import DesktopBridge
@@ -149,6 +151,29 @@ def prepare_data_dir(path: Path) -> None:
         raise ConfigError(f"AGENTHUB_DATA_DIR: {path} is not writable")
 
 
+def conversation_config(settings: Settings) -> ConversationConfig:
+    """Who the owner is and where everyone else's messages go (`hub.scopes`)."""
+    owners = settings.owners
+    if owners is None and settings.telegram_allowed_users:
+        # An allow list names whom the bot serves: one person is the owner; with several,
+        # nobody is assumed to be, and each gets a conversation of their own.
+        allowed = settings.telegram_allowed_users
+        owners = [f"telegram:{allowed[0]}"] if len(allowed) == 1 else []
+    try:
+        return ConversationConfig(
+            owners=frozenset(owners) if owners is not None else None,
+            dm_scope=settings.dm_scope,
+            identity_links=settings.identity_links,
+            max_concurrent_runs=settings.max_concurrent_runs,
+        )
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        reason = str(error["msg"]).removeprefix("Value error, ")
+        # A rule across fields names its field itself.
+        where = f"{env_name(str(error['loc'][0]))}: " if error["loc"] else ""
+        raise ConfigError(f"{where}{reason}") from None
+
+
 def tools_config(settings: Settings) -> ToolsConfig:
     try:
         return ToolsConfig(
@@ -182,14 +207,16 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
     prepare_data_dir(settings.data_dir)
     hub: Hub | None = None
     model_line: str | None = None
+    mcp: McpServers | None = None
     if mode == "gateway":
         access = AccessStore(settings.data_dir / "access.json")
         health = HealthRegistry()
     else:
         config = model_config(settings)
         approvals = Approvals(timeout=config.tooling.approval_timeout)
+        mcp = McpServers(config.tooling)
         try:
-            model = build_model(config, approvals=approvals)
+            model = build_model(config, approvals=approvals, mcp_servers=mcp)
         except ValueError as exc:
             raise ConfigError(f"AGENTHUB_MODEL: {exc}") from None
         # Models hold no per-conversation state, so every agent can share this one.
@@ -198,6 +225,7 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
             lambda: model,
             compactor_factory=lambda model: build_compactor(model, config),
             approvals=approvals,
+            conversations=conversation_config(settings),
         )
         access, health = hub.access, hub.health
         model_line = describe_model(config)
@@ -221,6 +249,9 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
         process_methods(ProcessContext(mode=mode, request_shutdown=runtime.stop_requested.set)),
     )
     runtime.services.append(control)
+    if mcp is not None and mcp.servers:
+        runtime.services.append(mcp)
+        runtime.running.append(f"MCP servers: {', '.join(s.config.name for s in mcp.servers)}")
 
     run_gateway = mode in ("serve", "gateway") or (mode == "desktop" and bool(with_gateway))
     gateway_token = settings.gateway_token.get_secret_value() if settings.gateway_token else None

@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from hub.scopes import DmScope
 from hub.tools.config import McpServerConfig, ToolPolicy
 
 DmPolicy = Literal["pairing", "allowlist", "open", "disabled"]
@@ -112,6 +113,19 @@ class Settings(BaseSettings):
     mcp_servers: list[McpServerConfig] = Field(
         default_factory=list, validation_alias=AliasChoices("mcp_servers")
     )
+    owners: Annotated[list[str], NoDecode] | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTHUB_OWNERS", "owners")
+    )
+    dm_scope: DmScope | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTHUB_DM_SCOPE", "dm_scope")
+    )
+    identity_links: dict[str, list[str]] = Field(
+        default_factory=dict, validation_alias=AliasChoices("identity_links")
+    )
+    max_concurrent_runs: int = Field(
+        default=4,
+        validation_alias=AliasChoices("AGENTHUB_MAX_CONCURRENT_RUNS", "max_concurrent_runs"),
+    )
     shutdown_grace: float = Field(
         default=10.0, validation_alias=AliasChoices("AGENTHUB_SHUTDOWN_GRACE", "shutdown_grace")
     )
@@ -158,7 +172,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("tools", "enable_tools", mode="before")
+    @field_validator("tools", "enable_tools", "owners", mode="before")
     @classmethod
     def _split_tools(cls, value: object) -> object:
         if isinstance(value, str):

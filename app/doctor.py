@@ -7,7 +7,7 @@ import socket
 import stat
 from dataclasses import dataclass
 
-from app.compose import model_config
+from app.compose import model_config, tools_config
 from app.config import Settings
 
 
@@ -110,6 +110,19 @@ async def check_telegram(settings: Settings) -> Check | None:
     return Check("telegram", True, f"bot @{me.username} answers getMe")
 
 
+async def check_mcp_servers(settings: Settings) -> list[Check]:
+    """Each `[[mcp_servers]]` entry started once: its tools, or why it fails and its stderr."""
+    from hub.tools.mcp import check_server
+
+    tooling = tools_config(settings)
+    checks = []
+    for server in tooling.mcp_servers:
+        ok, detail = await check_server(server, tooling)
+        fix = "" if ok else f"see {tooling.mcp_log_dir}/mcp-{server.name}.log and docs/tools.md"
+        checks.append(Check(f"mcp server {server.name}", ok, detail, fix))
+    return checks
+
+
 async def run_doctor(settings: Settings) -> int:
     """Print every check; exit status 0 when all pass, 1 otherwise."""
     checks = [
@@ -121,6 +134,7 @@ async def run_doctor(settings: Settings) -> int:
     telegram = await check_telegram(settings)
     if telegram is not None:
         checks.append(telegram)
+    checks += await check_mcp_servers(settings)
     for check in checks:
         mark = "ok  " if check.ok else "FAIL"
         print(f"[{mark}] {check.name}: {check.detail}")

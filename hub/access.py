@@ -319,6 +319,10 @@ class AccessStore:
     def is_channel_user_approved(self, channel: str, user_id: str) -> bool:
         return any(u.channel == channel and u.user_id == user_id for u in self._state.channel_users)
 
+    def owner_identities(self) -> frozenset[str]:
+        """`<channel>:<userId>` of every chat user approved as the owner."""
+        return frozenset(f"{u.channel}:{u.user_id}" for u in self._state.channel_users if u.owner)
+
     def is_channel_owner(self, channel: str, user_id: str) -> bool:
         """Approved as the owner (see `ChannelUser.owner`)."""
         return any(

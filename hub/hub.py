@@ -84,12 +84,21 @@ class Hub:
         except KeyError:
             raise UnknownAgentError(agent_id) from None
 
+    def scope_config(self) -> ConversationConfig:
+        """The session rules in force: the configured ones, with the chat users approved as
+        the owner (`ctl pair approve --owner`) counted as owners too."""
+        approved = self.access.owner_identities()
+        config = self.conversation_config
+        if not approved:
+            return config
+        return config.model_copy(update={"owners": (config.owners or frozenset()) | approved})
+
     def session_key_for(self, origin: Origin, session_key: str | None = None) -> str:
         """The session a message from `origin` goes to (`hub.scopes`): a channel message's by
         the rules, a desktop or web one's as named (default `main`)."""
         if origin.route is None:
             return MAIN_SESSION if session_key is None else session_key
-        key = channel_session_key(origin.route, self.conversation_config)
+        key = channel_session_key(origin.route, self.scope_config())
         if session_key is not None and session_key != key:
             raise ForbiddenSessionError("a chat message goes to its chat's session only")
         return key
@@ -115,7 +124,7 @@ class Hub:
         """
         agent = self.agent(agent_id)
         key = self.session_key_for(origin, session_key)
-        viewer = viewer_of(origin, self.conversation_config)
+        viewer = viewer_of(origin, self.scope_config())
         if origin.route is None:
             self.sessions.check_write(agent, viewer, key)
         run_id = agent.write(text, origin, session_key=key, mode=mode)

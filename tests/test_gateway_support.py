@@ -36,7 +36,9 @@ from hub.service import attach_probes
 from hub.sessions import MessageEntry
 
 GATEWAY_TOKEN = "test-gateway-token-0123456789abcdef"
-WAIT_SECONDS = 10.0
+# A guard against hangs, not a timing assertion: generous, so a loaded machine (a fresh
+# subprocess hub answering its first message) never trips it.
+WAIT_SECONDS = 30.0
 
 
 async def eventually(condition: Callable[[], bool]) -> None:

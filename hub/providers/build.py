@@ -19,15 +19,21 @@ if TYPE_CHECKING:
 
     from hub.approvals import Approvals
     from hub.providers.failures import Endpoint
+    from hub.tools.mcp import McpServers
 
 # A local server needs no key, but the OpenAI client insists on one.
 _NO_KEY = "no-key"
 
 
-def build_model(config: ModelConfig, *, approvals: Approvals | None = None) -> Model:
+def build_model(
+    config: ModelConfig,
+    *,
+    approvals: Approvals | None = None,
+    mcp_servers: McpServers | None = None,
+) -> Model:
     """The model `config.spec` names. Raises ValueError for a bad spec, a missing key, or a
     user tool that cannot be loaded, saying what to fix. Tools under the `ask` policy wait for
-    `approvals` (without it they are refused)."""
+    `approvals` (without it they are refused); `mcp_servers` (started by the caller) add theirs."""
     spec = parse_spec(config.spec)
     if spec.provider == "echo":
         return EchoModel()
@@ -52,7 +58,7 @@ def build_model(config: ModelConfig, *, approvals: Approvals | None = None) -> M
         endpoint=endpoint,
         system_prompt=config.system_prompt,
         tools=build_tools(config.tools, builtins=config.builtin_tools),
-        toolsets=[builtin_toolset(tooling)],
+        toolsets=[builtin_toolset(tooling), *(mcp_servers.servers if mcp_servers else ())],
         policies=ToolPolicies.from_config(tooling),
         approvals=approvals,
         output_chars=tooling.tool_output_chars,

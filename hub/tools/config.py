@@ -94,7 +94,12 @@ class ToolsConfig(BaseModel):
     shell_timeout: float = Field(default=60.0, gt=0)
     mcp_call_timeout: float = Field(default=60.0, gt=0)
     mcp_start_timeout: float = Field(default=20.0, gt=0)
-    mcp_ping_interval: float = Field(default=15.0, gt=0)
+    mcp_probe_interval: float = Field(
+        default=15.0, gt=0, description="seconds between checks that a server still answers"
+    )
+    mcp_restart_backoff: float = Field(
+        default=1.0, gt=0, description="first wait before a restart; doubles up to 60 s"
+    )
     mcp_log_dir: Path | None = Field(default=None, description="where MCP servers' stderr goes")
 
     @field_validator("enable_tools")
