@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from playwright.async_api import expect
+from playwright.async_api import ViewportSize, expect
 
 from tests.test_gateway_support import running_stack
 from tests.test_web_chat import chromium, pair_with_link, send
 
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 async def test_the_sidebar_is_a_drawer_at_phone_width(data_dir: Path, artifacts: Path) -> None:
