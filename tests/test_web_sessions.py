@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from playwright.async_api import ViewportSize, expect
+from playwright.async_api import Page, ViewportSize, expect
 
 from tests.test_gateway_support import running_stack
 from tests.test_web_chat import chromium, pair_with_link, send
 
 PHONE: ViewportSize = {"width": 390, "height": 844}
+
+
+async def final_reply(page: Page, text: str) -> None:
+    reply = page.locator('.message.assistant[data-final="true"] .bubble', has_text=text)
+    await expect(reply).to_have_count(1)
 
 
 async def test_the_sidebar_is_a_drawer_at_phone_width(data_dir: Path, artifacts: Path) -> None:
@@ -53,3 +58,4 @@ async def test_the_sidebar_is_a_drawer_at_phone_width(data_dir: Path, artifacts:
         side = await sidebar.bounding_box()
         assert chat is not None and side is not None
         assert chat["x"] >= side["x"] + side["width"]
+

@@ -67,7 +67,10 @@ export class SessionsSidebar {
     this.setOpen(this.phone ? false : this.storage.getItem(OPEN_KEY) !== "closed", false);
     $.toggle.addEventListener("click", () => this.setOpen($.app.dataset.sidebar !== "open"));
     $.scrim.addEventListener("click", () => this.setOpen(false));
-    $.create.addEventListener("click", () => this.actions.create());
+    $.create.addEventListener("click", () => {
+      this.actions.create();
+      if (this.phone) this.setOpen(false);
+    });
     $.search.addEventListener("input", () => {
       this.query = $.search.value.trim();
       this.render();

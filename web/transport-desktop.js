@@ -78,12 +78,10 @@ export class DesktopTransport {
     }
   }
 
-  // `sessionKey` and `mode` go as a third argument only when the message needs them, so the
-  // plain two-argument call keeps working.
+  // `sessionKey` goes as a third argument only outside `main`, so the plain two-argument
+  // call keeps working.
   send(agentId, text, { sessionKey, mode } = {}) {
-    const extra = sessionKey && (sessionKey !== "main" || (mode && mode !== "queue"))
-      ? [{ sessionKey, mode }]
-      : [];
+    const extra = sessionKey && sessionKey !== "main" ? [{ sessionKey, mode }] : [];
     return this._subscribe(agentId).then(() => this._call("send", agentId, text, ...extra));
   }
 
@@ -92,8 +90,8 @@ export class DesktopTransport {
     return this._call("request", method, params);
   }
 
-  abort(agentId) {
-    return this.request("abort", { agentId });
+  abort(agentId, sessionKey = null) {
+    return this.request("abort", sessionKey ? { agentId, sessionKey } : { agentId });
   }
 
   // Owner actions on pairing requests (the pairing panel uses them). `owner`: a chat user

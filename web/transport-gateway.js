@@ -72,8 +72,8 @@ export class GatewayTransport {
     return this._frame("request", { requestId, method, params }, requestId);
   }
 
-  abort(agentId) {
-    return this.request("abort", { agentId });
+  abort(agentId, sessionKey = null) {
+    return this.request("abort", sessionKey ? { agentId, sessionKey } : { agentId });
   }
 
   // -- connection -------------------------------------------------------------------------

@@ -15,7 +15,7 @@
 //   transport.request(method, params): Promise<payload>  any method of the hub's request
 //       table: "agents.list", "history", "sessions.*", "approvals.*", …
 //   transport.deviceId (optional): this device's id, so `by: "web:<id>"` reads as "you"
-//   transport.abort(agentId): Promise<{aborted}>
+//   transport.abort(agentId, sessionKey?): Promise<{aborted}>
 //   transport.pairing (optional): {redeem(code): Promise<void>,
 //       request(onDecision): Promise<{requestCode}>}; when absent the UI never shows pairing.
 //
@@ -86,7 +86,6 @@ export class ChatUI {
     this.sessions = new Map(); // agent id -> [session info] (sessions.list rows)
     this.sessionsSupported = null; // unknown until sessions.list answers
     this.unread = new Set(); // state keys of sessions that changed while not shown
-    this.modes = new Map(); // state key -> the message mode chosen here
     this.nodes = new Map();
     this.status = "connecting";
     this._localCounter = 0;
@@ -405,7 +404,7 @@ export class ChatUI {
     const info = this._info();
     this.$.sessionTitle.textContent = sessionTitle(info);
     this.$.sessionTitle.title = info.sessionKey;
-    this.$.mode.value = this._mode();
+    this.$.mode.value = info.mode || "queue";
     this.$.mode.parentElement.hidden = !this.sessionsSupported;
   }
 
@@ -465,14 +464,19 @@ export class ChatUI {
     this._refreshSessions();
   }
 
-  /** The shown session's message mode, sent with each message of it. */
-  _setMode(mode) {
-    this.modes.set(`${this.agentId}\n${this.sessionKey}`, mode);
-  }
-
-  _mode(agentId = this.agentId, sessionKey = this.sessionKey) {
-    const chosen = this.modes.get(`${agentId}\n${sessionKey}`);
-    return chosen || this._info(sessionKey).mode || "queue";
+  /** The shown session's default message mode (`sessions.mode`), for every surface. */
+  async _setMode(mode) {
+    const { agentId, sessionKey } = this;
+    const info = this._info(sessionKey);
+    const before = info.mode || "queue";
+    info.mode = mode;
+    try {
+      Object.assign(info, await this.transport.request("sessions.mode", { agentId, sessionKey, mode }));
+    } catch (error) {
+      info.mode = before;
+      this._showBanner(`Could not change the mode: ${error.message}`, error.code);
+    }
+    this._renderSessions();
   }
 
   /** Searching covers the text of sessions not loaded yet: load some, one at a time. */
@@ -657,9 +661,7 @@ export class ChatUI {
     this._renderAll();
     this._scrollToBottom();
     try {
-      const options = this.sessionsSupported
-        ? { sessionKey, mode: this._mode(agentId, sessionKey) }
-        : {};
+      const options = this.sessionsSupported ? { sessionKey } : {};
       const { runId } = await this.transport.send(agentId, text, options);
       const item = state.bindLocal(localId, runId);
       if (item && this._shown(agentId, sessionKey)) this._renderItem(item);
@@ -693,7 +695,7 @@ export class ChatUI {
 
   async _abort() {
     try {
-      await this.transport.abort(this.agentId);
+      await this.transport.abort(this.agentId, this.sessionsSupported ? this.sessionKey : null);
     } catch (error) {
       this._showBanner(`Could not stop: ${error.message}`);
     }
