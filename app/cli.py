@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl_commands = ctl.add_subparsers(dest="ctl_command", required=True, metavar="CTL_COMMAND")
     command(ctl_commands, "status", help="uptime, agents, surfaces, connected devices")
     command(ctl_commands, "agents", help="the agents and their state")
+    command(ctl_commands, "bindings", help="which agent each chat goes to, rule by rule")
     sessions = command(ctl_commands, "sessions", help="sessions on disk")
     sessions.add_argument("--agent", help="only this agent")
     history = command(ctl_commands, "history", help="messages of an agent's current session")
@@ -238,6 +239,7 @@ def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, JsonValue]]:
 _SIMPLE_METHODS = {
     "status": "process.status",
     "agents": "agents.list",
+    "bindings": "bindings.list",
     "shutdown": "process.shutdown",
 }
 

@@ -20,14 +20,15 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import ValidationError
 
+from app.agents import agent_model_configs, restrict_mcp_servers
 from app.config import ConfigError, Settings, env_name
 from app.control_handlers import ProcessContext, process_methods
 from app.control_server import ControlServer, HubAlreadyRunningError
 from hub.access import AccessStore
 from hub.approvals import Approvals
-from hub.errors import describe_validation
+from hub.errors import UnknownAgentError, describe_validation
 from hub.health import HealthRegistry, SubsystemHealth
-from hub.hub import Hub
+from hub.hub import AgentSetup, Hub
 from hub.providers import ModelConfig, build_compactor, build_model, describe_model
 from hub.requests import ConnectedDevice, RequestHost
 from hub.scopes import ConversationConfig
@@ -214,21 +215,38 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
     else:
         config = model_config(settings)
         approvals = Approvals(timeout=config.tooling.approval_timeout)
-        mcp = McpServers(config.tooling)
         try:
-            model = build_model(config, approvals=approvals, mcp_servers=mcp)
+            tooling = restrict_mcp_servers(settings.agents, config.tooling)
+            configs = agent_model_configs(settings.agents, config, settings.data_dir)
         except ValueError as exc:
-            raise ConfigError(f"AGENTHUB_MODEL: {exc}") from None
-        # Models hold no per-conversation state, so every agent can share this one.
-        hub = Hub(
-            settings.data_dir,
-            lambda: model,
-            compactor_factory=lambda model: build_compactor(model, config),
-            approvals=approvals,
-            conversations=conversation_config(settings),
-        )
+            raise ConfigError(str(exc)) from None
+        mcp = McpServers(tooling)
+        setups = []
+        for agent_id, (name, agent_config) in configs.items():
+            try:
+                model = build_model(agent_config, approvals=approvals, mcp_servers=mcp)
+            except ValueError as exc:
+                where = f"agents.{agent_id}.model" if settings.agents else "AGENTHUB_MODEL"
+                raise ConfigError(f"{where}: {exc}") from None
+            setups.append(AgentSetup(agent_id, name, model, build_compactor(model, agent_config)))
+        try:
+            hub = Hub(
+                settings.data_dir,
+                approvals=approvals,
+                conversations=conversation_config(settings),
+                agents=setups,
+                bindings=settings.bindings,
+            )
+        except UnknownAgentError as exc:
+            known = ", ".join(configs)
+            raise ConfigError(f"bindings: {exc} (configured: {known})") from None
         access, health = hub.access, hub.health
-        model_line = describe_model(config)
+        model_line = "\n".join(
+            describe_model(agent_config)
+            if len(configs) == 1
+            else f"agent {agent_id}: {describe_model(agent_config)}"
+            for agent_id, (_, agent_config) in configs.items()
+        )
     runtime = Runtime(
         settings=settings, mode=mode, access=access, health=health, hub=hub, model_line=model_line
     )

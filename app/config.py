@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from app.agents import AgentTable
+from hub.bindings import Binding
 from hub.scopes import DmScope
 from hub.tools.config import McpServerConfig, ToolPolicy
 
@@ -113,6 +115,8 @@ class Settings(BaseSettings):
     mcp_servers: list[McpServerConfig] = Field(
         default_factory=list, validation_alias=AliasChoices("mcp_servers")
     )
+    agents: AgentTable = Field(default_factory=dict, validation_alias=AliasChoices("agents"))
+    bindings: list[Binding] = Field(default_factory=list, validation_alias=AliasChoices("bindings"))
     owners: Annotated[list[str], NoDecode] | None = Field(
         default=None, validation_alias=AliasChoices("AGENTHUB_OWNERS", "owners")
     )

@@ -20,6 +20,7 @@ from app.control_protocol import (
     StatusResult,
 )
 from hub.approvals import ApprovalAnswer, PendingApproval
+from hub.bindings import Binding
 from hub.hub import AgentInfo
 from hub.requests.access import (
     DecisionAnswer,
@@ -28,7 +29,7 @@ from hub.requests.access import (
     PairNewAnswer,
     RevokeAnswer,
 )
-from hub.requests.agents import AgentsAnswer, HistoryAnswer
+from hub.requests.agents import AgentsAnswer, BindingsAnswer, HistoryAnswer
 from hub.requests.approvals import ApprovalsAnswer
 from hub.sessions import HistoryEntry, MessageEntry
 
@@ -103,6 +104,10 @@ def render(method: str, result: JsonValue) -> str:
     if method == "agents.list":
         agents = _load(AgentsAnswer, result).agents
         return "\n".join(_agent_line(a) for a in agents) or "no agents"
+    if method == "bindings.list":
+        routing = _load(BindingsAnswer, result)
+        rules = [_binding_line(n, b) for n, b in enumerate(routing.bindings, 1)]
+        return "\n".join([*rules, f"otherwise: agent {routing.default_agent}"])
     if method == "process.sessions":
         sessions = _load(SessionsResult, result).sessions
         return (
@@ -177,10 +182,20 @@ def _status(status: StatusResult) -> str:
     return "\n".join(lines)
 
 
+def _binding_line(number: int, binding: Binding) -> str:
+    fields = ("channel", "chat", "user", "topic")
+    match = " ".join(f"{f}={getattr(binding, f)}" for f in fields if getattr(binding, f))
+    return f"{number}. {match or 'any chat'} -> agent {binding.agent}"
+
+
 def _agent_line(agent: AgentInfo) -> str:
     state = "busy" if agent.busy else "idle"
     queued = f", {agent.queued} queued" if agent.queued else ""
-    return f"{agent.agent_id:<10} {state}{queued}  model {agent.model}  session {agent.session_id}"
+    name = f" ({agent.name})" if agent.name != agent.agent_id else ""
+    return (
+        f"{agent.agent_id:<10} {state}{queued}  model {agent.model}  "
+        f"session {agent.session_id}{name}"
+    )
 
 
 def _history_line(entry: HistoryEntry) -> str:

@@ -73,12 +73,10 @@ class ChannelManager:
         self,
         hub: Hub,
         *,
-        agent_id: str | None = None,
         typing_interval: float = 4.0,
         drain_grace: float = 10.0,
     ) -> None:
         self.hub = hub
-        self.agent = hub.agent(agent_id) if agent_id else hub.default_agent
         self.typing_interval = typing_interval
         self.drain_grace = drain_grace
         self.outbox = Outbox()
@@ -162,19 +160,22 @@ class ChannelManager:
             return
         try:
             self.hub.submit(
-                self.agent.agent_id, message.text, Origin(surface="channel", route=message.route)
+                self.hub.agent_for(message.route),
+                message.text,
+                Origin(surface="channel", route=message.route),
             )
         except CodedError as exc:
             self._send(plugin, message.route, coded_error_text(exc), kind="reply", plain=True)
 
     async def _command(self, plugin: ChannelPlugin, message: ChannelMessage) -> None:
+        agent = self.hub.agent(self.hub.agent_for(message.route))
         if message.command == "new":
             key = self.hub.session_key_for(Origin(surface="channel", route=message.route))
-            session = await self.agent.new_session(key)
+            session = await agent.new_session(key)
             text = f"Started a new conversation ({session.session_id})."
         elif message.command == "stop":
             key = self.hub.session_key_for(Origin(surface="channel", route=message.route))
-            text = "Stopped." if self.agent.abort(key) else "Nothing is running."
+            text = "Stopped." if agent.abort(key) else "Nothing is running."
         elif message.command == "start":
             text = START_TEXT
         else:

@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from hub.access import AccessStore
 from hub.agent import AsyncAgent
 from hub.approvals import Approvals
+from hub.bindings import Binding, bound_agent
 from hub.conversations import Conversations, ForbiddenSessionError
 from hub.errors import UnknownAgentError
 from hub.events import MAIN_SESSION
 from hub.health import HealthRegistry, SubsystemHealth
 from hub.lanes import WriteMode
 from hub.model import Compactor, Model
-from hub.origin import Origin
+from hub.origin import ChannelRoute, Origin
 from hub.routes import LastRoute
 from hub.scopes import ConversationConfig, channel_session_key, viewer_of
 from hub.sessions import SessionStore
@@ -32,6 +34,7 @@ DEFAULT_AGENT_ID = "main"
 
 class AgentInfo(WireModel):
     agent_id: str
+    name: str
     model: str
     busy: bool
     queued: int
@@ -39,18 +42,35 @@ class AgentInfo(WireModel):
     last_seq: int
 
 
+@dataclass(frozen=True)
+class AgentSetup:
+    """One configured agent: its id, the name people see, its model and compactor."""
+
+    agent_id: str
+    name: str
+    model: Model
+    compactor: Compactor | None = None
+
+
 class Hub:
-    """Owns one AsyncAgent per agent id and the state every surface shares."""
+    """Owns one AsyncAgent per agent id and the state every surface shares.
+
+    Agents come from `agents` (each with its own model) or, without it, `model_factory` is
+    called once per id of `agent_ids` (and `compactor_factory` once per model). `bindings`
+    pick the agent of an inbound chat message.
+    """
 
     def __init__(
         self,
         data_dir: Path,
-        model_factory: Callable[[], Model],
+        model_factory: Callable[[], Model] | None = None,
         *,
         agent_ids: tuple[str, ...] = (DEFAULT_AGENT_ID,),
         compactor_factory: Callable[[Model], Compactor | None] | None = None,
         approvals: Approvals | None = None,
         conversations: ConversationConfig | None = None,
+        agents: Sequence[AgentSetup] = (),
+        bindings: Sequence[Binding] = (),
     ) -> None:
         self.data_dir = data_dir
         self.conversation_config = conversations or ConversationConfig()
@@ -60,15 +80,25 @@ class Hub:
         self.access = AccessStore(data_dir / "access.json")
         self.health = HealthRegistry()
         self.last_route = LastRoute()
+        setups = list(agents)
+        if not setups:
+            assert model_factory is not None, "a Hub needs agents or a model factory"
+            for agent_id in agent_ids:
+                model = model_factory()
+                compactor = compactor_factory(model) if compactor_factory else None
+                setups.append(AgentSetup(agent_id, agent_id, model, compactor))
+        self.names = {setup.agent_id: setup.name for setup in setups}
+        unknown = sorted({b.agent for b in bindings} - set(self.names))
+        if unknown:
+            raise UnknownAgentError(unknown[0])
+        self.bindings = tuple(bindings)
         self.agents: dict[str, AsyncAgent] = {}
-        for agent_id in agent_ids:
-            model = model_factory()
-            compactor = compactor_factory(model) if compactor_factory else None
-            self.agents[agent_id] = AsyncAgent(
-                agent_id,
-                model,
+        for setup in setups:
+            self.agents[setup.agent_id] = AsyncAgent(
+                setup.agent_id,
+                setup.model,
                 self.store,
-                compactor=compactor,
+                compactor=setup.compactor,
                 max_concurrent_runs=self.conversation_config.max_concurrent_runs,
             )
         self.sessions = Conversations(self.agents, self.conversation_config)
@@ -92,6 +122,11 @@ class Hub:
         if not approved:
             return config
         return config.model_copy(update={"owners": (config.owners or frozenset()) | approved})
+
+    def agent_for(self, route: ChannelRoute) -> str:
+        """The agent a chat message goes to: the first binding that matches, else the
+        default agent."""
+        return bound_agent(self.bindings, route, self.default_agent.agent_id)
 
     def session_key_for(self, origin: Origin, session_key: str | None = None) -> str:
         """The session a message from `origin` goes to (`hub.scopes`): a channel message's by
@@ -140,6 +175,7 @@ class Hub:
         return [
             AgentInfo(
                 agent_id=a.agent_id,
+                name=self.names[a.agent_id],
                 model=a.model.name,
                 busy=a.busy,
                 queued=a.queued,

@@ -58,4 +58,3 @@ async def test_the_sidebar_is_a_drawer_at_phone_width(data_dir: Path, artifacts:
         side = await sidebar.bounding_box()
         assert chat is not None and side is not None
         assert chat["x"] >= side["x"] + side["width"]
-

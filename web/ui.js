@@ -199,6 +199,7 @@ export class ChatUI {
     try {
       const { agents } = await this.transport.request("agents.list", {});
       this.agents = agents.map((a) => a.agentId);
+      this.agentNames = new Map(agents.map((a) => [a.agentId, a.name || a.agentId]));
       if (!this.agents.includes(this.agentId) && this.agents.length) {
         this.agentId = this.agents[0];
         this.sessionKey = this.storage.getItem(SESSION_KEY + this.agentId) || MAIN;
@@ -218,7 +219,7 @@ export class ChatUI {
     const { picker } = this.$;
     picker.replaceChildren(
       ...this.agents.map((id) => {
-        const option = el(this.doc, "option", "", id);
+        const option = el(this.doc, "option", "", this.agentNames?.get(id) ?? id);
         option.value = id;
         option.selected = id === this.agentId;
         return option;

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
+from hub.bindings import Binding
 from hub.health import HealthReport
 from hub.hub import AgentInfo
 from hub.requests.table import Caller, NoParams, RequestHost, request
@@ -77,3 +78,17 @@ async def history(host: RequestHost, caller: Caller, params: HistoryParams) -> H
 @request("abort", AgentParams, AbortAnswer)
 async def abort(host: RequestHost, caller: Caller, params: AgentParams) -> AbortAnswer:
     return AbortAnswer(aborted=host.need_hub().agent(params.agent_id).abort())
+
+
+class BindingsAnswer(WireModel):
+    """The rules that route chats to agents, in the order they are tried, and the agent a
+    chat no rule matches goes to."""
+
+    bindings: list[Binding]
+    default_agent: str
+
+
+@request("bindings.list", NoParams, BindingsAnswer)
+async def bindings_list(host: RequestHost, caller: Caller, params: NoParams) -> BindingsAnswer:
+    hub = host.need_hub()
+    return BindingsAnswer(bindings=list(hub.bindings), default_agent=hub.default_agent.agent_id)
