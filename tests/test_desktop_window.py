@@ -316,7 +316,7 @@ async def test_chat_streams_pairing_is_approved_and_the_window_is_remembered(
                 "location.port !== '' && location.search === '?desktop=1'"
                 " && document.getElementById('conn')?.dataset.state === 'online'"
             )
-            assert await page.evaluate(
+            await page.wait_for(
                 "[...document.querySelectorAll('.message.assistant .bubble')]"
                 ".some(b => b.textContent.includes('desktop'))"
             )

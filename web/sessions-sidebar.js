@@ -130,6 +130,7 @@ export class SessionsSidebar {
     row.dataset.current = String(key === this.current);
     row.dataset.unread = String(Boolean(session.unreadShown));
     row.dataset.busy = String(Boolean(session.busy));
+    row.dataset.waiting = String(Boolean(session.waiting));
     if (this.editing === key) {
       row.append(this._renameForm(session));
       return row;
@@ -138,14 +139,21 @@ export class SessionsSidebar {
     open.type = "button";
     open.title = key;
     const top = el(doc, "span", "session-top");
-    top.append(
-      el(doc, "span", "session-name", sessionTitle(session)),
-      el(doc, "span", "session-when", when(session.updatedAt)),
-    );
+    top.append(el(doc, "span", "session-name", sessionTitle(session)));
+    if (key === "main") {
+      const tag = el(doc, "span", "session-tag", "main");
+      tag.title = "The conversation your desktop, browsers and chat apps share";
+      top.append(tag);
+    }
+    top.append(el(doc, "span", "session-when", when(session.updatedAt)));
     open.append(top);
     if (snippet) open.append(el(doc, "span", "session-snippet", snippet));
     const badge = el(doc, "span", "session-badge");
-    badge.setAttribute("aria-label", session.busy ? "answering" : "unread");
+    badge.setAttribute(
+      "aria-label",
+      session.waiting ? "waiting for approval" : session.busy ? "answering" : "unread",
+    );
+    if (session.waiting) badge.textContent = "!";
     open.append(badge);
     if (key === this.current) open.setAttribute("aria-current", "true");
     open.addEventListener("click", () => {

@@ -273,6 +273,7 @@ export class ChatUI {
         const answer = await this.transport.request("history", params);
         state.applyHistory(answer.entries);
         Object.assign(state, { loaded: true, stale: false, lastSeq: answer.lastSeq });
+        if (this._shown(agentId, sessionKey)) this._renderAll();
         await this._loadApprovals(agentId, sessionKey, waiting, answer.lastSeq);
         if (this._shown(agentId, sessionKey)) {
           this._renderAll();
@@ -288,7 +289,9 @@ export class ChatUI {
     }
   }
 
-  /** Waiting approvals of one session (a hub without approvals has none). */
+  /** Waiting approvals (a hub without approvals has none): the session being resynced gets
+   * its cards (and closes those no longer waiting); other sessions get cards they lack, so
+   * their rows can show that something waits there. */
   async _loadApprovals(agentId, sessionKey, waiting, lastSeq) {
     let approvals;
     try {
@@ -297,8 +300,18 @@ export class ChatUI {
       if (error.code !== "unknown_method") throw error;
       return;
     }
-    const mine = approvals.filter((a) => (a.sessionKey || MAIN) === sessionKey);
-    this.state(agentId, sessionKey).applyPending(mine, waiting, lastSeq);
+    const bySession = new Map([[sessionKey, []]]);
+    for (const approval of approvals) {
+      const key = approval.sessionKey || MAIN;
+      if (!bySession.has(key)) bySession.set(key, []);
+      bySession.get(key).push(approval);
+    }
+    for (const [key, list] of bySession) {
+      const state = this.state(agentId, key);
+      if (key === sessionKey) state.applyPending(list, waiting, lastSeq);
+      else state.applyPending(list, [], state.lastSeq ?? lastSeq);
+    }
+    if (bySession.size > 1) this._renderSessions();
   }
 
   // -- live events ------------------------------------------------------------------------
@@ -396,6 +409,7 @@ export class ChatUI {
         ...session,
         unreadShown: !mine && (this.unread.has(key) || session.unread > 0),
         busy: this.states.has(key) ? Boolean(this.states.get(key).busyRun) : session.busy,
+        waiting: !mine && (this.states.get(key)?.pendingApprovals().length ?? 0) > 0,
       };
     });
     this.sidebar.update(rows, this.sessionKey, {
