@@ -228,6 +228,7 @@ async def test_tools_follow_the_list_changed_notification(data_dir: Path) -> Non
     async with rig(data_dir, [toolbox()]) as r:
         await r.server.wait_until(ok)
         await r.call("toolbox_grow", {})
+        await r.server.wait_until(lambda s: "late" in s.tool_names)
         events = await r.call("toolbox_late", {})
         assert only(events, ToolExecutionEnd).result == "late tool ran"
         offered = tool_names(r.fake, -1)

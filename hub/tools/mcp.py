@@ -143,12 +143,13 @@ class McpServer(AbstractToolset[CallContext]):
         original = str((tool.tool_def.metadata or {}).get("mcp_name", name))
         inner_tool = replace(tool, toolset=inner, tool_def=replace(tool.tool_def, name=original))
         limit = self.tooling.mcp_call_timeout
-        # A call may change the server's tools, and a modern (stateless) MCP session delivers
-        # no list_changed notification: list them again before the next step.
-        self._tools = None
         try:
             async with asyncio.timeout(limit):
-                return await inner.call_tool(original, tool_args, ctx, inner_tool)
+                result = await inner.call_tool(original, tool_args, ctx, inner_tool)
+            # A call may change the server's tools, and a modern (stateless) MCP session
+            # delivers no list_changed notification: list them again, off the critical path.
+            self._funnel.spawn(self._relist(ctx), name=f"{self.name}:list")
+            return result
         except TimeoutError:
             self._failed(f"a call to {original} did not return within {limit:g} s")
             raise McpToolError(
@@ -278,6 +279,25 @@ class McpServer(AbstractToolset[CallContext]):
             # Cancelled mid-close, the transport's own task still ends the process.
             if self._inner is inner:
                 self._inner = None
+
+    async def _relist(self, ctx: RunContext[CallContext]) -> None:
+        inner = self._inner
+        if inner is None:
+            return
+        try:
+            async with asyncio.timeout(self.tooling.mcp_start_timeout):
+                tools = await inner.get_tools(ctx)
+        except Exception as exc:
+            self._failed(f"listing its tools failed: {_reason(exc)}")
+            return
+        if inner is self._inner:
+            self._tools = tools
+            self._set(self.state, f"{len(tools)} tools")
+
+    @property
+    def tool_names(self) -> list[str]:
+        """The server's tools as last listed (empty before the first run lists them)."""
+        return sorted(self._tools or ())
 
     async def _on_message(self, message: Any) -> None:
         from mcp.types import ToolListChangedNotification
