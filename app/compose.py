@@ -33,7 +33,7 @@ from hub.providers import ModelConfig, build_compactor, build_model, describe_mo
 from hub.requests import ConnectedDevice, RequestHost
 from hub.scopes import ConversationConfig
 from hub.service import Service, attach_probes
-from hub.tools.config import ToolsConfig
+from hub.tools.config import TUNABLES, ToolsConfig
 from hub.tools.mcp import McpServers
 
 if TYPE_CHECKING:
@@ -176,13 +176,21 @@ def conversation_config(settings: Settings) -> ConversationConfig:
 
 
 def tools_config(settings: Settings) -> ToolsConfig:
+    unknown = sorted(set(settings.tool_settings) - set(TUNABLES))
+    if unknown:
+        raise ConfigError(
+            f"tool_settings: unknown key {unknown[0]!r}; known keys: {', '.join(TUNABLES)}"
+        )
     try:
-        return ToolsConfig(
-            enable_tools=settings.enable_tools,
-            tool_policies=settings.tool_policies,
-            mcp_servers=settings.mcp_servers,
-            workspace_root=settings.data_dir / "workspace",
-            mcp_log_dir=settings.data_dir / "logs",
+        return ToolsConfig.model_validate(
+            {
+                **settings.tool_settings,
+                "enable_tools": settings.enable_tools,
+                "tool_policies": settings.tool_policies,
+                "mcp_servers": settings.mcp_servers,
+                "workspace_root": settings.data_dir / "workspace",
+                "mcp_log_dir": settings.data_dir / "logs",
+            }
         )
     except ValidationError as exc:
         raise ConfigError(f"tools: {describe_validation(exc)}") from None
@@ -347,6 +355,7 @@ def _add_telegram(runtime: Runtime, hub: Hub) -> None:
             bot_token=settings.telegram_bot_token,
             dm_policy=settings.telegram_dm_policy,
             allowed_users=settings.telegram_allowed_users,
+            streaming=settings.telegram_streaming,
             webhook_url=settings.telegram_webhook_url,
             webhook_secret=settings.telegram_webhook_secret,
             **(

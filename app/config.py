@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, JsonValue, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -27,6 +27,7 @@ from hub.scopes import DmScope
 from hub.tools.config import McpServerConfig, ToolPolicy
 
 DmPolicy = Literal["pairing", "allowlist", "open", "disabled"]
+TelegramStreaming = Literal["edit", "off"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -75,6 +76,10 @@ class Settings(BaseSettings):
         default_factory=list,
         validation_alias=AliasChoices("TELEGRAM_ALLOWED_USERS", "telegram_allowed_users"),
     )
+    telegram_streaming: TelegramStreaming = Field(
+        default="edit",
+        validation_alias=AliasChoices("TELEGRAM_STREAMING", "telegram_streaming"),
+    )
     telegram_webhook_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("AGENTHUB_TELEGRAM_WEBHOOK_URL", "telegram_webhook_url"),
@@ -114,6 +119,9 @@ class Settings(BaseSettings):
     )
     mcp_servers: list[McpServerConfig] = Field(
         default_factory=list, validation_alias=AliasChoices("mcp_servers")
+    )
+    tool_settings: dict[str, JsonValue] = Field(
+        default_factory=dict, validation_alias=AliasChoices("tool_settings")
     )
     agents: AgentTable = Field(default_factory=dict, validation_alias=AliasChoices("agents"))
     bindings: list[Binding] = Field(default_factory=list, validation_alias=AliasChoices("bindings"))

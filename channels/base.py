@@ -15,19 +15,21 @@ from hub.health import SubsystemHealth
 from hub.origin import ChannelRoute
 from hub.wire import WireModel
 
-Command = Literal["start", "new", "stop", "help"]
-COMMANDS: tuple[Command, ...] = ("start", "new", "stop", "help")
+Command = Literal["start", "new", "stop", "status", "whoami", "help"]
+COMMANDS: tuple[Command, ...] = ("start", "new", "stop", "status", "whoami", "help")
 
 
 class ChannelMessage(WireModel):
-    """One authorised inbound message. `command` is set for /start, /new, /stop, /help
-    (then `text` holds any arguments); otherwise `text` is what the user wrote, with a group
-    mention of the bot already stripped."""
+    """One authorised inbound message. `command` is set for a known command (then `text`
+    holds any arguments); `unknown_command` holds the name of a command the bot does not
+    have (answered with help, never a model turn); otherwise `text` is what the user wrote,
+    with a group mention of the bot already stripped."""
 
     route: ChannelRoute
     text: str
     sender_label: str = ""
     command: Command | None = None
+    unknown_command: str | None = None
 
 
 InboundCallback = Callable[[ChannelMessage], Awaitable[None]]
@@ -39,6 +41,32 @@ class BlockLimits(WireModel):
 
     min_chars: int
     max_chars: int
+
+
+class LiveSurface(Protocol):
+    """A chat app that can show a reply live, by editing its messages in place."""
+
+    @property
+    def edit_interval(self) -> float:
+        """Seconds between two edits of a growing message (finished text is not held back)."""
+        ...
+
+    def render(self, markdown: str) -> str | None:
+        """The message text for this Markdown, or None when it would not fit one message."""
+        ...
+
+    async def post(self, route: ChannelRoute, text: str, *, reply: bool, plain: bool) -> str | None:
+        """Send `text` (rendered, or plain) as a new message, exactly once; its id, or None
+        when it was given up on."""
+        ...
+
+    async def edit(self, route: ChannelRoute, message_id: str, text: str) -> bool:
+        """Make the message show `text` (rendered); False when it cannot be edited any more."""
+        ...
+
+    async def delete(self, route: ChannelRoute, message_id: str) -> None:
+        """Remove one of the bot's messages (best effort)."""
+        ...
 
 
 class ChannelPlugin(Protocol):
@@ -83,4 +111,13 @@ class ChannelPlugin(Protocol):
 
     async def typing(self, route: ChannelRoute) -> None:
         """Show a typing indicator in the route's chat (best effort, short-lived)."""
+        ...
+
+    async def react(self, route: ChannelRoute, emoji: str | None) -> None:
+        """Set (or with None, remove) a reaction on the route's message (best effort)."""
+        ...
+
+    @property
+    def live(self) -> LiveSurface | None:
+        """How to show replies live, or None to send them as finished blocks."""
         ...

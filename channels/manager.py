@@ -1,16 +1,18 @@
 """ChannelManager: connects chat-app plugins to the hub's agent.
 
-Inbound: `route_incoming` sets lastRoute and writes the text to the agent with the chat's
-route bound to the run (`Origin(surface="channel", route=…)`), so the reply goes back to the
-chat that asked even if another surface writes meanwhile.
+Inbound: `route_incoming` answers commands itself and submits every other message through
+`Hub.submit` with the chat's route bound to the run (`Origin(surface="channel", route=…)`),
+so the reply goes back to the chat that asked even if another surface writes meanwhile.
 
 Outbound: one subscriber per agent reads the channel column of the filter table. It binds
-`run_id -> route` from each run's `agent_start` and sends only for runs that a channel
-started: a reply to a desktop or web turn never reaches a chat. Each assistant message is
-chunked by a `MessageAggregator` measured with the plugin's own `measure`; the run's first
-block replies to the user's message, later blocks are follow-ups; `agent_error` becomes
-`[Error] …` text. Sends go through a per-chat `Outbox`. A typing indicator is refreshed
-while the run is active and stops on `agent_end`, however the run ended.
+`run_id -> route` from each run's `agent_start` and replies only for runs a channel started:
+a reply to a desktop or web turn never reaches a chat. Each run's reply is a `LiveReply`
+(edited in place) when the plugin can show replies live, else a `BlockReply` (finished
+blocks through the per-chat `Outbox`); `agent_error` becomes `[Error] …` text. Tool events
+are not forwarded to chats; only the name of a running tool shows, as a live reply's status
+line. The user's message gets an ack reaction when the run starts and a done reaction (or
+none) when its reply is complete; a typing indicator is refreshed while nothing of the reply
+is visible and stops on `agent_end`, however the run ended.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from channels.base import ChannelMessage, ChannelPlugin
+from channels.commands import HELP_TEXT, START_TEXT, status_text, unknown_text, whoami_text
 from channels.error_text import coded_error_text, error_text
-from channels.outbox import Outbox, Outgoing, SendKind
-from hub.aggregator import Block, MessageAggregator
+from channels.live_reply import LiveReply
+from channels.outbox import Outbox, Outgoing
+from channels.replies import BlockReply, Reply
 from hub.errors import CodedError
 from hub.events import (
     AgentEnd,
@@ -34,6 +38,8 @@ from hub.events import (
     MessageStart,
     MessageUpdate,
     ReadGap,
+    ToolExecutionEnd,
+    ToolExecutionStart,
 )
 from hub.filters import Forward, rule
 from hub.health import Probe
@@ -43,31 +49,25 @@ from hub.tasks import TaskFunnel
 
 log = logging.getLogger("agenthub.channels")
 
-HELP_TEXT = (
-    "Commands:\n"
-    "/new — start a fresh conversation\n"
-    "/stop — stop the reply in progress\n"
-    "/help — this message\n"
-    "Anything else you write goes to the agent."
-)
-START_TEXT = "Hi! Write a message and the agent will answer here.\n\n" + HELP_TEXT
+__all__ = ["HELP_TEXT", "START_TEXT", "ChannelManager"]
 
 
 @dataclass(slots=True)
 class _Run:
-    """A run that a channel started: where its reply goes, and how far it got."""
+    """A run that a channel started: where its reply goes, and how it is shown."""
 
     plugin: ChannelPlugin
     route: ChannelRoute
     agent_id: str
-    aggregator: MessageAggregator | None = None
-    sent_any: bool = False
+    reply: Reply
+    worker: asyncio.Task[None] | None = field(default=None, repr=False)
     typing: asyncio.Task[None] | None = field(default=None, repr=False)
+    ack: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 class ChannelManager:
-    """The channels service. Register plugins, then `start()`; the composition root
-    owns the order (`register` before `start`)."""
+    """The channels service. Register plugins, then `start()`; the composition root owns
+    the order (`register` before `start`)."""
 
     def __init__(
         self,
@@ -84,6 +84,10 @@ class ChannelManager:
         self._runs: dict[str, _Run] = {}
         self._unsubscribe: list[Callable[[], None]] = []
         self._typing = TaskFunnel("channels:typing", log)
+        self._live = TaskFunnel("channels:live", log)
+        self._acks = TaskFunnel("channels:acks", log)
+        # The last live reply's worker per chat: the next reply there waits for it.
+        self._last_live: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._started = False
 
     @property
@@ -125,14 +129,35 @@ class ChannelManager:
                 await plugin.stop()
             raise
 
+    async def drain(self) -> None:
+        """Wait until every reply is shown and every queued send went out."""
+        while True:
+            workers = [t for t in self._last_live.values() if not t.done()]
+            if workers:
+                await asyncio.wait(workers)
+                continue
+            await self.outbox.drain()
+            if not any(not t.done() for t in self._last_live.values()):
+                return
+
     async def stop(self) -> None:
-        """Send what is queued (within `drain_grace`), then stop the plugins. Close the hub's
-        agents first when shutting down, so replies in progress are queued before this."""
+        """Finish replies and queued sends (within `drain_grace`), then stop the plugins.
+        Close the hub's agents first when shutting down, so replies in progress are queued
+        before this."""
         if not self._started:
             return
         self._started = False
         await self._typing.close()
-        await self.outbox.close(self.drain_grace)
+        for run in self._runs.values():
+            run.reply.end()
+        try:
+            async with asyncio.timeout(self.drain_grace):
+                await self.drain()
+        except TimeoutError:
+            log.warning("channels: replies still being sent at shutdown were cut short")
+        await self._live.close()
+        await self.outbox.close(0)
+        await self._acks.close()
         for plugin in self._plugins.values():
             try:
                 await plugin.stop()
@@ -142,6 +167,7 @@ class ChannelManager:
             unsubscribe()
         self._unsubscribe.clear()
         self._runs.clear()
+        self._last_live.clear()
 
     # -- inbound ----------------------------------------------------------------------------
 
@@ -155,7 +181,7 @@ class ChannelManager:
         if not plugin.is_allowed(message.route.user_id or ""):
             log.warning("channel %s: message from unauthorised user dropped", plugin.name)
             return
-        if message.command is not None:
+        if message.command is not None or message.unknown_command is not None:
             await self._command(plugin, message)
             return
         try:
@@ -165,56 +191,52 @@ class ChannelManager:
                 Origin(surface="channel", route=message.route),
             )
         except CodedError as exc:
-            self._send(plugin, message.route, coded_error_text(exc), kind="reply", plain=True)
+            self._send(plugin, message.route, coded_error_text(exc))
 
     async def _command(self, plugin: ChannelPlugin, message: ChannelMessage) -> None:
         agent = self.hub.agent(self.hub.agent_for(message.route))
+        key = self.hub.session_key_for(Origin(surface="channel", route=message.route))
         if message.command == "new":
-            key = self.hub.session_key_for(Origin(surface="channel", route=message.route))
             session = await agent.new_session(key)
             text = f"Started a new conversation ({session.session_id})."
         elif message.command == "stop":
-            key = self.hub.session_key_for(Origin(surface="channel", route=message.route))
             text = "Stopped." if agent.abort(key) else "Nothing is running."
         elif message.command == "start":
             text = START_TEXT
+        elif message.command == "status":
+            text = status_text(agent, key)
+        elif message.command == "whoami":
+            text = whoami_text(message)
+        elif message.unknown_command is not None:
+            text = unknown_text(message.unknown_command)
         else:
             text = HELP_TEXT
-        self._send(plugin, message.route, text, kind="reply", plain=True)
+        self._send(plugin, message.route, text)
+
+    def _send(self, plugin: ChannelPlugin, route: ChannelRoute, text: str) -> None:
+        self.outbox.put(Outgoing(plugin, route, text, "reply", plain=True))
 
     # -- outbound ---------------------------------------------------------------------------
 
     def _on_event(self, event: AgentEvent) -> None:
-        cell = rule("channel", event)
-        if cell is Forward.NO:
-            return
         if isinstance(event, AgentStart):
             self._bind(event)
             return
         run = self._runs.get(event.run_id)
         if run is None:
             return  # a desktop or web turn: its reply stays there
+        if isinstance(event, ToolExecutionStart | ToolExecutionEnd):
+            # Only the tool's name, as a status line: its arguments and result stay private.
+            run.reply.tool(event.tool_name if isinstance(event, ToolExecutionStart) else None)
+            return
+        if rule("channel", event) is Forward.NO:
+            return
         if isinstance(event, AgentEnd):
-            self._stop_typing(run)
-            del self._runs[event.run_id]
+            self._finish(event.run_id, run, done=event.status == "completed")
         elif isinstance(event, AgentError):
-            kind: SendKind = "send" if run.sent_any else "reply"
-            run.sent_any = True
-            text = error_text(event.code, event.message)
-            self._send(run.plugin, run.route, text, kind=kind, plain=True)
-        elif isinstance(event, MessageStart):
-            limits = run.plugin.limits
-            run.aggregator = MessageAggregator(
-                lambda block: self._block(run, block),
-                min_chars=limits.min_chars,
-                max_chars=limits.max_chars,
-                measure=run.plugin.measure,
-            )
-            run.aggregator.handle(event)
-        elif isinstance(event, MessageUpdate | MessageEnd) and run.aggregator is not None:
-            run.aggregator.handle(event)
-            if isinstance(event, MessageEnd):
-                run.aggregator = None
+            run.reply.note(error_text(event.code, event.message))
+        elif isinstance(event, MessageStart | MessageUpdate | MessageEnd):
+            run.reply.message(event)
 
     def _on_gap(self, gap: ReadGap) -> None:
         log.warning(
@@ -224,13 +246,13 @@ class ChannelManager:
             gap.first_seq,
             gap.last_seq,
         )
-        # An agent_end may be among them: forget runs of this agent that are over.
+        # An agent_end may be among them: finish runs of this agent that are over.
         agent = self.hub.agent(gap.agent_id)
         over = [
             i for i, r in self._runs.items() if r.agent_id == gap.agent_id and not agent.running(i)
         ]
         for run_id in over:
-            self._stop_typing(self._runs.pop(run_id))
+            self._finish(run_id, self._runs[run_id], done=False)
 
     def _bind(self, event: AgentStart) -> None:
         route = event.origin.route
@@ -239,42 +261,50 @@ class ChannelManager:
         plugin = self._plugins.get(route.channel)
         if plugin is None:
             return
-        run = _Run(plugin, route, event.agent_id)
+        live = plugin.live
+        key = (route.channel, route.chat_id)
+        reply: Reply
+        worker = None
+        if live is not None:
+            live_reply = LiveReply(
+                live, route, plugin.limits, plugin.measure, after=self._last_live.get(key)
+            )
+            worker = self._live.spawn(live_reply.run(), name=f"live:{key[0]}:{key[1]}")
+            self._last_live[key] = worker
+            reply = live_reply
+        else:
+            reply = BlockReply(plugin, route, self.outbox)
+        run = _Run(plugin, route, event.agent_id, reply, worker)
         self._runs[event.run_id] = run
+        run.ack = self._acks.spawn(plugin.react(route, "👀"), name="ack")
         run.typing = self._typing.spawn(
-            self._keep_typing(plugin, route, event.agent_id, event.run_id),
-            name=f"typing:{route.channel}:{route.chat_id}",
+            self._keep_typing(run, event.run_id), name=f"typing:{key[0]}:{key[1]}"
         )
 
-    def _block(self, run: _Run, block: Block) -> None:
-        kind: SendKind = "send" if run.sent_any else "reply"
-        run.sent_any = True
-        self._send(run.plugin, run.route, block.text, kind=kind)
+    def _finish(self, run_id: str, run: _Run, *, done: bool) -> None:
+        del self._runs[run_id]
+        self._stop_typing(run)
+        run.reply.end()
+        self._acks.spawn(self._final_ack(run, done), name="ack")
 
-    def _send(
-        self,
-        plugin: ChannelPlugin,
-        route: ChannelRoute,
-        text: str,
-        *,
-        kind: SendKind,
-        plain: bool = False,
-    ) -> None:
-        self.outbox.put(Outgoing(plugin, route, text, kind, plain))
+    async def _final_ack(self, run: _Run, done: bool) -> None:
+        """The done reaction once the reply is complete (none when the run did not complete)."""
+        waits = [t for t in (run.ack, run.worker) if t is not None]
+        if waits:
+            await asyncio.wait(waits)
+        await run.plugin.react(run.route, "👍" if done else None)
 
     # -- typing -----------------------------------------------------------------------------
 
-    async def _keep_typing(
-        self, plugin: ChannelPlugin, route: ChannelRoute, agent_id: str, run_id: str
-    ) -> None:
-        agent = self.hub.agent(agent_id)
+    async def _keep_typing(self, run: _Run, run_id: str) -> None:
+        agent = self.hub.agent(run.agent_id)
         # Asking the agent, not only waiting for agent_end, means the indicator can never be
         # left on (or sent after the final reply) even if events were lost.
-        while agent.running(run_id):
+        while agent.running(run_id) and not run.reply.visible:
             try:
-                await plugin.typing(route)
+                await run.plugin.typing(run.route)
             except Exception:
-                log.debug("channel %s: typing indicator failed", plugin.name, exc_info=True)
+                log.debug("channel %s: typing indicator failed", run.plugin.name, exc_info=True)
             await asyncio.sleep(self.typing_interval)
 
     def _stop_typing(self, run: _Run) -> None:

@@ -7,10 +7,15 @@ long-poll `getUpdates` honouring `offset` and `timeout`; per-chat message ids sh
 user's and the bot's messages; HTML parse mode validated like Telegram (only its tags,
 balanced, text <= 4096 UTF-16 units after parsing); `bot_command` / `mention` entities.
 
-Fault injection: queued or random faults on `sendMessage` (429 with retry_after, 502,
-timeouts and dropped connections either before or after the message was stored, refused
-HTML), stalled or 409-conflicting polls, and optional enforcement of Telegram's flood
-limits (30 messages/s overall, 1/s per chat, 20/min per group).
+Also `editMessageText`, `setMessageReaction`, `sendChatAction`, `deleteMessage`, `getFile` and
+file downloads (`/file/bot<token>/<path>`), each recorded.
+
+Fault injection, on every method named in `fault_methods` (default `sendMessage` only):
+queued or random faults (429 with retry_after, 502, timeouts and dropped connections either
+before or after the call took effect, refused HTML), optionally in runs (`burst`: after a
+random fault, the next calls fail too); stalled or 409-conflicting polls; and optional
+enforcement of Telegram's flood limits (30 messages/s overall, 1/s per chat, 20/min per
+group; edits count like messages).
 """
 
 from __future__ import annotations
@@ -137,6 +142,20 @@ class FakeBotApi:
         self.chats: dict[int, Chat] = {}
         self.bot_messages: list[StoredMessage] = []
         self.chat_actions: list[tuple[int, str, float]] = []
+        # (chat_id, message_id, shown text, when) for every edit that changed a message.
+        self.edits: list[tuple[int, int, str, float]] = []
+        # (chat_id, message_id) -> the reaction emojis now set on that message.
+        self.reactions: dict[tuple[int, int], list[str]] = {}
+        self.reaction_log: list[tuple[int, int, tuple[str, ...]]] = []
+        self.deleted: list[tuple[int, int]] = []
+        self.fault_methods: set[str] = {"sendMessage"}
+        # file_id -> (file_path, content) for getFile and downloads.
+        self.files: dict[str, tuple[str, bytes]] = {}
+        # After a random fault, the next `burst` calls of faulty methods fail too.
+        self.burst = 0
+        self._burst_left = 0
+        self.longest_fault_run = 0
+        self._fault_run = 0
         self.calls: dict[str, int] = {}
         self.faults: deque[FaultKind] = deque()
         self.fault_rate = 0.0
@@ -172,6 +191,10 @@ class FakeBotApi:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/bot"
 
+    @property
+    def base_file_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/file/bot"
+
     def reserve_port(self) -> None:
         """Choose the port now (for a client configured before the server starts)."""
         self.port = free_port()
@@ -180,6 +203,7 @@ class FakeBotApi:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._handle)
         app.router.add_get("/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
         self.port = port or free_port()
@@ -242,6 +266,55 @@ class FakeBotApi:
         await self.push_update({"message": message}, update_id=update_id)
         return message_id
 
+    async def user_sends(
+        self,
+        kind: str,
+        *,
+        content: bytes = b"",
+        file_name: str = "file.txt",
+        mime_type: str | None = None,
+        caption: str | None = None,
+        chat_id: int = 1001,
+        size: int | None = None,
+    ) -> int:
+        """A user sends a `document`, `photo` or `voice` (with `content` behind getFile);
+        returns its message id."""
+        chat = self.chat(chat_id)
+        message_id = chat.next_id
+        chat.next_id += 1
+        file_id = f"file-{len(self.files) + 1}"
+        self.files[file_id] = (f"documents/{file_name}", content)
+        stored = StoredMessage(
+            chat_id, message_id, False, caption or "", caption or "", None, None, time.monotonic()
+        )
+        chat.messages[message_id] = stored
+        ref: dict[str, JsonValue] = {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_size": size if size is not None else len(content),
+        }
+        media: JsonValue
+        if kind == "document":
+            ref["file_name"] = file_name
+            if mime_type:
+                ref["mime_type"] = mime_type
+            media = ref
+        elif kind == "photo":
+            media = [ref | {"width": 90, "height": 90}]
+        else:
+            media = ref | {"duration": 3}
+        message: dict[str, JsonValue] = {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private", "first_name": "Alice"},
+            "from": {"id": chat_id, "is_bot": False, "first_name": "Alice"},
+            kind: media,
+        }
+        if caption is not None:
+            message["caption"] = caption
+        await self.push_update({"message": message})
+        return message_id
+
     async def push_update(
         self, update: dict[str, JsonValue], *, update_id: int | None = None
     ) -> int:
@@ -292,6 +365,32 @@ class FakeBotApi:
 
     # -- methods ----------------------------------------------------------------------------
 
+    async def _m_getFile(
+        self, params: dict[str, str], request: web.Request
+    ) -> JsonValue | web.StreamResponse:
+        fault = self._next_fault("getFile")
+        if fault is not None and fault != "parse":
+            return await self._fail(request, fault, landed=False)
+        file_id = params.get("file_id", "")
+        if file_id not in self.files:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        path, content = self.files[file_id]
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_size": len(content),
+            "file_path": path,
+        }
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        self.calls["download"] = self.calls.get("download", 0) + 1
+        for path, content in self.files.values():
+            if path == request.match_info["path"]:
+                return web.Response(body=content)
+        return _error(404, "Not Found")
+
     async def _m_getMe(self, params: dict[str, str], request: web.Request) -> JsonValue:
         return self._bot_user() | {
             "can_join_groups": True,
@@ -312,8 +411,31 @@ class FakeBotApi:
         self.commands = json.loads(params.get("commands", "[]"))
         return True
 
-    async def _m_sendChatAction(self, params: dict[str, str], request: web.Request) -> JsonValue:
+    async def _m_sendChatAction(
+        self, params: dict[str, str], request: web.Request
+    ) -> JsonValue | web.StreamResponse:
+        fault = self._next_fault("sendChatAction")
+        if fault is not None and fault != "parse":
+            return await self._fail(request, fault, landed=False)
         self.chat_actions.append((int(params["chat_id"]), params["action"], time.monotonic()))
+        return True
+
+    async def _m_setMessageReaction(
+        self, params: dict[str, str], request: web.Request
+    ) -> JsonValue | web.StreamResponse:
+        chat = self.chats.get(int(params["chat_id"]))
+        message_id = int(params["message_id"])
+        if chat is None or message_id not in chat.messages:
+            raise ApiError(400, "Bad Request: message to react not found")
+        fault = self._next_fault("setMessageReaction")
+        if fault is not None and fault != "parse" and not fault.endswith("landed"):
+            return await self._fail(request, fault, landed=False)
+        reaction = json.loads(params.get("reaction", "[]"))
+        emojis = [r["emoji"] for r in reaction if isinstance(r, dict) and "emoji" in r]
+        self.reactions[(chat.chat_id, message_id)] = emojis
+        self.reaction_log.append((chat.chat_id, message_id, tuple(emojis)))
+        if fault is not None and fault.endswith("landed"):
+            return await self._fail(request, fault, landed=True)
         return True
 
     async def _m_getUpdates(self, params: dict[str, str], request: web.Request) -> JsonValue:
@@ -352,15 +474,11 @@ class FakeBotApi:
         parse_mode = params.get("parse_mode") or None
         reply = json.loads(params["reply_parameters"]) if "reply_parameters" in params else None
         reply_to = reply.get("message_id") if isinstance(reply, dict) else None
-        fault = self._next_fault()
+        fault = self._next_fault("sendMessage")
         if fault == "parse" and parse_mode:
             raise ApiError(400, "Bad Request: can't parse entities: injected fault at offset 0")
-        if fault == "429":
-            raise ApiError(429, "Too Many Requests: retry after 1", retry_after=1)
-        if fault == "502":
-            raise ApiError(502, "Bad Gateway")
-        if fault in ("timeout_lost", "drop_lost"):
-            return await self._fail_transport(request, fault)
+        if fault is not None and fault != "parse" and not fault.endswith("landed"):
+            return await self._fail(request, fault, landed=False)
         shown = parse_html(text) if parse_mode == "HTML" else text
         if not shown.strip():
             raise ApiError(400, "Bad Request: message text is empty")
@@ -375,10 +493,34 @@ class FakeBotApi:
         chat.messages[message.message_id] = message
         self.bot_messages.append(message)
         if fault in ("timeout_landed", "drop_landed"):
-            return await self._fail_transport(request, fault)
+            return await self._fail(request, fault, landed=True)
         return self._message_json(message, chat)
 
-    async def _m_editMessageText(self, params: dict[str, str], request: web.Request) -> JsonValue:
+    async def _m_editMessageText(
+        self, params: dict[str, str], request: web.Request
+    ) -> JsonValue | web.StreamResponse:
+        fault = self._next_fault("editMessageText")
+        if fault == "parse" and params.get("parse_mode"):
+            raise ApiError(400, "Bad Request: can't parse entities: injected fault at offset 0")
+        if fault is not None and fault != "parse" and not fault.endswith("landed"):
+            return await self._fail(request, fault, landed=False)
+        result = self._edit(params)
+        if fault is not None and fault.endswith("landed"):
+            return await self._fail(request, fault, landed=True)
+        return result
+
+    async def _m_deleteMessage(self, params: dict[str, str], request: web.Request) -> JsonValue:
+        chat = self.chats.get(int(params["chat_id"]))
+        message_id = int(params["message_id"])
+        if chat is None or message_id not in chat.messages:
+            raise ApiError(400, "Bad Request: message to delete not found")
+        message = chat.messages.pop(message_id)
+        if message in self.bot_messages:
+            self.bot_messages.remove(message)
+        self.deleted.append((chat.chat_id, message_id))
+        return True
+
+    def _edit(self, params: dict[str, str]) -> JsonValue:
         chat = self.chats.get(int(params["chat_id"]))
         message = chat.messages.get(int(params["message_id"])) if chat else None
         if chat is None or message is None:
@@ -395,24 +537,46 @@ class FakeBotApi:
                 "reply markup are exactly the same as a current content and reply markup "
                 "of the message",
             )
+        if utf16_len(shown) > LIMIT:
+            raise ApiError(400, "Bad Request: message is too long")
+        self._check_limits(chat.chat_id)
         message.text, message.raw, message.parse_mode = shown, text, parse_mode
+        self.edits.append((chat.chat_id, message.message_id, shown, time.monotonic()))
         return self._message_json(message, chat)
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _next_fault(self) -> FaultKind | None:
+    def _next_fault(self, method: str) -> FaultKind | None:
+        if method not in self.fault_methods:
+            return None
         fault: FaultKind | None = None
         self._send_calls += 1
         if self.faults:
             fault = self.faults.popleft()
+        elif self._burst_left > 0:
+            self._burst_left -= 1
+            fault = self._rng.choice(self.fault_kinds)
         elif self.fault_every and self._send_calls % self.fault_every == 0:
             fault = self.fault_kinds[self._cycle % len(self.fault_kinds)]
             self._cycle += 1
         elif self.fault_rate and self._rng.random() < self.fault_rate:
             fault = self._rng.choice(self.fault_kinds)
+            self._burst_left = self.burst
         if fault is not None:
             self.faults_injected[fault] = self.faults_injected.get(fault, 0) + 1
+            self._fault_run += 1
+            self.longest_fault_run = max(self.longest_fault_run, self._fault_run)
+        else:
+            self._fault_run = 0
         return fault
+
+    async def _fail(self, request: web.Request, fault: FaultKind, *, landed: bool) -> web.Response:
+        """Answer a call with `fault`; `landed` says whether the call already took effect."""
+        if fault == "429":
+            return _error(429, "Too Many Requests: retry after 1", retry_after=1)
+        if fault == "502":
+            return _error(502, "Bad Gateway")
+        return await self._fail_transport(request, fault)
 
     async def _fail_transport(self, request: web.Request, fault: FaultKind) -> web.Response:
         if fault.startswith("timeout"):

@@ -19,6 +19,7 @@ from hub.aggregator import MessageAggregator
 from hub.errors import ModelError
 from hub.hub import Hub
 from hub.model import Model, ModelPart, ModelTurn, TextDelta, ToolCallFinished, ToolCallStarted
+from hub.scopes import ConversationConfig
 from hub.service import attach_probes
 from tests.fake_bot_api import FakeBotApi
 
@@ -41,6 +42,7 @@ class ScriptedModel:
         fail: ModelError | None = None,
         hold: asyncio.Event | None = None,
         tool_between: bool = False,
+        tool_delay: float = 0.0,
     ) -> None:
         self.reply = reply
         self.pieces = pieces
@@ -48,6 +50,9 @@ class ScriptedModel:
         self.fail = fail
         self.hold = hold
         self.tool_between = tool_between
+        self.tool_delay = tool_delay
+        # When the first piece of the latest turn was yielded (time.monotonic()).
+        self.first_piece_at: float | None = None
 
     @property
     def name(self) -> str:
@@ -57,11 +62,14 @@ class ScriptedModel:
         text = self.reply if self.reply is not None else turn.text
         for index, piece in enumerate(pieces_of(text, self.pieces)):
             await asyncio.sleep(self.delay)
+            if index == 0:
+                self.first_piece_at = time.monotonic()
             yield TextDelta(piece)
             if index == 0 and self.hold is not None:
                 await self.hold.wait()
         if self.tool_between:
             yield ToolCallStarted("t1", "search", {"q": "secret tool args"})
+            await asyncio.sleep(self.tool_delay)
             yield ToolCallFinished("t1", "search", {"q": "x"}, "TOOL RESULT TEXT", False)
             yield TextDelta("After the tool.")
         if self.fail is not None:
@@ -105,6 +113,7 @@ def fast_config(api: FakeBotApi, **changes: Any) -> TelegramConfig:
     values: dict[str, Any] = {
         "bot_token": api.token,
         "api_base_url": api.base_url,
+        "api_base_file_url": api.base_file_url,
         "dm_policy": "open",
         "poll_timeout": 1,
         "poll_read_slack": 2.0,
@@ -145,7 +154,7 @@ class Rig:
         """Wait until the agent is idle and every queued send went out."""
         await self.agent.wait_idle()
         async with asyncio.timeout(30):
-            await self.manager.outbox.drain()
+            await self.manager.drain()
 
 
 @asynccontextmanager
@@ -155,12 +164,13 @@ async def telegram_rig(
     *,
     typing_interval: float = 4.0,
     api: FakeBotApi | None = None,
+    conversations: ConversationConfig | None = None,
     **config: Any,
 ) -> AsyncIterator[Rig]:
     fake = api or FakeBotApi(hang_seconds=1.5)
     if api is None:
         await fake.start()
-    hub = Hub(data_dir, lambda: model)
+    hub = Hub(data_dir, lambda: model, conversations=conversations)
     plugin = TelegramPlugin(fast_config(fake, **config), hub.access)
     manager = ChannelManager(hub, typing_interval=typing_interval)
     manager.register(plugin)

@@ -47,10 +47,10 @@ async def ask(server: ControlServer, method: str, **params: JsonValue) -> CtlRes
 class Waiting:
     """A tool call waiting for approval, with the events it announced."""
 
-    def __init__(self, hub: Hub, command: str) -> None:
+    def __init__(self, hub: Hub, command: str, session_key: str = "main") -> None:
         self.events: list[AgentEvent] = []
         self.asked = asyncio.Event()
-        context = CallContext("main", "r-1", "main", "s-1", self.announce)
+        context = CallContext("main", "r-1", session_key, "s-1", self.announce)
         self.task: asyncio.Task[ApprovalAnswer] = asyncio.create_task(
             hub.approvals.ask(context, "shell", {"command": command})
         )
@@ -123,6 +123,28 @@ async def test_a_guest_can_neither_see_nor_decide(data_dir: Path) -> None:
     answer = await waiting.task
     assert (answer.decision, answer.by) == ("denied", "web:d-1")
     await hub.close()
+
+
+async def test_a_guest_sees_and_decides_only_its_own_sessions_approvals(data_dir: Path) -> None:
+    hub = Hub(data_dir, EchoModel)
+    host = RequestHost(access=hub.access, health=hub.health, hub=hub)
+    hub.agent("main").sessions.join("web:guest-chat", "web:web-guest")
+    theirs, owners = Waiting(hub, "ls", "web:guest-chat"), Waiting(hub, "rm -rf ~")
+    their_id, owner_id = await theirs.approval_id(), await owners.approval_id()
+    listing = await dispatch(host, GUEST, "approvals.list", {})
+    assert [a["approvalId"] for a in json.loads(listing.model_dump_json())["approvals"]] == [
+        their_id
+    ]
+    with pytest.raises(CodedError) as refused:
+        await dispatch(
+            host, GUEST, "approvals.decide", {"approvalId": owner_id, "decision": "approve"}
+        )
+    assert refused.value.code == "forbidden"
+    await dispatch(host, GUEST, "approvals.decide", {"approvalId": their_id, "decision": "approve"})
+    assert ((await theirs.task).decision, (await theirs.task).by) == ("approved", "web:web-guest")
+    assert not owners.task.done()
+    await hub.close()
+    assert (await owners.task).by == "restart"
 
 
 async def test_stopping_the_hub_denies_pending_approvals(data_dir: Path) -> None:

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from channels.base import BlockLimits, ChannelMessage, ChannelPlugin, Command, InboundCallback
+from channels.base import (
+    BlockLimits,
+    ChannelMessage,
+    ChannelPlugin,
+    Command,
+    InboundCallback,
+    LiveSurface,
+)
 from channels.error_text import error_text
 from channels.manager import ChannelManager
 from hub.errors import ModelError
@@ -39,6 +46,7 @@ class MemoryChat:
     send_delay: float = 0.0
     sent: list[Sent] = field(default_factory=list)
     typing_calls: int = 0
+    reactions: list[str | None] = field(default_factory=list)
     started: bool = False
     _deliver: InboundCallback | None = None
 
@@ -78,6 +86,13 @@ class MemoryChat:
 
     async def typing(self, route: ChannelRoute) -> None:
         self.typing_calls += 1
+
+    async def react(self, route: ChannelRoute, emoji: str | None) -> None:
+        self.reactions.append(emoji)
+
+    @property
+    def live(self) -> LiveSurface | None:
+        return None
 
     async def say(
         self, text: str, *, chat: str = "c1", user: str = "u1", command: Command | None = None
@@ -122,7 +137,7 @@ async def start(
 async def settle(hub: Hub, manager: ChannelManager) -> None:
     await hub.default_agent.wait_idle()
     async with asyncio.timeout(10):
-        await manager.outbox.drain()
+        await manager.drain()
 
 
 async def stop(hub: Hub, manager: ChannelManager) -> None:

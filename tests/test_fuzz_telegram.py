@@ -195,4 +195,4 @@ async def test_odd_updates_never_raise_and_legitimate_messages_are_answered(
         for r in caplog.records
         if r.exc_info is not None or r.levelno >= logging.ERROR
     ]
-    assert failures == []
+    assert failures == [], "\n".join(failures)

@@ -80,7 +80,8 @@ async def test_a_failed_send_is_delivered_exactly_once(
 
 
 async def test_refused_html_is_resent_as_plain_text(data_dir: Path) -> None:
-    async with telegram_rig(data_dir, ScriptedModel("**Bold** <tag> & `code`")) as rig:
+    model = ScriptedModel("**Bold** <tag> & `code`")
+    async with telegram_rig(data_dir, model, streaming="off") as rig:
         rig.api.faults.append("parse")
         await rig.ask("hello")
         replies = rig.api.replies_in(CHAT)
@@ -105,6 +106,7 @@ async def test_watchdog_restarts_a_stalled_poll(data_dir: Path) -> None:
         ) as rig:
             await api.user_says("are you there?")
             await until(lambda: bool(api.replies_in(CHAT)), "a reply after the restart")
+            await rig.settle()
             assert rig.plugin.poll_restarts >= 1
             assert api.texts_in(CHAT) == ["are you there?"]
             health = telegram_health(rig.hub)

@@ -142,6 +142,7 @@ async def test_pairing_flow_end_to_end(data_dir: Path) -> None:
         assert "You're in" in rig.api.texts_in(5005)[2]
         await rig.api.user_says("now I can talk", chat_id=5005)
         await until(lambda: len(rig.api.replies_in(5005)) == 4, "the agent's reply")
+        await rig.settle()
         assert rig.api.texts_in(5005)[3] == "now I can talk"
 
 
@@ -287,6 +288,7 @@ async def test_markdown_is_rendered_and_raw_html_escaped(data_dir: Path) -> None
     async with telegram_rig(data_dir, ScriptedModel(text)) as rig:
         await rig.api.user_says("format please")
         await until(lambda: bool(rig.api.replies_in(CHAT)), "the reply")
+        await rig.settle()
         message = rig.api.replies_in(CHAT)[0]
         assert message.raw == render_html(text)
         assert "<script>" not in message.raw

@@ -115,3 +115,27 @@ def test_a_bad_server_entry_does_not_echo_its_env(data_dir: Path) -> None:
         load_settings(write(data_dir, toml), data_dir=data_dir)
     assert "sk-very-secret" not in str(refused.value)
     assert McpServerConfig(name="s", command="python").transport == "stdio"
+
+
+def test_tool_settings_tune_the_limits(data_dir: Path) -> None:
+    toml = (
+        "[tool_settings]\nshell_timeout = 5\napproval_timeout = 60\n"
+        'web_fetch_allow_networks = ["192.168.1.0/24"]\n'
+    )
+    config = tools_config(load_settings(write(data_dir, toml), data_dir=data_dir))
+    assert (config.shell_timeout, config.approval_timeout) == (5, 60)
+    assert [str(n) for n in config.web_fetch_allow_networks] == ["192.168.1.0/24"]
+
+
+@pytest.mark.parametrize(
+    ("toml", "names"),
+    [
+        ("[tool_settings]\nshell_timeuot = 5\n", "unknown key 'shell_timeuot'"),
+        ("[tool_settings]\nenable_tools = ['shell']\n", "unknown key 'enable_tools'"),
+        ("[tool_settings]\nshell_timeout = -1\n", "shell_timeout"),
+        ('[tool_settings]\nweb_fetch_allow_networks = ["not a network"]\n', "web_fetch_allow"),
+    ],
+)
+def test_bad_tool_settings_are_refused(data_dir: Path, toml: str, names: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(names)):
+        tools_config(load_settings(write(data_dir, toml), data_dir=data_dir))

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 DmPolicy = Literal["pairing", "allowlist", "open", "disabled"]
+Streaming = Literal["edit", "off"]
 
 
 class RateLimits(BaseModel):
@@ -52,6 +53,16 @@ class TelegramConfig(BaseModel):
     probe_window: int = Field(default=3, ge=0, le=20)
     probe_delay: float = Field(default=1.0, ge=0)
     rate_limits: RateLimits = Field(default_factory=RateLimits)
+    # `edit`: replies appear at once and grow by editing the message; `off`: finished blocks.
+    streaming: Streaming = "edit"
+    # Least time between two edits of a growing message (finished text is not held back).
+    edit_interval: float = Field(default=1.0, ge=0)
+    # Tries for a live reply's sends and edits: its text must arrive whole, even through
+    # long runs of failures (each try waits its backoff, up to `backoff_max`).
+    live_attempts: int = Field(default=12, ge=1, le=50)
+    # Reactions on the user's message: when the run starts, and when its reply is final.
+    ack_reaction: str | None = "👀"
+    done_reaction: str | None = "👍"
 
     @field_validator("api_base_url")
     @classmethod

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from telegram import Message, MessageEntity, Update
 
 from channels.base import COMMANDS, Command
+from channels.telegram.media import DocumentRef, document_of, unread_kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,10 @@ class Inbound:
     text: str
     command: Command | None
     thread_id: int | None
+    unknown_command: str | None = None
+    document: DocumentRef | None = None
+    # A kind of media the bot does not read (photo, voice…): the user is told.
+    unread: str | None = None
 
 
 def _span16(text: str, offset: int, length: int) -> tuple[bytes, int, int]:
@@ -70,21 +75,27 @@ def _int(value: object, what: str) -> int:
 
 
 def parse_message(update: Update, bot_id: int, bot_username: str) -> Inbound | None:
-    """The message if it is a text message addressed to the bot, else None. Raises
-    `UnreadableMessage` for a message whose ids or text have the wrong type."""
+    """The message if it is addressed to the bot and carries text, a document or media,
+    else None (the caption is the text of a file). Raises `UnreadableMessage` for a message
+    whose ids or text have the wrong type."""
     message = update.message
-    if not isinstance(message, Message) or message.text is None or message.from_user is None:
+    if not isinstance(message, Message) or message.from_user is None:
         return None
     if message.from_user.is_bot:
         return None
-    if not isinstance(message.text, str):
+    document = document_of(message) if message.text is None else None
+    unread = unread_kind(message) if message.text is None and document is None else None
+    raw_text = message.text if message.text is not None else (message.caption or "")
+    if message.text is None and document is None and unread is None:
+        return None
+    if not isinstance(raw_text, str):
         raise UnreadableMessage("text is not a string")
     _int(message.message_id, "message_id")
     _int(message.chat.id, "chat.id")
     _int(message.from_user.id, "from.id")
     if message.message_thread_id is not None:
         _int(message.message_thread_id, "message_thread_id")
-    text = message.text
+    text = raw_text
     private = message.chat.type == "private"
     handle = f"@{bot_username}".lower()
     replied_to_bot = (
@@ -94,7 +105,9 @@ def parse_message(update: Update, bot_id: int, bot_username: str) -> Inbound | N
     )
     addressed = private or replied_to_bot
     command: Command | None = None
-    entities = sorted(message.entities, key=lambda e: e.offset, reverse=True)
+    unknown: str | None = None
+    given = message.entities if message.text is not None else message.caption_entities
+    entities = sorted(given, key=lambda e: e.offset, reverse=True)
     for entity in entities:
         word = _slice16(text, entity.offset, entity.length)
         if entity.type == MessageEntity.MENTION and word.lower() == handle:
@@ -109,10 +122,12 @@ def parse_message(update: Update, bot_id: int, bot_username: str) -> Inbound | N
             if name.lower() in COMMANDS:
                 command = next(c for c in COMMANDS if c == name.lower())
                 text = _cut16(text, entity.offset, entity.length)
+            elif name:
+                unknown = name[:64]
     if not addressed:
         return None
     text = text.strip()
-    if not text and command is None:
+    if not text and command is None and unknown is None and document is None and unread is None:
         return None
     return Inbound(
         chat_id=str(message.chat.id),
@@ -123,4 +138,7 @@ def parse_message(update: Update, bot_id: int, bot_username: str) -> Inbound | N
         text=text,
         command=command,
         thread_id=message.message_thread_id if message.is_topic_message else None,
+        unknown_command=unknown if command is None else None,
+        document=document,
+        unread=unread,
     )

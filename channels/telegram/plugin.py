@@ -13,14 +13,15 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from telegram import BotCommand, Update
+from telegram import Bot, BotCommand, Update
 
-from channels.base import BlockLimits, InboundCallback
+from channels.base import BlockLimits, InboundCallback, LiveSurface
 from channels.telegram.config import TelegramConfig
 from channels.telegram.connection import BotConnection, TelegramStartError, build_application
 from channels.telegram.delivery import deliver, show_typing
 from channels.telegram.formatting import measure
 from channels.telegram.health import telegram_health
+from channels.telegram.live import TelegramLive
 from channels.telegram.policy import CHANNEL, AccessPolicy
 from channels.telegram.polling import PollSupervisor, TrackingRequest
 from channels.telegram.ratelimit import RateLimiter
@@ -38,6 +39,8 @@ log = logging.getLogger("agenthub.telegram")
 BOT_COMMANDS = [
     BotCommand("new", "Start a fresh conversation"),
     BotCommand("stop", "Stop the reply in progress"),
+    BotCommand("status", "Model, conversation and what is running"),
+    BotCommand("whoami", "Your Telegram ids, for allow lists"),
     BotCommand("help", "What this bot understands"),
 ]
 
@@ -51,9 +54,12 @@ class TelegramPlugin:
         self.access = access
         self.policy = AccessPolicy(config.dm_policy, config.allowed_users, access)
         self.limiter = RateLimiter(config.rate_limits)
-        self.receiver = UpdateReceiver(self.policy, self._identity, self._note_message)
+        self.receiver = UpdateReceiver(
+            self.policy, self._identity, self._note_message, self._current_bot
+        )
         self._connection: BotConnection | None = None
         self._sender: ReliableSender | None = None
+        self._live: TelegramLive | None = None
         self._unlisten: Callable[[], None] | None = None
 
     # -- ChannelPlugin ----------------------------------------------------------------------
@@ -101,8 +107,13 @@ class TelegramPlugin:
         return self._connection.polling if self._connection is not None else None
 
     @property
-    def _live(self) -> bool:
+    def _connected(self) -> bool:
         return self._connection is not None and self._connection.live
+
+    @property
+    def live(self) -> LiveSurface | None:
+        """Replies shown live by editing (`streaming="edit"`), or None for finished blocks."""
+        return self._live if self.config.streaming == "edit" else None
 
     async def start(self, on_message: InboundCallback) -> None:
         """Connect and begin receiving. Raises `TelegramStartError` for a bad token."""
@@ -118,6 +129,7 @@ class TelegramPlugin:
         polling = None if self.webhook_mode else PollSupervisor(cfg, poll_request)
         self._connection = BotConnection(app, cfg, BOT_COMMANDS, polling)
         self._sender = ReliableSender(app.bot, cfg, self.limiter)
+        self._live = TelegramLive(self._sender, cfg)
         self._unlisten = self.access.listen(self.receiver.on_access)
         try:
             await self._connection.start()
@@ -141,8 +153,12 @@ class TelegramPlugin:
         return await self._deliver(route, text, plain=plain, reply=False)
 
     async def typing(self, route: ChannelRoute) -> None:
-        if self._connection is not None and self._live:
+        if self._connection is not None and self._connected:
             await show_typing(self._connection.app.bot, route)
+
+    async def react(self, route: ChannelRoute, emoji: str | None) -> None:
+        if self._live is not None and self._connected:
+            await self._live.react(route, emoji)
 
     # -- webhook ----------------------------------------------------------------------------
 
@@ -159,7 +175,7 @@ class TelegramPlugin:
             raise RuntimeError("webhook_secret is not configured")
         return webhook_handler(
             self.config.webhook_secret.get_secret_value(),
-            lambda: self._connection.app.bot if self._connection and self._live else None,
+            lambda: self._connection.app.bot if self._connection and self._connected else None,
             self._enqueue_update,
             self.receiver.skip,
         )
@@ -180,6 +196,9 @@ class TelegramPlugin:
         bot = self._connection.app.bot
         return bot.id, bot.username
 
+    def _current_bot(self) -> Bot | None:
+        return self._connection.app.bot if self._connection is not None else None
+
     def _note_message(self, chat_id: str, message_id: int) -> None:
         if self._sender is not None:
             self._sender.note_message(chat_id, message_id)
@@ -188,7 +207,7 @@ class TelegramPlugin:
         return await self._deliver(route, text, plain=True, reply=True)
 
     async def _deliver(self, route: ChannelRoute, text: str, *, plain: bool, reply: bool) -> bool:
-        if self._sender is None or not self._live:
+        if self._sender is None or not self._connected:
             log.error("telegram: not connected; a message to chat %s was dropped", route.chat_id)
             return False
         return await deliver(self._sender, route, text, plain=plain, reply=reply)
@@ -198,7 +217,7 @@ class TelegramPlugin:
         return telegram_health(
             self.config,
             running=connection is not None,
-            live=self._live,
+            live=self._connected,
             live_since=connection.live_since if connection is not None else 0.0,
             connect_error=connection.error if connection is not None else None,
             polling=self._polling,

@@ -16,10 +16,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from telegram import Update
+from telegram import Bot, Update
 
 from channels.base import ChannelMessage, InboundCallback
+from channels.error_text import coded_error_text
 from channels.telegram.inbound import Inbound, parse_message
+from channels.telegram.media import UNREAD_KINDS, MediaRefused, document_text
 from channels.telegram.policy import CHANNEL, AccessPolicy, Allowed, NeedsPairing
 from hub.access import Decision, DeviceRecord
 from hub.origin import ChannelRoute
@@ -40,9 +42,16 @@ NoteMessage = Callable[[str, int], None]
 class UpdateReceiver:
     """Turns updates into messages for `on_message`; counts what it received and skipped."""
 
-    def __init__(self, policy: AccessPolicy, identity: BotIdentity, note: NoteMessage) -> None:
+    def __init__(
+        self,
+        policy: AccessPolicy,
+        identity: BotIdentity,
+        note: NoteMessage,
+        bot: Callable[[], Bot | None],
+    ) -> None:
         self.policy = policy
         self._identity = identity
+        self._bot = bot
         self._note = note
         self.received = 0
         self.skipped = 0
@@ -107,12 +116,28 @@ class UpdateReceiver:
         elif not self.policy.is_allowed(inbound.user_id):
             log.info("telegram: group message from unauthorised user %s ignored", inbound.user_id)
             return
+        text = inbound.text
+        if inbound.unread is not None:
+            if UNREAD_KINDS[inbound.unread]:
+                self._notify(route_of(inbound), UNREAD_KINDS[inbound.unread])
+            return
+        if inbound.document is not None:
+            bot = self._bot()
+            if bot is None:
+                return
+            try:
+                attached = await document_text(bot, inbound.document)
+            except MediaRefused as exc:
+                self._notify(route_of(inbound), coded_error_text(exc))
+                return
+            text = f"{text}\n\n{attached}" if text else attached
         await self._on_message(
             ChannelMessage(
                 route=route_of(inbound),
-                text=inbound.text,
+                text=text,
                 sender_label=inbound.label,
                 command=inbound.command,
+                unknown_command=inbound.unknown_command,
             )
         )
 

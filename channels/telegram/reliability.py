@@ -94,6 +94,8 @@ class SendStats:
     probe_landed: int = 0
     plain_fallbacks: int = 0
     gave_up: int = 0
+    edit_calls: int = 0
+    edits: int = 0
 
 
 class ReliableSender:
@@ -112,7 +114,8 @@ class ReliableSender:
         if message_id > self._known.get(chat_id, 0):
             self._known[chat_id] = message_id
 
-    def _lock(self, chat_id: str) -> asyncio.Lock:
+    def lock(self, chat_id: str) -> asyncio.Lock:
+        """The chat's lock: every call that sends or edits in that chat holds it."""
         lock = self._locks.get(chat_id)
         if lock is None:
             lock = self._locks[chat_id] = asyncio.Lock()
@@ -127,11 +130,20 @@ class ReliableSender:
         reply_to: int | None = None,
         thread_id: int | None = None,
         group: bool = False,
+        attempts: int | None = None,
     ) -> int | None:
         """Deliver one message (<= 4096 after parsing); its message id once Telegram accepted
         it, None when it was given up on."""
-        async with self._lock(chat_id):
-            return await self._send_locked(chat_id, text, html, reply_to, thread_id, group)
+        async with self.lock(chat_id):
+            return await self._send_locked(
+                chat_id,
+                text,
+                html,
+                reply_to,
+                thread_id,
+                group,
+                attempts or self.config.send_attempts,
+            )
 
     async def _send_locked(
         self,
@@ -141,12 +153,13 @@ class ReliableSender:
         reply_to: int | None,
         thread_id: int | None,
         group: bool,
+        attempts: int,
     ) -> int | None:
         floor = self._known.get(chat_id)
         parse_mode: str | None = ParseMode.HTML if html else None
         backoff = self.config.backoff_initial
         attempt = flood_waits = 0
-        while attempt < self.config.send_attempts:
+        while attempt < attempts:
             attempt += 1
             self.stats.calls += 1
             try:
@@ -190,7 +203,14 @@ class ReliableSender:
             except NetworkError as exc:
                 if classify(exc) is Failure.AMBIGUOUS:
                     self.stats.ambiguous += 1
-                    landed = await self._resolve(chat_id, floor, text, parse_mode, group)
+                    landed = await self._resolve(
+                        chat_id,
+                        floor,
+                        text,
+                        parse_mode,
+                        group,
+                        self._probe_tries(attempts, attempt),
+                    )
                     if landed is None:
                         log.error(
                             "telegram: a message to chat %s may or may not have arrived (%s);"
@@ -229,15 +249,28 @@ class ReliableSender:
         log.error("telegram: gave up on a message to chat %s after %d attempts", chat_id, attempt)
         return None
 
+    def _probe_tries(self, attempts: int, attempt: int) -> int:
+        """Three probes; more for a send that was given more attempts than usual (a live
+        reply's message, whose id the edits that follow need)."""
+        if attempts <= self.config.send_attempts:
+            return 3
+        return max(3, attempts - attempt)
+
     async def _resolve(
-        self, chat_id: str, floor: int | None, text: str, parse_mode: str | None, group: bool
+        self,
+        chat_id: str,
+        floor: int | None,
+        text: str,
+        parse_mode: str | None,
+        group: bool,
+        tries: int,
     ) -> int | bool | None:
         """The id an ambiguous send landed as; False when it did not land, None when
         Telegram would not tell us."""
         if floor is None or self.config.probe_window == 0:
             return False
         delay = max(self.config.probe_delay, 0.05)
-        for _ in range(3):
+        for _ in range(tries):
             await asyncio.sleep(delay)
             landed = await self._probe(chat_id, floor, text, parse_mode, group)
             if landed is not None:

@@ -1,8 +1,8 @@
 """Requests about tool calls waiting for a person: `approvals.list` and `approvals.decide`.
 
-Who may see an approval: the hub's owner sees all of them; another caller sees none until the
-conversations it may see are known to this table (per-person sessions), so a guest can neither
-list nor decide another person's approval (`forbidden`).
+Who may see an approval: whoever may see its session (`Conversations.may_see`): the hub's owner
+sees all of them, a guest only those of the sessions it takes part in; an approval of any other
+session is neither listed nor decided (`forbidden`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from typing import Annotated
 from pydantic import StringConstraints
 
 from hub.approvals import ApprovalAnswer, Decision, PendingApproval, Visible
+from hub.hub import Hub
 from hub.requests.table import Caller, RequestHost, request
+from hub.scopes import Viewer
 from hub.wire import WireModel
 
 ApprovalId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -31,11 +33,18 @@ class DecideParams(WireModel):
     decision: Decision
 
 
-def visible_to(caller: Caller) -> Visible:
-    """What `caller` may see of pending approvals."""
+def visible_to(caller: Caller, hub: Hub) -> Visible:
+    """What `caller` may see of pending approvals: those of the sessions it may see."""
     if caller.owner:
         return lambda pending: True
-    return lambda pending: False
+    viewer = Viewer(surface=caller.surface, device_id=caller.device_id, owner=False)
+
+    def visible(pending: PendingApproval) -> bool:
+        agent = hub.agents.get(pending.agent_id)
+        meta = agent.sessions.meta(pending.session_key) if agent is not None else None
+        return hub.sessions.may_see(meta, viewer)
+
+    return visible
 
 
 def decider(caller: Caller) -> str:
@@ -49,7 +58,8 @@ def decider(caller: Caller) -> str:
 async def approvals_list(
     host: RequestHost, caller: Caller, params: ApprovalsListParams
 ) -> ApprovalsAnswer:
-    pending = host.need_hub().approvals.pending(visible_to(caller))
+    hub = host.need_hub()
+    pending = hub.approvals.pending(visible_to(caller, hub))
     if params.agent_id is not None:
         pending = [p for p in pending if p.agent_id == params.agent_id]
     return ApprovalsAnswer(approvals=pending)
@@ -59,7 +69,7 @@ async def approvals_list(
 async def approvals_decide(
     host: RequestHost, caller: Caller, params: DecideParams
 ) -> ApprovalAnswer:
-    approvals = host.need_hub().approvals
-    return approvals.decide(
-        params.approval_id, params.decision, decider(caller), visible=visible_to(caller)
+    hub = host.need_hub()
+    return hub.approvals.decide(
+        params.approval_id, params.decision, decider(caller), visible=visible_to(caller, hub)
     )

@@ -28,6 +28,20 @@ BUILTIN_TOOL_NAMES = ("web_fetch", *WORKSPACE_TOOLS, "shell")
 # `enable_tools` accepts a tool name, or `workspace` for the four file tools.
 TOOL_GROUPS: dict[str, tuple[str, ...]] = {"workspace": WORKSPACE_TOOLS}
 
+# The limits `[tool_settings]` in config.toml may change (the rest comes from its own keys).
+TUNABLES = (
+    "approval_timeout",
+    "tool_output_chars",
+    "web_fetch_max_bytes",
+    "web_fetch_timeout",
+    "web_fetch_allow_networks",
+    "shell_timeout",
+    "mcp_call_timeout",
+    "mcp_start_timeout",
+    "mcp_probe_interval",
+    "mcp_restart_backoff",
+)
+
 ServerName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,31}$")]
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
