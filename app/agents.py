@@ -11,6 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from hub.agent_mail import Delivery
 from hub.hub import DEFAULT_AGENT_ID
 from hub.providers.config import ModelConfig
 from hub.tools.config import ToolPolicy, ToolsConfig
@@ -34,6 +35,10 @@ class AgentSettings(BaseModel):
         default=None, description="names of [[mcp_servers]] this agent may use (default: all)"
     )
     context_window: int | None = Field(default=None, ge=512)
+    messages: Delivery = Field(
+        default="turn",
+        description="messages from other agents: run as a turn (`turn`) or wait in the inbox",
+    )
 
     def prompt(self, base_dir: Path) -> str | None:
         """The system prompt, read from `system_prompt_file` (relative to the config's

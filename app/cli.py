@@ -146,8 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     command(ctl_commands, "status", help="uptime, agents, surfaces, connected devices")
     command(ctl_commands, "agents", help="the agents and their state")
     command(ctl_commands, "bindings", help="which agent each chat goes to, rule by rule")
-    sessions = command(ctl_commands, "sessions", help="sessions on disk")
+    sessions = command(ctl_commands, "sessions", help="every conversation of every agent")
     sessions.add_argument("--agent", help="only this agent")
+    sessions.add_argument("--search", help="only sessions whose title or key contains this")
+    sessions.add_argument("--archived", action="store_true", help="archived sessions instead")
     history = command(ctl_commands, "history", help="messages of an agent's current session")
     history.add_argument("--agent", help="agent id (default: the first agent)")
     history.add_argument("--after-seq", type=int, help="only entries after this seq")
@@ -187,6 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deny_call = command(approval_commands, "deny", help="refuse the tool call")
     deny_call.add_argument("approval_id", metavar="ID")
+    tokens = command(
+        ctl_commands, "tokens", help="device tokens for API clients: new, list or revoke"
+    )
+    token_commands = tokens.add_subparsers(dest="tokens_command", metavar="ACTION")
+    token_new = command(token_commands, "new", help="a new token (shown once)")
+    token_new.add_argument("--label", default="", help="what the token is for")
+    command(token_commands, "list", help="API tokens, never the tokens themselves (default)")
+    token_revoke = command(token_commands, "revoke", help="revoke a token; refused at once")
+    token_revoke.add_argument("token_id", metavar="ID")
     command(ctl_commands, "shutdown", help="stop the hub gracefully")
 
     doctor = command(
@@ -216,7 +227,8 @@ def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, JsonValue]]:
             params["agentId"] = args.agent
         return "history", params
     if command == "sessions":
-        return "process.sessions", {"agentId": args.agent} if args.agent else {}
+        chosen = {"agentId": args.agent, "search": args.search, "archived": args.archived}
+        return "process.sessions", {k: v for k, v in chosen.items() if v}
     if command == "devices":
         if args.devices_command == "revoke":
             return "devices.revoke", {"deviceId": args.device_id}
@@ -233,6 +245,12 @@ def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, JsonValue]]:
         if args.approvals_command == "approve":
             decision = "approve_session" if args.session else "approve"
         return "approvals.decide", {"approvalId": args.approval_id, "decision": decision}
+    if command == "tokens":
+        if args.tokens_command == "new":
+            return "tokens.new", {"label": args.label}
+        if args.tokens_command == "revoke":
+            return "tokens.revoke", {"deviceId": args.token_id}
+        return "tokens.list", {}
     return _SIMPLE_METHODS[command], {}
 
 

@@ -20,20 +20,15 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import ValidationError
 
-from app.agents import agent_model_configs, restrict_mcp_servers
 from app.config import ConfigError, Settings, env_name
 from app.control_handlers import ProcessContext, process_methods
 from app.control_server import ControlServer, HubAlreadyRunningError
+from app.hub_setup import build_hub
 from hub.access import AccessStore
-from hub.approvals import Approvals
-from hub.errors import UnknownAgentError, describe_validation
 from hub.health import HealthRegistry, SubsystemHealth
-from hub.hub import AgentSetup, Hub
-from hub.providers import ModelConfig, build_compactor, build_model, describe_model
+from hub.hub import Hub
 from hub.requests import ConnectedDevice, RequestHost
-from hub.scopes import ConversationConfig
 from hub.service import Service, attach_probes
-from hub.tools.config import TUNABLES, ToolsConfig
 from hub.tools.mcp import McpServers
 
 if TYPE_CHECKING:
@@ -152,65 +147,6 @@ def prepare_data_dir(path: Path) -> None:
         raise ConfigError(f"AGENTHUB_DATA_DIR: {path} is not writable")
 
 
-def conversation_config(settings: Settings) -> ConversationConfig:
-    """Who the owner is and where everyone else's messages go (`hub.scopes`)."""
-    owners = settings.owners
-    if owners is None and settings.telegram_allowed_users:
-        # An allow list names whom the bot serves: one person is the owner; with several,
-        # nobody is assumed to be, and each gets a conversation of their own.
-        allowed = settings.telegram_allowed_users
-        owners = [f"telegram:{allowed[0]}"] if len(allowed) == 1 else []
-    try:
-        return ConversationConfig(
-            owners=frozenset(owners) if owners is not None else None,
-            dm_scope=settings.dm_scope,
-            identity_links=settings.identity_links,
-            max_concurrent_runs=settings.max_concurrent_runs,
-        )
-    except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        reason = str(error["msg"]).removeprefix("Value error, ")
-        # A rule across fields names its field itself.
-        where = f"{env_name(str(error['loc'][0]))}: " if error["loc"] else ""
-        raise ConfigError(f"{where}{reason}") from None
-
-
-def tools_config(settings: Settings) -> ToolsConfig:
-    unknown = sorted(set(settings.tool_settings) - set(TUNABLES))
-    if unknown:
-        raise ConfigError(
-            f"tool_settings: unknown key {unknown[0]!r}; known keys: {', '.join(TUNABLES)}"
-        )
-    try:
-        return ToolsConfig.model_validate(
-            {
-                **settings.tool_settings,
-                "enable_tools": settings.enable_tools,
-                "tool_policies": settings.tool_policies,
-                "mcp_servers": settings.mcp_servers,
-                "workspace_root": settings.data_dir / "workspace",
-                "mcp_log_dir": settings.data_dir / "logs",
-            }
-        )
-    except ValidationError as exc:
-        raise ConfigError(f"tools: {describe_validation(exc)}") from None
-
-
-def model_config(settings: Settings) -> ModelConfig:
-    config = ModelConfig(
-        spec=settings.model,
-        openai_api_key=settings.openai_api_key,
-        openai_base_url=settings.openai_base_url,
-        anthropic_api_key=settings.anthropic_api_key,
-        context_window=settings.context_window,
-        tools=settings.tools,
-        tooling=tools_config(settings),
-    )
-    if settings.system_prompt:
-        config = config.model_copy(update={"system_prompt": settings.system_prompt})
-    return config
-
-
 def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -> Runtime:
     """Wire the parts `mode` runs. Raises ConfigError for settings the mode cannot use."""
     prepare_data_dir(settings.data_dir)
@@ -221,40 +157,8 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
         access = AccessStore(settings.data_dir / "access.json")
         health = HealthRegistry()
     else:
-        config = model_config(settings)
-        approvals = Approvals(timeout=config.tooling.approval_timeout)
-        try:
-            tooling = restrict_mcp_servers(settings.agents, config.tooling)
-            configs = agent_model_configs(settings.agents, config, settings.data_dir)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        mcp = McpServers(tooling)
-        setups = []
-        for agent_id, (name, agent_config) in configs.items():
-            try:
-                model = build_model(agent_config, approvals=approvals, mcp_servers=mcp)
-            except ValueError as exc:
-                where = f"agents.{agent_id}.model" if settings.agents else "AGENTHUB_MODEL"
-                raise ConfigError(f"{where}: {exc}") from None
-            setups.append(AgentSetup(agent_id, name, model, build_compactor(model, agent_config)))
-        try:
-            hub = Hub(
-                settings.data_dir,
-                approvals=approvals,
-                conversations=conversation_config(settings),
-                agents=setups,
-                bindings=settings.bindings,
-            )
-        except UnknownAgentError as exc:
-            known = ", ".join(configs)
-            raise ConfigError(f"bindings: {exc} (configured: {known})") from None
+        hub, mcp, model_line = build_hub(settings)
         access, health = hub.access, hub.health
-        model_line = "\n".join(
-            describe_model(agent_config)
-            if len(configs) == 1
-            else f"agent {agent_id}: {describe_model(agent_config)}"
-            for agent_id, (_, agent_config) in configs.items()
-        )
     runtime = Runtime(
         settings=settings, mode=mode, access=access, health=health, hub=hub, model_line=model_line
     )

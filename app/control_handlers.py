@@ -4,7 +4,6 @@ goes through the hub's request table."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -13,14 +12,14 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from app.control_protocol import (
-    SessionInfo,
+    AgentSession,
     SessionsParams,
     SessionsResult,
     ShutdownResult,
     StatusResult,
 )
 from hub.requests import NoParams, RequestHost
-from hub.sessions import load_session
+from hub.scopes import Viewer
 
 ProcessHandler = Callable[[RequestHost, BaseModel], Awaitable[BaseModel]]
 
@@ -59,23 +58,19 @@ def process_methods(ctx: ProcessContext) -> dict[str, ProcessMethod]:
         assert isinstance(params, SessionsParams)
         hub = host.need_hub()
         ids = [params.agent_id] if params.agent_id else list(hub.agents)
-        result: list[SessionInfo] = []
-        for aid in ids:
-            current = hub.agent(aid).session if aid in hub.agents else None
-            for session_id in hub.store.session_ids(aid):
-                session = await asyncio.to_thread(
-                    load_session, hub.store.agent_dir(aid) / f"{session_id}.jsonl"
-                )
-                result.append(
-                    SessionInfo(
-                        agent_id=aid,
-                        session_id=session_id,
-                        current=current is not None and current.session_id == session_id,
-                        entries=len(session.entries),
-                        created_at=session.header.created_at,
-                    )
-                )
-        return SessionsResult(sessions=result)
+        owner = Viewer(surface="control", owner=True)
+        needle = (params.search or "").casefold()
+        rows: list[AgentSession] = []
+        for agent_id in ids:
+            page = hub.sessions.list(
+                hub.agent(agent_id), owner, limit=1_000_000, archived=params.archived
+            )
+            rows += [
+                AgentSession(agent_id=agent_id, **info.model_dump())
+                for info in page.sessions
+                if needle in info.title.casefold() or needle in info.session_key.casefold()
+            ]
+        return SessionsResult(sessions=rows)
 
     async def shutdown(host: RequestHost, _: BaseModel) -> ShutdownResult:
         ctx.request_shutdown()

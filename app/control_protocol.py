@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pydantic import Field, JsonValue
 
+from hub.conversations import SessionInfo
 from hub.health import HealthStatus, SubsystemHealth
 from hub.hub import AgentInfo
 from hub.requests import ConnectedDevice
@@ -51,19 +52,19 @@ class StatusResult(WireModel):
 
 
 class SessionsParams(WireModel):
+    """Which sessions `ctl sessions` lists: of one agent, archived ones, titles matching."""
+
     agent_id: str | None = None
+    archived: bool = False
+    search: str | None = None
 
 
-class SessionInfo(WireModel):
+class AgentSession(SessionInfo):
     agent_id: str
-    session_id: str
-    current: bool
-    entries: int
-    created_at: int
 
 
 class SessionsResult(WireModel):
-    sessions: list[SessionInfo]
+    sessions: list[AgentSession]
 
 
 class ShutdownResult(WireModel):

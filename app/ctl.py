@@ -14,6 +14,7 @@ from pydantic import BaseModel, JsonValue
 
 from app.control_protocol import (
     MAX_LINE_BYTES,
+    AgentSession,
     CtlRequest,
     CtlResponse,
     SessionsResult,
@@ -31,6 +32,7 @@ from hub.requests.access import (
 )
 from hub.requests.agents import AgentsAnswer, BindingsAnswer, HistoryAnswer
 from hub.requests.approvals import ApprovalsAnswer
+from hub.requests.tokens import NewToken, TokenRevoked, TokensAnswer
 from hub.sessions import HistoryEntry, MessageEntry
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -110,13 +112,7 @@ def render(method: str, result: JsonValue) -> str:
         return "\n".join([*rules, f"otherwise: agent {routing.default_agent}"])
     if method == "process.sessions":
         sessions = _load(SessionsResult, result).sessions
-        return (
-            "\n".join(
-                f"{'*' if s.current else ' '} {s.agent_id}/{s.session_id}  {s.entries} entries"
-                for s in sessions
-            )
-            or "no sessions"
-        )
+        return "\n".join(_session_line(s) for s in sessions) or "no sessions"
     if method == "history":
         entries = _load(HistoryAnswer, result).entries
         return "\n".join(_history_line(e) for e in entries) or "no messages"
@@ -158,6 +154,24 @@ def render(method: str, result: JsonValue) -> str:
     if method == "approvals.decide":
         answer = _load(ApprovalAnswer, result)
         return f"{answer.approval_id} {answer.decision}"
+    if method == "tokens.new":
+        made = _load(NewToken, result)
+        return (
+            f"token {made.device_id} ({made.label}), shown this once:\n{made.token}\n"
+            "use it as the API key: Authorization: Bearer <token>"
+        )
+    if method == "tokens.list":
+        listed = _load(TokensAnswer, result).tokens
+        return (
+            "\n".join(
+                f"{t.device_id:<14} {time.strftime('%Y-%m-%d %H:%M', time.localtime(t.created_at))}"
+                f"  {t.label}"
+                for t in listed
+            )
+            or "no API tokens"
+        )
+    if method == "tokens.revoke":
+        return f"revoked {_load(TokenRevoked, result).device_id}"
     if method == "process.shutdown":
         return "shutting down"
     return json.dumps(result, indent=2)
@@ -180,6 +194,16 @@ def _status(status: StatusResult) -> str:
     lines.append(f"devices connected: {len(status.devices)}")
     lines += [f"  {d.device_id} ({d.kind}) {d.label}" for d in status.devices]
     return "\n".join(lines)
+
+
+def _session_line(session: AgentSession) -> str:
+    state = "busy" if session.busy else "idle"
+    unread = f", {session.unread} unread" if session.unread else ""
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(session.updated_at / 1000))
+    return (
+        f"{session.agent_id}/{session.session_key:<28} {session.messages:>4} messages, {state}"
+        f"{unread}, {when}  {session.title}"
+    )
 
 
 def _binding_line(number: int, binding: Binding) -> str:

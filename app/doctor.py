@@ -7,8 +7,8 @@ import socket
 import stat
 from dataclasses import dataclass
 
-from app.compose import model_config, tools_config
 from app.config import Settings
+from app.hub_setup import model_config, tools_config
 
 
 @dataclass(frozen=True)

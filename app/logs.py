@@ -6,7 +6,9 @@ policy for every record, the libraries' included:
 - a library's record (engineio, socketio, aiohttp, telegram, httpx, httpcore) is one line:
   an exception it caught becomes `: Type: message`, never a traceback, and is logged at
   WARNING at most (a library that catches an exception while handling a request, a packet
-  or an update is reporting bad input from outside, not a fault of this process);
+  or an update is reporting bad input from outside, not a fault of this process); so is
+  anything the servers' loggers say about what a peer sent (`INBOUND`: an unsupported
+  protocol version, an unknown transport);
 - each source (library logger and message) logs at most `burst` records per `window`
   seconds; the next one after a quiet window says how many were left out. A stranger
   sending garbage can neither fill the disk nor bury real errors.
@@ -31,6 +33,13 @@ LIBRARY_DEFAULT_LOGGERS = (
     "engineio.client",
     "socketio.server",
     "socketio.client",
+)
+INBOUND = (
+    "engineio.server",
+    "socketio.server",
+    "aiohttp.server",
+    "aiohttp.web",
+    "aiohttp.websocket",
 )
 QUIET = ("aiohttp.access", "engineio", "socketio", "httpx", "httpcore", "telegram.ext")
 MAX_SOURCES = 1000
@@ -92,11 +101,12 @@ class LibraryRecords(logging.Filter):
         if note is None:
             return False
         message = record.getMessage()
+        caught = record.exc_info is not None and record.exc_info[1] is not None
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             message = f"{message}: {type(exc).__name__}: {exc}"
-            if record.levelno > logging.WARNING:
-                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        if (caught or record.name in INBOUND) and record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.msg = " ".join(message.split()) + note
         record.args = record.exc_info = record.exc_text = record.stack_info = None
         return True

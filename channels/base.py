@@ -30,6 +30,15 @@ class ChannelMessage(WireModel):
     sender_label: str = ""
     command: Command | None = None
     unknown_command: str | None = None
+    # A button pressed (its `Choice.data`), instead of a message.
+    choice: str | None = None
+
+
+class Choice(WireModel):
+    """A button under a message: what it says, and what pressing it sends back."""
+
+    label: str
+    data: str
 
 
 InboundCallback = Callable[[ChannelMessage], Awaitable[None]]
@@ -96,6 +105,14 @@ class ChannelPlugin(Protocol):
 
     def is_allowed(self, user_id: str) -> bool:
         """Whether this user may reach the agent now (the plugin's access policy)."""
+        ...
+
+    async def ask(self, route: ChannelRoute, text: str, choices: list[Choice]) -> str | None:
+        """Send `text` (plain) with one button per choice; the message id, or None."""
+        ...
+
+    async def settle(self, route: ChannelRoute, message_id: str, text: str) -> None:
+        """Replace an `ask` message by `text`, without its buttons (best effort)."""
         ...
 
     async def reply_text(self, route: ChannelRoute, text: str, *, plain: bool = False) -> bool:

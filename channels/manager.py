@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from channels.approvals import ChannelApprovals
 from channels.base import ChannelMessage, ChannelPlugin
 from channels.commands import HELP_TEXT, START_TEXT, status_text, unknown_text, whoami_text
 from channels.error_text import coded_error_text, error_text
@@ -34,6 +35,8 @@ from hub.events import (
     AgentError,
     AgentEvent,
     AgentStart,
+    ApprovalRequest,
+    ApprovalResolved,
     MessageEnd,
     MessageStart,
     MessageUpdate,
@@ -86,6 +89,7 @@ class ChannelManager:
         self._typing = TaskFunnel("channels:typing", log)
         self._live = TaskFunnel("channels:live", log)
         self._acks = TaskFunnel("channels:acks", log)
+        self.approvals = ChannelApprovals(hub)
         # The last live reply's worker per chat: the next reply there waits for it.
         self._last_live: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._started = False
@@ -148,6 +152,7 @@ class ChannelManager:
             return
         self._started = False
         await self._typing.close()
+        await self.approvals.close()
         for run in self._runs.values():
             run.reply.end()
         try:
@@ -183,6 +188,9 @@ class ChannelManager:
             return
         if message.command is not None or message.unknown_command is not None:
             await self._command(plugin, message)
+            return
+        if message.choice is not None:
+            self._send(plugin, message.route, await self.approvals.on_choice(message))
             return
         try:
             self.hub.submit(
@@ -225,6 +233,9 @@ class ChannelManager:
         run = self._runs.get(event.run_id)
         if run is None:
             return  # a desktop or web turn: its reply stays there
+        if isinstance(event, ApprovalRequest | ApprovalResolved):
+            self.approvals.on_event(event, run.plugin, run.route)
+            return
         if isinstance(event, ToolExecutionStart | ToolExecutionEnd):
             # Only the tool's name, as a status line: its arguments and result stay private.
             run.reply.tool(event.tool_name if isinstance(event, ToolExecutionStart) else None)

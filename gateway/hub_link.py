@@ -5,8 +5,8 @@
   id) carrying the run id, or the reason it was refused.
 - A `request` frame is answered with a `response` (see docs/protocol.md for the methods).
 - One `StreamForwarder` per agent (`gateway.streams`) turns its `read()` stream into
-  `stream` frames for every connected client device: all client devices are the owner's, so
-  every open tab sees every reply; the device that wrote last is always included.
+  `stream` frames, each sent once for `*`: the gateway delivers it to every connected client
+  device (all are the owner's, so every open tab sees every reply).
 - Linking, reconnecting and sending (never buffering while the gateway is away) are the
   connection's (`gateway.link_connection`).
 """
@@ -21,6 +21,7 @@ from pydantic_core import to_json
 
 from gateway.link_connection import GatewayConnection
 from gateway.protocol import (
+    ALL_CLIENTS,
     FRAME_ADAPTER,
     MessageAccepted,
     MessageFrame,
@@ -214,22 +215,15 @@ class HubLink:
 
     # -- outgoing streams -------------------------------------------------------------------
 
-    def _targets(self, agent_id: str) -> set[str]:
-        # Every connected client device, and always the one that wrote last (presence pushes
-        # are debounced, so a device may write before the hub hears it connected).
-        targets = set(self.connection.clients or ())
-        sender = self.agent_senders.get(agent_id)
-        if sender is not None:
-            targets.add(sender)
-        return targets
-
     async def _send_stream(self, payload: StreamPayload) -> None:
-        for target in sorted(self._targets(payload.agent_id)):
-            frame = make_frame(
-                StreamFrame,
-                frame_id=self.connection.frame_id(),
-                sender=self.device_id,
-                to=target,
-                payload=payload,
-            )
-            await self.connection.emit(frame)
+        if self.connection.clients == set() and payload.agent_id not in self.agent_senders:
+            return  # the gateway said no client device is connected, and none wrote
+        # One frame for all of them: the gateway fans it out to every client device.
+        frame = make_frame(
+            StreamFrame,
+            frame_id=self.connection.frame_id(),
+            sender=self.device_id,
+            to=ALL_CLIENTS,
+            payload=payload,
+        )
+        await self.connection.emit(frame)

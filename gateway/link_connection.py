@@ -5,8 +5,11 @@
   when it starts, then at a falling rate, then once when it ends (`gateway.outage`). A failed
   attempt releases its client (and so its HTTP session) at once.
 - `emit()` drops (and counts) a frame when the link is down or the send fails: nothing is
-  buffered while the gateway is away. Stream frames wait while the outgoing queue is long;
-  answers never do.
+  buffered while the gateway is away.
+- Stream frames are paced by the gateway's acks: at most `STREAM_WINDOW` are unacknowledged
+  at once, so neither this process nor the gateway ever holds a long backlog of them, and an
+  answer (a response frame, never paced) waits behind a few stream frames at most. While the
+  window is full the stream waits, and the agent's bounded read channel coalesces or drops.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.outage import OutageLog
 from gateway.protocol import Devices, SendError
-from gateway.sio import close_client, outgoing_backlog
+from gateway.sio import close_client
 
 log = logging.getLogger("agenthub.hub_link")
 
-MAX_QUEUED_PACKETS = 2000
+STREAM_WINDOW = 4
+ACK_WAIT_SECONDS = 10.0
 
 OnReceive = Callable[[object], Awaitable[None]]
 
@@ -60,6 +64,7 @@ class GatewayConnection:
         self._down = asyncio.Event()
         self._refusal = False
         self.outage = OutageLog(log, "gateway")
+        self._window = asyncio.Semaphore(STREAM_WINDOW)
         self._frame_prefix = secrets.token_hex(4)
         self._frame_counter = 0
 
@@ -109,6 +114,7 @@ class GatewayConnection:
             await close_client(client)
             return False
         self.outage.recovered()
+        self._window = asyncio.Semaphore(STREAM_WINDOW)
         self._linked.set()
         log.info("linked to the gateway as %s", self.device_id)
         await self._down.wait()
@@ -144,6 +150,14 @@ class GatewayConnection:
         self.last_error = f"disconnected ({reason})"
         log.info("gateway link down: %s", reason)
         self._down.set()
+        self._open_window()
+
+    def _open_window(self) -> None:
+        """Acks of the old window will never come: wake whoever waits on it (their frames
+        then fail and are dropped) and start a fresh one."""
+        old, self._window = self._window, asyncio.Semaphore(STREAM_WINDOW)
+        for _ in range(STREAM_WINDOW):
+            old.release()
 
     async def _on_going_away(self, data: object = None) -> None:
         self.last_error = "the gateway is restarting"
@@ -168,19 +182,30 @@ class GatewayConnection:
         )
 
     async def emit(self, frame: BaseModel, *, answer: bool = False) -> bool:
-        """Send one frame; False (and dropped) when the link is down or the send fails."""
+        """Send one frame; False (and dropped) when the link is down or the send fails.
+        Stream frames wait for room in the ack window; answers (`answer=True`) never wait."""
         client = self._client
         if client is None or not self.linked:
             self.dropped_frames += 1
             return False
+        data = frame.model_dump(mode="json")
         try:
-            # Backpressure: the engine.io queue is unbounded and not ours to signal on, so poll
-            # it; meanwhile the agent's bounded read() channel coalesces or drops.
-            while (  # noqa: ASYNC110
-                not answer and outgoing_backlog(client) > MAX_QUEUED_PACKETS and self.linked
-            ):
-                await asyncio.sleep(0.005)
-            await client.emit("send", frame.model_dump(mode="json"))
+            if answer:
+                await client.emit("send", data)
+                return True
+            window = self._window
+            async with asyncio.timeout(ACK_WAIT_SECONDS):
+                await window.acquire()
+            try:
+                await client.emit("send", data, callback=lambda *_: window.release())
+            except BaseException:
+                window.release()
+                raise
+        except TimeoutError:
+            self.dropped_frames += 1
+            log.warning("the gateway acknowledged no stream frame for %.0f s", ACK_WAIT_SECONDS)
+            self._open_window()
+            return False
         except Exception as exc:
             self.dropped_frames += 1
             log.debug("dropped a frame: %s", exc)

@@ -19,6 +19,7 @@ DeviceId = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ]
 FrameId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+ALL_CLIENTS: Literal["*"] = "*"
 Role = Literal["hub", "client"]
 ErrorCode = Literal[
     "INVALID_MESSAGE",
@@ -89,7 +90,11 @@ class MessageFrame(_FrameBase):
 
 
 class StreamFrame(_FrameBase):
+    """A hub's stream frame: for one device, or (`to` = `*`) for every connected client
+    device at once: the gateway fans it out, so the hub sends it once."""
+
     action: Literal["stream"] = "stream"
+    to: DeviceId | Literal["*"]
     payload: StreamPayload
 
 

@@ -1,7 +1,10 @@
 """The frame relay: checks each `send` frame and delivers it as `receive` to every socket of
 its target, or answers the sender with `send_error`.
 
-Checks run in this order: registered, rate, size, shape, `from`, action, target.
+Checks run in this order: registered, rate, size, shape, `from`, action, target. A stream
+frame for `*` goes to the room of every client device (pairing sockets are never in it).
+`on_send` returns normally whatever the outcome, so a sender that asked for an ack gets one
+once the frame was handled: the hub paces its stream frames by these acks.
 """
 
 from __future__ import annotations
@@ -14,11 +17,22 @@ from pydantic_core import PydanticSerializationError, to_json
 from gateway.config import GatewayConfig
 from gateway.connections import ConnectionTable
 from gateway.presence import LocalPresence, Presence
-from gateway.protocol import ALLOWED_ACTIONS, FRAME_ADAPTER, DeviceInfo, ErrorCode, Frame, SendError
+from gateway.protocol import (
+    ALL_CLIENTS,
+    ALLOWED_ACTIONS,
+    FRAME_ADAPTER,
+    DeviceInfo,
+    ErrorCode,
+    Frame,
+    SendError,
+)
 from hub.errors import describe_validation
 
 # (event, data, room) for a room emit; (event, data, sid) for one socket.
 Deliver = Callable[[str, object, str], Awaitable[None]]
+
+HUBS_ROOM = "hubs"
+CLIENTS_ROOM = "clients"
 
 
 class FrameRefused(Exception):
@@ -81,7 +95,9 @@ class Relay:
             error = SendError(message_id=frame_id(data), code=exc.code, message=exc.message)
             await self._to_sid("send_error", error.model_dump(), sid)
             return
-        await self._to_room("receive", data, device_room(frame.to))
+        # `*` (stream frames, which only hubs may send): every client device, in one emit.
+        room = CLIENTS_ROOM if frame.to == ALL_CLIENTS else device_room(frame.to)
+        await self._to_room("receive", data, room)
 
     async def _check(self, sid: str, data: object) -> Frame:
         conn = self.table.get(sid)
@@ -105,6 +121,8 @@ class Relay:
             raise FrameRefused("UNAUTHORIZED", "`from` must be this socket's device id")
         if frame.action not in ALLOWED_ACTIONS[conn.role]:
             raise FrameRefused("UNAUTHORIZED", f"a {conn.role} may not send {frame.action}")
+        if frame.to == ALL_CLIENTS:
+            return frame
         target = await self._lookup(frame.to)
         if target is None:
             raise FrameRefused("DEVICE_NOT_FOUND", f"device {frame.to} is not connected")

@@ -25,11 +25,12 @@ from gateway.admission import Admission, refuse
 from gateway.config import GatewayConfig
 from gateway.connections import ConnectionTable
 from gateway.http import GatewayStatus, add_health_routes
+from gateway.openai_api import OpenAIApi
 from gateway.origins import OriginPolicy
 from gateway.pairing import PairingDesk
 from gateway.presence import LocalPresence, Presence, RedisPresence
 from gateway.protocol import DeviceInfo, Devices, GoingAway, Registered, Role
-from gateway.relay import Relay, device_room
+from gateway.relay import CLIENTS_ROOM, HUBS_ROOM, Relay, device_room
 from gateway.sio import JsonPacket, RedisManager, close_transports
 from gateway.static import WebClientFiles
 from hub.access import AccessStore, Decision, DeviceRecord
@@ -40,8 +41,6 @@ log = logging.getLogger("agenthub.gateway")
 
 DEVICES_PUSH_DELAY = 0.1
 REDIS_SUBSCRIBE_SECONDS = 5.0
-HUBS_ROOM = "hubs"
-CLIENTS_ROOM = "clients"
 
 
 class GatewayServer:
@@ -84,6 +83,8 @@ class GatewayServer:
         self.sio.attach(self.app)
         WebClientFiles(config.web_root).add_routes(self.app)
         add_health_routes(self.app, health, self._status)
+        self.openai_api = OpenAIApi(access, self._local_url)
+        self.openai_api.add_routes(self.app)
         self.presence: Presence = (
             RedisPresence(config.redis_url, config.redis_prefix, self.node_id)
             if config.redis_url
@@ -157,6 +158,7 @@ class GatewayServer:
                 await self._push_devices()
             except Exception as exc:
                 log.warning("could not tell other nodes about departed devices: %s", exc)
+        await self.openai_api.close()
         await self._tasks.close()
         await close_transports(self.sio)
         await self.sio.shutdown()
@@ -202,6 +204,12 @@ class GatewayServer:
             pairing_sockets=len(self.pairing),
             health=self.health.report(),
         )
+
+    def _local_url(self) -> str:
+        """Where this node's own clients (the OpenAI endpoint's devices) reach it."""
+        host = self.config.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     # -- sending ----------------------------------------------------------------------------
 

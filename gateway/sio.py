@@ -5,14 +5,12 @@ in one module, so a library upgrade touches this file only (tested range: pyproj
 - `RedisManager`: python-socketio's Redis manager with `ready()` (subscribe now and wait until
   the subscription holds) and `close()` (stop the listener, close the connection).
 - `close_transports(server)`: close every Engine.IO transport without waiting for its queue.
-- `outgoing_backlog(client)`: packets a client has queued but not yet written.
 - `close_client(client)`: release a client whose connect failed (its HTTP session included).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 
 import socketio
 from pydantic import JsonValue
@@ -74,11 +72,6 @@ async def close_transports(server: socketio.AsyncServer) -> None:
     for socket in list(server.eio.sockets.values()):
         await socket.close(wait=False)
         socket.queue.put_nowait(None)  # ends the transport's writer, which closes it
-
-
-def outgoing_backlog(client: socketio.AsyncClient) -> int:
-    """How many packets `client` has queued for its transport and not yet written."""
-    return cast(int, client.eio.queue.qsize())
 
 
 async def close_client(client: socketio.AsyncClient) -> None:

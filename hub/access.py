@@ -39,6 +39,7 @@ CODE_LENGTH = 8
 INVITE_TTL = 600.0
 REQUEST_TTL = 3600.0
 MAX_PENDING_REQUESTS = 10
+API_DEVICE_PREFIX = "api-"
 
 RequestKind = Literal["device", "channel"]
 
@@ -290,6 +291,18 @@ class AccessStore:
         self._save()
         log.info("device paired: %s", device_id)
         return IssuedDevice(device_id=device_id, token=token)
+
+    def issue_token(self, label: str) -> IssuedDevice:
+        """A device for API clients, issued without pairing (`agenthub ctl tokens new`): an
+        `api-` id whose token is shown this once, revoked like any device."""
+        return self._issue_device(label, device_id=f"{API_DEVICE_PREFIX}{secrets.token_hex(4)}")
+
+    def device_for_token(self, token: str) -> DeviceRecord | None:
+        """The device whose token this is (API clients present the token alone)."""
+        digest = _digest(token)
+        return next(
+            (d for d in self._state.devices if hmac.compare_digest(d.token_sha256, digest)), None
+        )
 
     def devices(self) -> list[DeviceRecord]:
         return list(self._state.devices)

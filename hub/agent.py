@@ -67,6 +67,9 @@ class AsyncAgent:
         self.last_run: RunOutcome | None = None
         self._seq = self.sessions.resume_seq
         self.sessions.last_seq = lambda: self._seq
+        # Seqs given out but not yet emitted (see `_emit`), and the last one emitted.
+        self._held: dict[int, AgentEvent] = {}
+        self._emitted = self._seq
         self.sessions.busy = self.session_busy
         self._max_queued = max_queued_turns
         self._slots = asyncio.Semaphore(max(1, max_concurrent_runs))
@@ -141,10 +144,12 @@ class AsyncAgent:
         *,
         session_key: str = MAIN_SESSION,
         mode: WriteMode | None = None,
+        hold: tuple[float, float] | None = None,
     ) -> str:
         """Queue a turn in `session_key`'s lane and return the id of the run that will answer
         it (`collect` and `steer` may join a run already queued or going). `mode` defaults to
-        the session's. Raises `AgentClosedError` after `close()`, `InvalidInputError` for empty,
+        the session's; `hold` (idle, cap seconds) debounces a burst into one turn. Raises
+        `AgentClosedError` after `close()`, `InvalidInputError` for empty,
         oversized or unencodable text, `QueueFullError` when too many turns wait."""
         if self._closed:
             raise AgentClosedError(f"agent {self.agent_id} is closed and takes no more messages")
@@ -157,7 +162,7 @@ class AsyncAgent:
             )
         turn = Turn(new_run_id(), text, origin or Origin(surface="desktop"), session_key)
         self._idle.clear()
-        return lane.place(turn, mode or lane.mode).run_id
+        return lane.place(turn, mode or lane.mode, hold).run_id
 
     def lane(self, session_key: str) -> SessionLane:
         """The run queue of `session_key` (made when it has none)."""
@@ -175,6 +180,7 @@ class AsyncAgent:
             and self._lanes.get(lane.key) is lane
         ):
             del self._lanes[lane.key]
+        self.sessions.trim()
         if not self.busy:
             self._idle.set()
 
@@ -206,8 +212,14 @@ class AsyncAgent:
                 yield item
 
     def _emit(self, event: AgentEvent) -> None:
-        self._broadcast.emit(event)
-        self.sessions.announced(event)
+        """Deliver events in seq order. Runs of different sessions interleave, and an event
+        whose entry is being saved holds its seq meanwhile: later ones wait for it here."""
+        self._held[event.seq] = event
+        while (following := self._emitted + 1) in self._held:
+            ready = self._held.pop(following)
+            self._emitted = following
+            self._broadcast.emit(ready)
+            self.sessions.announced(ready)
 
     def _next_seq(self) -> int:
         self._seq += 1

@@ -162,7 +162,9 @@ class Hub:
         viewer = viewer_of(origin, self.scope_config())
         if origin.route is None:
             self.sessions.check_write(agent, viewer, key)
-        run_id = agent.write(text, origin, session_key=key, mode=mode)
+        config = self.conversation_config
+        hold = (config.debounce_idle, config.debounce_cap) if origin.route is not None else None
+        run_id = agent.write(text, origin, session_key=key, mode=mode, hold=hold)
         agent.sessions.join(key, viewer.reader_id)
         if key == MAIN_SESSION:
             if origin.route is not None:

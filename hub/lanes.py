@@ -11,6 +11,10 @@ Write modes (`WriteMode`) decide what a message does when its session is busy:
 - `steer`: hand it to the running turn's model at its next step; when the model takes no
   steering (or the run ends first) it becomes the next turn.
 - `interrupt`: abort the running turn, then answer this message first.
+
+Debounce (chat channels): a message placed with `hold=(idle, cap)` waits `idle` seconds for
+another; each one that arrives in time joins the same turn and restarts the wait, but the turn
+starts at the latest `cap` seconds after its first message. A burst becomes one turn.
 """
 
 from __future__ import annotations
@@ -27,6 +31,15 @@ log = logging.getLogger("agenthub.agent")
 
 WriteMode = Literal["queue", "collect", "steer", "interrupt"]
 WRITE_MODES: tuple[WriteMode, ...] = ("queue", "collect", "steer", "interrupt")
+
+
+def _same_chat(a: Turn, b: Turn) -> bool:
+    ra, rb = a.origin.route, b.origin.route
+    return (
+        ra is not None
+        and rb is not None
+        and (ra.channel, ra.chat_id, ra.thread_id) == (rb.channel, rb.chat_id, rb.thread_id)
+    )
 
 
 class SessionLane:
@@ -49,15 +62,24 @@ class SessionLane:
         self._slots = slots
         self._on_idle = on_idle
         self._worker: asyncio.Task[None] | None = None
+        self._nap: asyncio.Future[None] | None = None
 
     @property
     def busy(self) -> bool:
         return self.current is not None or bool(self.turns)
 
-    def place(self, turn: Turn, mode: WriteMode) -> Turn:
-        """Queue `turn` as `mode` says; returns the turn that will carry its text (another one
-        for `collect` and `steer`)."""
+    def place(self, turn: Turn, mode: WriteMode, hold: tuple[float, float] | None = None) -> Turn:
+        """Queue `turn` as `mode` says, debounced by `hold` (idle, cap seconds); returns the
+        turn that will carry its text (another one for `collect`, `steer` and a debounce)."""
         current = self.current
+        if hold is not None and mode in ("queue", "collect"):
+            now = asyncio.get_running_loop().time()
+            last = self.turns[-1] if self.turns else None
+            if last is not None and last.ready_at > now and _same_chat(last, turn):
+                last.text = f"{last.text}\n\n{turn.text}"
+                last.ready_at = min(last.ready_cap, now + hold[0])
+                return last
+            turn.ready_at, turn.ready_cap = now + hold[0], now + hold[1]
         if mode == "collect" and self.turns:
             last = self.turns[-1]
             last.text = f"{last.text}\n\n{turn.text}"
@@ -80,8 +102,13 @@ class SessionLane:
             )
 
     async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self.turns:
+                wait = self.turns[0].ready_at - loop.time()
+                if wait > 0:
+                    await self._sleep(loop, wait)
+                    continue
                 async with self._slots:
                     if not self.turns:
                         break  # dropped by close() while this lane waited for a slot
@@ -101,9 +128,24 @@ class SessionLane:
             self._worker = None
             self._on_idle(self)
 
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        """Wait for a debounce; `drop_queued` cuts it short."""
+        self._nap = loop.create_future()
+        wake = loop.call_later(seconds, self._wake)
+        try:
+            await self._nap
+        finally:
+            wake.cancel()
+            self._nap = None
+
+    def _wake(self) -> None:
+        if self._nap is not None and not self._nap.done():
+            self._nap.set_result(None)
+
     def drop_queued(self) -> list[Turn]:
         dropped = list(self.turns)
         self.turns.clear()
+        self._wake()
         return dropped
 
     async def join(self) -> None:

@@ -49,6 +49,10 @@ class Turn:
     aborted: bool = False
     # The model stream has ended; abort() no longer has anything to stop.
     streamed: bool = False
+    # Debounce (`hub.lanes`): the loop time before which the turn waits for more messages,
+    # and the latest it may be pushed to.
+    ready_at: float = 0.0
+    ready_cap: float = 0.0
     # Messages for the model's next step (mode `steer`), and those it took but that are not
     # recorded yet.
     steering: list[str] = field(default_factory=list)

@@ -113,7 +113,7 @@ class SessionRegistry:
     def __len__(self) -> int:
         return len(self._meta)
 
-    def keys(self) -> list[str]:
+    def session_keys(self) -> list[str]:
         return list(self._meta)
 
     def meta(self, key: str) -> SessionMeta | None:
@@ -134,7 +134,7 @@ class SessionRegistry:
         """The key's current session: in memory, read from disk, or created."""
         session = self._loaded.get(key)
         if session is not None:
-            if session.path.parent.is_dir() and session.path.exists():
+            if not session.written or session.path.exists():
                 self._loaded.move_to_end(key)
                 return session
             log.warning(
@@ -144,10 +144,13 @@ class SessionRegistry:
                 key,
             )
             del self._loaded[key]
-            return self._start(key, gone=True)
+            return self._start(key, gone=True, lazy=True)
         meta = self._meta.get(key)
         if meta is None:
-            return self._start(key)
+            return self._start(key, lazy=True)
+        path = self.folder / f"{meta.session_id}.jsonl"
+        if not meta.messages and not path.exists():
+            return self._start(key, lazy=True)  # unloaded before its first entry
         try:
             session = load_session(self.folder / f"{meta.session_id}.jsonl")
         except (OSError, ValueError) as exc:
@@ -157,7 +160,7 @@ class SessionRegistry:
                 key,
                 exc,
             )
-            return self._start(key, gone=True)
+            return self._start(key, gone=True, lazy=True)
         self._remember(key, session)
         return session
 
@@ -184,17 +187,25 @@ class SessionRegistry:
         """A fresh session under `key`; the old one stays readable."""
         return self._start(key, start_seq=start_seq)
 
-    def _start(self, key: str, *, start_seq: int | None = None, gone: bool = False) -> Session:
+    def _start(
+        self, key: str, *, start_seq: int | None = None, gone: bool = False, lazy: bool = False
+    ) -> Session:
+        """A new current session for `key`: written now, or (`lazy`, for a key that a first
+        message brings about) with its first entry."""
         seq = self.last_seq() if start_seq is None else start_seq
-        session = self.store.create(self.agent_id, start_seq=seq, session_key=key)
+        if lazy:
+            session = self.store.prepare(self.agent_id, start_seq=seq, session_key=key)
+        else:
+            session = self.store.create(self.agent_id, start_seq=seq, session_key=key)
         old = self._meta.get(key)
         meta = SessionMeta(session_key=key, session_id=session.session_id, last_seq=seq)
         if old is not None:
             meta.mode, meta.members = old.mode, old.members
-            meta.previous = [*old.previous, *([] if gone else [old.session_id])]
+            kept = not gone and (self.folder / f"{old.session_id}.jsonl").exists()
+            meta.previous = [*old.previous, *([old.session_id] if kept else [])]
         self._meta[key] = meta
         self._remember(key, session)
-        self.flush()
+        self._schedule_flush()
         return session
 
     def rename(self, key: str, title: str) -> SessionMeta:
@@ -258,12 +269,17 @@ class SessionRegistry:
     def _remember(self, key: str, session: Session) -> None:
         self._loaded[key] = session
         self._loaded.move_to_end(key)
+        self.trim(keep=key)
+
+    def trim(self, keep: str = MAIN_SESSION) -> None:
+        """Unload the least recently used idle sessions beyond the bound (never `main`, `keep`
+        or a session with a run going)."""
         if len(self._loaded) <= self._limit:
             return
         for old in list(self._loaded):
             if len(self._loaded) <= self._limit:
                 break
-            if old != key and old != MAIN_SESSION and not self.busy(old):
+            if old != keep and old != MAIN_SESSION and not self.busy(old):
                 del self._loaded[old]
 
     # -- the index file ---------------------------------------------------------------------
@@ -329,7 +345,8 @@ class SessionRegistry:
             found = current.get(key)
             if found is None or found[0] != meta.session_id:
                 if found is None:
-                    log.warning("agent %s: session of %s is gone from disk", self.agent_id, key)
+                    if meta.messages:  # else it was never written: nothing is lost
+                        log.warning("agent %s: session of %s is gone from disk", self.agent_id, key)
                     del self._meta[key]
                 continue
             if found[1] != meta.last_seq or not index.sessions:

@@ -118,6 +118,7 @@ SessionEntry = Annotated[
 ]
 HistoryEntry = MessageEntry | ToolEntry
 _ENTRY: TypeAdapter[SessionEntry] = TypeAdapter(SessionEntry)
+_ENTRIES: TypeAdapter[list[SessionEntry]] = TypeAdapter(list[SessionEntry])
 
 _SAFE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -141,10 +142,19 @@ def new_entry_id(prefix: str) -> str:
 class Session:
     """One JSONL session file: its entries in memory, appends fsynced to disk."""
 
-    def __init__(self, path: Path, header: SessionHeader, entries: list[SessionEntry]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        header: SessionHeader,
+        entries: list[SessionEntry],
+        *,
+        written: bool = True,
+    ) -> None:
         self.path = path
         self.header = header
         self.entries = entries
+        # False until the file exists: its first append writes the header with the entry.
+        self.written = written
         self._lock = asyncio.Lock()
 
     @property
@@ -177,7 +187,12 @@ class Session:
         line = _ENTRY.dump_json(entry) + b"\n"
         async with self._lock:
             try:
-                await asyncio.to_thread(_append_line, self.path, line, create=False)
+                if self.written:
+                    await asyncio.to_thread(_append_line, self.path, line, create=False)
+                else:
+                    head = self.header.model_dump_json().encode() + b"\n"
+                    await asyncio.to_thread(_create_file, self.path, head + line)
+                    self.written = True
             except FileNotFoundError:
                 log.error("%s: the session file was deleted on disk", self.path)
                 raise SessionGoneError(self.path) from None
@@ -238,6 +253,12 @@ def _append_line(path: Path, line: bytes, *, create: bool) -> None:
         os.close(fd)
 
 
+def _create_file(path: Path, data: bytes) -> None:
+    """A new session file holding `data`, its directory entry made durable too."""
+    _append_line(path, data, create=True)
+    _fsync_dir(path.parent)
+
+
 def _cut_torn_tail(fd: int, path: Path) -> None:
     """Drop an unterminated last line (a write torn by a crash) before appending after it."""
     size = os.fstat(fd).st_size
@@ -259,25 +280,45 @@ def _cut_torn_tail(fd: int, path: Path) -> None:
 def load_session(path: Path) -> Session:
     """Read a session file, skipping (with a warning) any line that does not parse and a torn
     last line. The file is not modified."""
+    lines = path.read_bytes().split(b"\n")
+    torn = lines.pop()  # what follows the last newline: nothing, or a line a crash tore
+    if torn:
+        log.warning("%s:%d: skipping a torn last line (%d bytes)", path, len(lines) + 1, len(torn))
+    loaded = _load_whole(lines) or _load_line_by_line(path, lines)
+    if loaded is None:
+        raise ValueError(f"{path}: no session header")
+    return Session(path, *loaded)
+
+
+def _load_whole(lines: list[bytes]) -> tuple[SessionHeader, list[SessionEntry]] | None:
+    """Every line valid: validate them in one call (the common case, and much faster)."""
+    if not lines:
+        return None
+    try:
+        header = SessionHeader.model_validate_json(lines[0])
+        entries = _ENTRIES.validate_json(b"[" + b",".join(lines[1:]) + b"]")
+    except ValidationError:
+        return None
+    # Two entries glued on one line would pass as two: only a line per entry counts.
+    return (header, entries) if len(entries) == len(lines) - 1 else None
+
+
+def _load_line_by_line(
+    path: Path, lines: list[bytes]
+) -> tuple[SessionHeader, list[SessionEntry]] | None:
     header: SessionHeader | None = None
     entries: list[SessionEntry] = []
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.endswith(b"\n"):
-                log.warning("%s:%d: skipping a torn last line (%d bytes)", path, number, len(raw))
-                break
-            try:
-                if header is None:
-                    header = SessionHeader.model_validate_json(raw)
-                else:
-                    entries.append(_ENTRY.validate_json(raw))
-            except ValidationError as exc:
-                log.warning(
-                    "%s:%d: skipping unreadable line (%s)", path, number, exc.errors()[0]["msg"]
-                )
-    if header is None:
-        raise ValueError(f"{path}: no session header")
-    return Session(path, header, entries)
+    for number, raw in enumerate(lines, start=1):
+        try:
+            if header is None:
+                header = SessionHeader.model_validate_json(raw)
+            else:
+                entries.append(_ENTRY.validate_json(raw))
+        except ValidationError as exc:
+            log.warning(
+                "%s:%d: skipping unreadable line (%s)", path, number, exc.errors()[0]["msg"]
+            )
+    return (header, entries) if header is not None else None
 
 
 class SessionStore:
@@ -321,6 +362,17 @@ class SessionStore:
         return load_session(
             self.agent_dir(agent_id) / f"{validate_id('session id', session_id)}.jsonl"
         )
+
+    def prepare(self, agent_id: str, *, start_seq: int, session_key: str) -> Session:
+        """A new session whose file is written with its first entry (nothing on disk yet)."""
+        folder = self.make_agent_dir(agent_id)
+        header = SessionHeader(
+            session_id=new_session_id(),
+            agent_id=agent_id,
+            start_seq=start_seq,
+            session_key=session_key,
+        )
+        return Session(folder / f"{header.session_id}.jsonl", header, [], written=False)
 
     def create(
         self, agent_id: str, *, start_seq: int = 0, session_key: str | None = None

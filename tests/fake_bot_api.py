@@ -151,6 +151,9 @@ class FakeBotApi:
         self.fault_methods: set[str] = {"sendMessage"}
         # file_id -> (file_path, content) for getFile and downloads.
         self.files: dict[str, tuple[str, bytes]] = {}
+        # Inline keyboards under the bot's messages, and the button presses it acknowledged.
+        self.keyboards: dict[tuple[int, int], JsonValue] = {}
+        self.answered_queries: list[str] = []
         # After a random fault, the next `burst` calls of faulty methods fail too.
         self.burst = 0
         self._burst_left = 0
@@ -314,6 +317,27 @@ class FakeBotApi:
             message["caption"] = caption
         await self.push_update({"message": message})
         return message_id
+
+    async def user_presses(
+        self, chat_id: int, message_id: int, data: str, *, user_id: int | None = None
+    ) -> int:
+        """A user presses the button carrying `data` under the bot's message `message_id`."""
+        chat = self.chat(chat_id)
+        user = user_id if user_id is not None else chat_id
+        query: dict[str, JsonValue] = {
+            "id": f"cq-{len(self.answered_queries) + self._next_update}",
+            "from": {"id": user, "is_bot": False, "first_name": f"User {user}"},
+            "chat_instance": str(chat_id),
+            "data": data,
+            "message": self._message_json(chat.messages[message_id], chat),
+        }
+        return await self.push_update({"callback_query": query})
+
+    async def _m_answerCallbackQuery(
+        self, params: dict[str, str], request: web.Request
+    ) -> JsonValue:
+        self.answered_queries.append(params["callback_query_id"])
+        return True
 
     async def push_update(
         self, update: dict[str, JsonValue], *, update_id: int | None = None
@@ -492,6 +516,8 @@ class FakeBotApi:
         chat.next_id += 1
         chat.messages[message.message_id] = message
         self.bot_messages.append(message)
+        if "reply_markup" in params:
+            self.keyboards[(chat_id, message.message_id)] = json.loads(params["reply_markup"])
         if fault in ("timeout_landed", "drop_landed"):
             return await self._fail(request, fault, landed=True)
         return self._message_json(message, chat)
@@ -541,6 +567,8 @@ class FakeBotApi:
             raise ApiError(400, "Bad Request: message is too long")
         self._check_limits(chat.chat_id)
         message.text, message.raw, message.parse_mode = shown, text, parse_mode
+        if "reply_markup" not in params:  # an edit without a keyboard removes it
+            self.keyboards.pop((chat.chat_id, message.message_id), None)
         self.edits.append((chat.chat_id, message.message_id, shown, time.monotonic()))
         return self._message_json(message, chat)
 

@@ -16,6 +16,7 @@ from channels.telegram import RateLimits, TelegramConfig, TelegramPlugin
 from channels.telegram.formatting import measure, render_html
 from hub.agent import AsyncAgent
 from hub.aggregator import MessageAggregator
+from hub.approvals import Approvals
 from hub.errors import ModelError
 from hub.hub import Hub
 from hub.model import Model, ModelPart, ModelTurn, TextDelta, ToolCallFinished, ToolCallStarted
@@ -165,12 +166,13 @@ async def telegram_rig(
     typing_interval: float = 4.0,
     api: FakeBotApi | None = None,
     conversations: ConversationConfig | None = None,
+    approvals: Approvals | None = None,
     **config: Any,
 ) -> AsyncIterator[Rig]:
     fake = api or FakeBotApi(hang_seconds=1.5)
     if api is None:
         await fake.start()
-    hub = Hub(data_dir, lambda: model, conversations=conversations)
+    hub = Hub(data_dir, lambda: model, conversations=conversations, approvals=approvals)
     plugin = TelegramPlugin(fast_config(fake, **config), hub.access)
     manager = ChannelManager(hub, typing_interval=typing_interval)
     manager.register(plugin)

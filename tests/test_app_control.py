@@ -107,7 +107,11 @@ async def test_history_sessions_agents(served: tuple[Hub, ControlServer, asyncio
     assert len(rows(after, "entries")) == 3
     assert "[" in ctl.render("history", history.result)
     sessions = await ask(server, "process.sessions")
-    assert rows(sessions, "sessions")[0]["current"] is True
+    [main] = rows(sessions, "sessions")
+    assert (main["agentId"], main["sessionKey"], main["messages"]) == ("main", "main", 4)
+    assert main["title"] == "first"
+    assert "main/main" in ctl.render("process.sessions", sessions.result)
+    assert rows(await ask(server, "process.sessions", search="nothing like it"), "sessions") == []
     agents = await ask(server, "agents.list")
     assert rows(agents, "agents")[0]["agentId"] == "main"
     unknown = await ask(server, "history", agentId="nobody")

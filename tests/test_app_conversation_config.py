@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.compose import conversation_config
 from app.config import ConfigError, load_settings
+from app.hub_setup import conversation_config
 from hub.echo import EchoModel
 from hub.events import MAIN_SESSION
 from hub.hub import Hub

@@ -14,6 +14,7 @@ from channels.base import (
     BlockLimits,
     ChannelMessage,
     ChannelPlugin,
+    Choice,
     Command,
     InboundCallback,
     LiveSurface,
@@ -46,6 +47,8 @@ class MemoryChat:
     send_delay: float = 0.0
     sent: list[Sent] = field(default_factory=list)
     typing_calls: int = 0
+    asked: list[tuple[str, str, list[Choice]]] = field(default_factory=list)
+    settled: list[tuple[str, str]] = field(default_factory=list)
     reactions: list[str | None] = field(default_factory=list)
     started: bool = False
     _deliver: InboundCallback | None = None
@@ -67,6 +70,13 @@ class MemoryChat:
 
     def probe(self) -> SubsystemHealth:
         return SubsystemHealth(name=self.name, status="ok")
+
+    async def ask(self, route: ChannelRoute, text: str, choices: list[Choice]) -> str | None:
+        self.asked.append((route.chat_id, text, choices))
+        return f"ask-{len(self.asked)}"
+
+    async def settle(self, route: ChannelRoute, message_id: str, text: str) -> None:
+        self.settled.append((message_id, text))
 
     async def stop(self) -> None:
         self.started = False

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import JsonValue, ValidationError
 
 from hub.conversations import ForbiddenSessionError, UnknownSessionError
 from hub.echo import EchoModel
@@ -340,4 +340,51 @@ async def test_pagination_over_thousands_of_sessions(data_dir: Path) -> None:
     assert sorted(seen) == sorted(f"s-{n}" for n in range(1500))
     assert agent.sessions.loaded_count <= 256
     assert hub.sessions.list(agent, BOB_WEB).total == 0
+    await hub.close()
+
+
+# -- through the request table --------------------------------------------------------------
+
+
+async def test_session_requests_through_the_table(data_dir: Path) -> None:
+    from hub.requests import Caller, RequestHost, dispatch
+
+    hub = make_hub(data_dir)
+    host = RequestHost(access=hub.access, health=hub.health, hub=hub)
+    owner = Caller(surface="desktop", owner=True)
+    guest = Caller(surface="web", device_id="d-bob")
+    hub.submit("main", "owner only", Origin(surface="desktop"))
+    await hub.default_agent.wait_idle()
+
+    listed = await dispatch(host, owner, "sessions.list", {"agentId": "main"})
+    assert [s["sessionKey"] for s in listed.model_dump(mode="json")["sessions"]] == ["main"]
+    assert (await dispatch(host, guest, "sessions.list", {"agentId": "main"})).model_dump()[
+        "sessions"
+    ] == []
+    refused: list[tuple[str, dict[str, JsonValue]]] = [
+        ("history", {"agentId": "main", "sessionKey": "main"}),
+        ("sessions.rename", {"agentId": "main", "sessionKey": "main", "title": "mine"}),
+        ("sessions.mark_read", {"agentId": "main", "sessionKey": "main", "seq": 1}),
+        ("abort", {"agentId": "main", "sessionKey": "main"}),
+    ]
+    for method, params in refused:
+        with pytest.raises(CodedError) as caught:
+            await dispatch(host, guest, method, params)
+        assert caught.value.code == "forbidden", method
+        assert "owner only" not in str(caught.value)
+    with pytest.raises(CodedError) as caught:
+        await dispatch(host, owner, "history", {"agentId": "main", "sessionKey": "no such"})
+    assert caught.value.code == "invalid_session_key"
+    created = await dispatch(host, guest, "sessions.new", {"agentId": "main"})
+    key = created.model_dump()["sessionKey"]
+    history = await dispatch(host, guest, "history", {"agentId": "main", "sessionKey": key})
+    assert history.model_dump()["entries"] == []
+    moded = await dispatch(
+        host,
+        owner,
+        "sessions.mode",
+        {"agentId": "main", "sessionKey": key, "mode": "collect"},
+    )
+    assert moded.model_dump()["mode"] == "collect"
+    assert hub.default_agent.lane(key).mode == "collect"
     await hub.close()

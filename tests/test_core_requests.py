@@ -189,6 +189,11 @@ def sample_params(method: str) -> dict[str, JsonValue]:
         "deviceId": "nobody",
         "approvalId": "ap-nosuch",
         "decision": "deny",
+        "sessionKey": "main",
+        "title": "A title",
+        "seq": 0,
+        "mode": "queue",
+        "content": "hi",
     }
     fields = REQUESTS[method].params.model_fields
     return {

@@ -172,3 +172,29 @@ async def test_allowed_tool_runs_without_asking(server: FakeOpenAI, data_dir: Pa
     assert not any(isinstance(e, ApprovalRequest) for e in events)
     assert only(events, ToolExecutionEnd).result == "wrote 1 characters to a.txt"
     await agent.close()
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "refusal"),
+    [
+        ("web_fetch", {"url": "file:///etc/passwd"}, "only http and https URLs"),
+        ("web_fetch", {"url": "gopher://127.0.0.1:70/"}, "only http and https URLs"),
+        ("web_fetch", {"url": "http://169.254.169.254/latest/meta-data/"}, "link-local"),
+        ("read_file", {"path": "../../../../etc/passwd"}, "outside the workspace"),
+        ("list_files", {"path": "/"}, "outside the workspace"),
+    ],
+)
+async def test_injected_arguments_are_refused_as_tool_errors(
+    server: FakeOpenAI, data_dir: Path, tool: str, args: dict[str, str], refusal: str
+) -> None:
+    agent = agent_for(server, data_dir, Approvals(), enable_tools=["web_fetch", "workspace"])
+    server.enqueue(
+        Reply(chunks=(), tool_calls=(ToolCall(tool, json.dumps(args)),)),
+        Reply(chunks=("That was refused.",)),
+    )
+    events = await run_turn(agent, "do what the page says")
+    end = only(events, ToolExecutionEnd)
+    assert end.is_error
+    assert refusal in str(end.result)
+    assert "root:" not in json.dumps(server.requests[1].messages)
+    await agent.close()

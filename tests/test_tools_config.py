@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.compose import tools_config
 from app.config import ConfigError, load_settings
+from app.hub_setup import tools_config
 from hub.tools.config import McpServerConfig
 from hub.tools.policy import ToolPolicies, enabled_builtins
 

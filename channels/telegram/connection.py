@@ -113,7 +113,7 @@ class BotConnection:
             await app.bot.set_webhook(
                 url=cfg.webhook_url,
                 secret_token=cfg.webhook_secret.get_secret_value(),
-                allowed_updates=["message"],
+                allowed_updates=["message", "callback_query"],
             )
             log.info("telegram: @%s receiving by webhook", app.bot.username)
         else:

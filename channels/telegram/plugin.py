@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from telegram import Bot, BotCommand, Update
 
-from channels.base import BlockLimits, InboundCallback, LiveSurface
+from channels.base import BlockLimits, Choice, InboundCallback, LiveSurface
+from channels.telegram import buttons
 from channels.telegram.config import TelegramConfig
 from channels.telegram.connection import BotConnection, TelegramStartError, build_application
 from channels.telegram.delivery import deliver, show_typing
@@ -155,6 +156,15 @@ class TelegramPlugin:
     async def typing(self, route: ChannelRoute) -> None:
         if self._connection is not None and self._connected:
             await show_typing(self._connection.app.bot, route)
+
+    async def ask(self, route: ChannelRoute, text: str, choices: list[Choice]) -> str | None:
+        bot = self._current_bot()
+        return await buttons.ask(bot, route, text, choices) if bot and self._connected else None
+
+    async def settle(self, route: ChannelRoute, message_id: str, text: str) -> None:
+        bot = self._current_bot()
+        if bot is not None and self._connected:
+            await buttons.settle(bot, route, message_id, text)
 
     async def react(self, route: ChannelRoute, emoji: str | None) -> None:
         if self._live is not None and self._connected:

@@ -157,7 +157,7 @@ class PollSupervisor:
         assert self._app is not None and self._app.updater is not None
         await self._app.updater.start_polling(
             timeout=int(self.config.poll_timeout),
-            allowed_updates=["message"],
+            allowed_updates=["message", "callback_query"],
             error_callback=self._on_poll_error,
         )
 

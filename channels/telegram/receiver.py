@@ -20,6 +20,7 @@ from telegram import Bot, Update
 
 from channels.base import ChannelMessage, InboundCallback
 from channels.error_text import coded_error_text
+from channels.telegram import buttons
 from channels.telegram.inbound import Inbound, parse_message
 from channels.telegram.media import UNREAD_KINDS, MediaRefused, document_text
 from channels.telegram.policy import CHANNEL, AccessPolicy, Allowed, NeedsPairing
@@ -99,6 +100,14 @@ class UpdateReceiver:
     async def _handle(self, update: Update) -> None:
         identity = self._identity()
         if identity is None or self._on_message is None:
+            return
+        press = buttons.pressed(update)
+        if press is not None:
+            bot = self._bot()
+            if bot is not None:
+                await buttons.acknowledge(bot, update)
+            if self.policy.is_allowed(press.route.user_id or ""):
+                await self._on_message(press)
             return
         inbound = parse_message(update, *identity)
         if inbound is None:

@@ -17,6 +17,7 @@ from hub.providers.specs import ModelSpec, openai_base_url, parse_spec
 if TYPE_CHECKING:
     from pydantic_ai.models import Model as PydanticModel
 
+    from hub.agent_mail import AgentMail
     from hub.approvals import Approvals
     from hub.providers.failures import Endpoint
     from hub.tools.mcp import McpServers
@@ -30,6 +31,7 @@ def build_model(
     *,
     approvals: Approvals | None = None,
     mcp_servers: McpServers | None = None,
+    mail: AgentMail | None = None,
 ) -> Model:
     """The model `config.spec` names. Raises ValueError for a bad spec, a missing key, or a
     user tool that cannot be loaded, saying what to fix. Tools under the `ask` policy wait for
@@ -46,6 +48,7 @@ def build_model(
     from hub.providers.failures import RetryPolicy
     from hub.providers.runtime import PydanticAIModel
     from hub.providers.tools import build_tools
+    from hub.tools.agent_messages import mail_toolset
     from hub.tools.builtin import builtin_toolset
     from hub.tools.policy import ToolPolicies
 
@@ -58,7 +61,11 @@ def build_model(
         endpoint=endpoint,
         system_prompt=config.system_prompt,
         tools=build_tools(config.tools, builtins=config.builtin_tools),
-        toolsets=[builtin_toolset(tooling), *(mcp_servers.servers if mcp_servers else ())],
+        toolsets=[
+            builtin_toolset(tooling),
+            *([mail_toolset(tooling, mail)] if mail else []),
+            *(mcp_servers.servers if mcp_servers else ()),
+        ],
         policies=ToolPolicies.from_config(tooling),
         approvals=approvals,
         output_chars=tooling.tool_output_chars,

@@ -3,7 +3,7 @@
 Importing this package registers every request; surfaces call `dispatch`.
 """
 
-from hub.requests import access, agents, approvals
+from hub.requests import access, agents, approvals, messages, sessions, tokens
 from hub.requests.table import (
     REQUESTS,
     Caller,
@@ -26,5 +26,8 @@ __all__ = [
     "agents",
     "approvals",
     "dispatch",
+    "messages",
     "request",
+    "sessions",
+    "tokens",
 ]

@@ -7,17 +7,21 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from hub.bindings import Binding
+from hub.events import MAIN_SESSION
 from hub.health import HealthReport
 from hub.hub import AgentInfo
+from hub.requests.sessions import viewer_of_caller
 from hub.requests.table import Caller, NoParams, RequestHost, request
 from hub.sessions import HistoryEntry
 from hub.wire import WireModel
 
 AgentId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+SessionKey = Annotated[str, StringConstraints(min_length=1, max_length=160)]
 
 
 class AgentParams(WireModel):
     agent_id: AgentId
+    session_key: SessionKey = MAIN_SESSION
 
 
 class HistoryParams(WireModel):
@@ -28,6 +32,9 @@ class HistoryParams(WireModel):
     limit: Annotated[int, Field(ge=1, le=500)] = 100
     before: int | None = None
     after: int | None = None
+    session_key: SessionKey = MAIN_SESSION
+    # An older session of the key (`sessions.new` keeps them readable); default its current.
+    session_id: SessionKey | None = None
 
 
 class AgentsAnswer(WireModel):
@@ -66,18 +73,31 @@ async def status(host: RequestHost, caller: Caller, params: NoParams) -> StatusA
 
 @request("history", HistoryParams, HistoryAnswer)
 async def history(host: RequestHost, caller: Caller, params: HistoryParams) -> HistoryAnswer:
-    agent = host.need_hub().agent(params.agent_id)
+    hub = host.need_hub()
+    agent = hub.agent(params.agent_id)
+    found = hub.sessions.history(
+        agent,
+        viewer_of_caller(caller),
+        params.session_key,
+        limit=params.limit,
+        before=params.before,
+        after=params.after,
+        session_id=params.session_id,
+    )
     return HistoryAnswer(
         agent_id=agent.agent_id,
-        session_id=agent.session.session_id,
-        last_seq=agent.last_seq,
-        entries=agent.history(limit=params.limit, before=params.before, after=params.after),
+        session_id=found.session_id,
+        last_seq=found.last_seq,
+        entries=found.entries,
     )
 
 
 @request("abort", AgentParams, AbortAnswer)
 async def abort(host: RequestHost, caller: Caller, params: AgentParams) -> AbortAnswer:
-    return AbortAnswer(aborted=host.need_hub().agent(params.agent_id).abort())
+    hub = host.need_hub()
+    agent = hub.agent(params.agent_id)
+    hub.sessions.check_write(agent, viewer_of_caller(caller), params.session_key)
+    return AbortAnswer(aborted=agent.abort(params.session_key))
 
 
 class BindingsAnswer(WireModel):

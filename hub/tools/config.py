@@ -24,9 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 ToolPolicy = Literal["allow", "ask", "deny"]
 
 WORKSPACE_TOOLS = ("read_file", "write_file", "edit_file", "list_files")
-BUILTIN_TOOL_NAMES = ("web_fetch", *WORKSPACE_TOOLS, "shell")
-# `enable_tools` accepts a tool name, or `workspace` for the four file tools.
-TOOL_GROUPS: dict[str, tuple[str, ...]] = {"workspace": WORKSPACE_TOOLS}
+AGENT_TOOLS = ("list_agents", "send_to_agent", "broadcast", "get_messages", "mark_read")
+BUILTIN_TOOL_NAMES = ("web_fetch", *WORKSPACE_TOOLS, "shell", *AGENT_TOOLS)
+# `enable_tools` accepts a tool name, `workspace` for the four file tools, or `agents` for the
+# tools that message the hub's other agents.
+TOOL_GROUPS: dict[str, tuple[str, ...]] = {"workspace": WORKSPACE_TOOLS, "agents": AGENT_TOOLS}
 
 # The limits `[tool_settings]` in config.toml may change (the rest comes from its own keys).
 TUNABLES = (
