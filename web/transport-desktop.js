@@ -78,11 +78,17 @@ export class DesktopTransport {
     }
   }
 
-  // `sessionKey` goes as a third argument only outside `main`, so the plain two-argument
-  // call keeps working.
-  send(agentId, text, { sessionKey, mode } = {}) {
-    const extra = sessionKey && sessionKey !== "main" ? [{ sessionKey, mode }] : [];
-    return this._subscribe(agentId).then(() => this._call("send", agentId, text, ...extra));
+  // A message for `main` goes through the bridge's `send`; one for another session (or with
+  // a mode) through the `messages.send` request, which takes the session key and mode.
+  async send(agentId, text, { sessionKey, mode } = {}) {
+    await this._subscribe(agentId);
+    if ((sessionKey && sessionKey !== "main") || mode) {
+      const params = { agentId, content: text, sessionKey: sessionKey || "main", wait: false };
+      if (mode) params.mode = mode;
+      const { runId } = await this.request("messages.send", params);
+      return { runId };
+    }
+    return this._call("send", agentId, text);
   }
 
   // Any method of the hub's request table (the same names as over the gateway).

@@ -60,11 +60,15 @@ export class GatewayTransport {
     this._open(credentials);
   }
 
+  // A message for `main` is a `message` frame; one for another session (or with a mode)
+  // goes through the `messages.send` request, which takes the session key and mode.
   send(agentId, text, { sessionKey, mode } = {}) {
-    const payload = { agentId, content: text };
-    if (sessionKey) payload.sessionKey = sessionKey;
-    if (mode) payload.mode = mode;
-    return this._frame("message", payload, null);
+    if ((sessionKey && sessionKey !== "main") || mode) {
+      const params = { agentId, content: text, sessionKey: sessionKey || "main", wait: false };
+      if (mode) params.mode = mode;
+      return this.request("messages.send", params).then(({ runId }) => ({ runId }));
+    }
+    return this._frame("message", { agentId, content: text }, null);
   }
 
   request(method, params = {}) {
