@@ -416,6 +416,8 @@ def ctl(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# Resolves once the page has painted what the DOM holds now (two animation frames).
+PAINTED = "new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
 CARD = "document.querySelector('.approval[data-status=\"{status}\"] .approval-outcome')"
 
 
@@ -444,6 +446,7 @@ async def test_a_tool_call_waits_for_approval_in_the_window(
             )
             assert json.loads(str(args)) == {"command": "echo '<i>ok</i>' > note.txt"}
             assert await page.evaluate("document.querySelectorAll('.approval-args i').length") == 0
+            await page.evaluate(PAINTED)
             await asyncio.to_thread(screenshot, display, artifacts / "desktop-approval.png")
             await page.evaluate(
                 "document.querySelector('.approval [data-decision=\"approve\"]').click()"
@@ -472,5 +475,68 @@ async def test_a_tool_call_waits_for_approval_in_the_window(
                 "[...document.querySelectorAll('.message.assistant[data-final=\"true\"]')]"
                 ".some(m => m.textContent.includes('Not run.'))"
             )
+            app.proc.send_signal(signal.SIGTERM)
+            assert await app.exit_status() == 0
+
+
+async def test_conversations_in_the_window_with_an_approval_in_a_new_chat(
+    display: str, data_dir: Path, artifacts: Path
+) -> None:
+    async with FakeOpenAI() as provider:
+        provider.enqueue(
+            Reply(chunks=("Hello from main.",)),
+            *shell_call("ls", "call_1", "Listed in the new chat."),
+        )
+        env = {
+            "OPENAI_BASE_URL": provider.base_url,
+            "OPENAI_API_KEY": "sk-test",
+            "AGENTHUB_ENABLE_TOOLS": "shell",
+        }
+        async with desktop_window(display, data_dir, "--model", "openai:gpt-4o-mini", env=env) as (
+            app,
+            page,
+        ):
+            await page.type_and_send("hi")
+            await page.wait_for(
+                "document.querySelector('.message.assistant[data-final=\"true\"]')"
+                "?.textContent.includes('Hello from main.')"
+            )
+            # A new chat from the sidebar; its run asks for approval there.
+            await page.evaluate("document.getElementById('new-session').click()")
+            key = await page.wait_for(
+                "document.querySelector('.session[data-current=\"true\"]')?.dataset.key"
+                " !== 'main' && document.querySelector('.session[data-current=\"true\"]')"
+                "?.dataset.key"
+            )
+            assert isinstance(key, str) and key != "main"
+            await page.wait_for("document.querySelectorAll('.message').length === 0")
+            await page.type_and_send("list the files")
+            await page.wait_for(f"!!{CARD.format(status='pending')}")
+            await page.wait_for("document.querySelectorAll('.session').length === 2")
+            await page.evaluate(PAINTED)
+            await asyncio.to_thread(screenshot, display, artifacts / "desktop-sessions.png")
+            await page.evaluate(
+                "document.querySelector('.approval [data-decision=\"approve_session\"]').click()"
+            )
+            outcome = await page.wait_for(f"{CARD.format(status='approved')}?.textContent")
+            assert outcome == "Approved for this session by you, here"
+            await page.wait_for(
+                "[...document.querySelectorAll('.message.assistant[data-final=\"true\"]')]"
+                ".some(m => m.textContent.includes('Listed in the new chat.'))"
+            )
+            # Back to main: its own transcript, without the other session's card.
+            await page.evaluate(
+                "document.querySelector('.session[data-key=\"main\"] .session-open').click()"
+            )
+            await page.wait_for(
+                "document.querySelector('.session[data-key=\"main\"]').dataset.current === 'true'"
+                " && document.querySelectorAll('.message.assistant').length === 1"
+            )
+            assert await page.evaluate("document.querySelectorAll('.approval').length") == 0
+            stored = await page.evaluate(
+                f"pywebview.api.request('history', {{agentId: 'main', sessionKey: '{key}'}})"
+                ".then(r => r.payload.entries.filter(e => e.type === 'message').map(e => e.text))"
+            )
+            assert stored == ["list the files", "Running it.", "Listed in the new chat."]
             app.proc.send_signal(signal.SIGTERM)
             assert await app.exit_status() == 0

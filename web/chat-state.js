@@ -14,6 +14,7 @@ export class ChatState {
     this.items = new Map();
     this.busyRun = null;
     this.lastError = null;
+    this.runStarts = new Map(); // run id -> seq of its agent_start (the latest few)
   }
 
   /** Every item, in transcript order. */
@@ -40,10 +41,12 @@ export class ChatState {
     });
   }
 
-  /** The hub accepted the local message and started (or queued) run `runId`. */
+  /** The hub accepted the local message and started (or queued) run `runId`. The run may
+   * have started before the answer came: the message then takes its place at the start. */
   bindLocal(localId, runId) {
     const item = this.items.get(`local:${localId}`);
     if (item) Object.assign(item, { status: "sent", runId });
+    if (item && this.runStarts.has(runId)) item.seq = this.runStarts.get(runId);
     return item;
   }
 
@@ -123,6 +126,8 @@ export class ChatState {
       case "agent_start": {
         this.busyRun = event.runId;
         this.lastError = null;
+        this.runStarts.set(event.runId, event.seq);
+        if (this.runStarts.size > 50) this.runStarts.delete(this.runStarts.keys().next().value);
         for (const item of this.items.values()) {
           if (item.runId === event.runId && item.id.startsWith("local:")) item.seq = event.seq;
         }

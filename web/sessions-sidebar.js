@@ -145,8 +145,7 @@ export class SessionsSidebar {
       tag.title = "The conversation your desktop, browsers and chat apps share";
       top.append(tag);
     }
-    top.append(el(doc, "span", "session-when", when(session.updatedAt)));
-    open.append(top);
+    open.append(top, el(doc, "span", "session-when", when(session.updatedAt)));
     if (snippet) open.append(el(doc, "span", "session-snippet", snippet));
     const badge = el(doc, "span", "session-badge");
     badge.setAttribute(

@@ -332,8 +332,12 @@ export class ChatUI {
     const shown = this._shown(agentId, sessionKey);
     if (event.type === "agent_end") {
       // The run's user message (maybe from another device) and final texts come from history.
-      if (shown) this._resync(agentId, sessionKey);
-      else state.stale = true;
+      if (shown) {
+        this._markRead(agentId, sessionKey, event.seq);
+        this._resync(agentId, sessionKey);
+      } else {
+        state.stale = true;
+      }
       this._refreshSessions();
     }
     if (!shown) {
