@@ -200,6 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
     token_revoke.add_argument("token_id", metavar="ID")
     command(ctl_commands, "shutdown", help="stop the hub gracefully")
 
+    mcp = command(
+        commands,
+        "mcp",
+        help="an MCP server on stdio exposing the running hub to MCP hosts",
+        description="Serve MCP on stdin/stdout (for Claude Desktop, editors): list agents, "
+        "message them, read history and sessions of the hub running with this data directory.",
+    )
+    mcp.add_argument(
+        "--agent",
+        action="append",
+        dest="mcp_agents",
+        metavar="ID",
+        help="an agent the MCP host may use (repeat for more; default: all)",
+    )
+
     doctor = command(
         commands, "doctor", help="check configuration, data directory, port, model and Telegram"
     )
@@ -277,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         method, params = _ctl_request(args)
         as_json = getattr(args, "json", False)
         return ctl.run(settings.data_dir / "ctl.sock", method, params, as_json=as_json)
+    if command == "mcp":
+        from app.mcp_server import run_mcp
+
+        return run_mcp(settings.data_dir / "ctl.sock", getattr(args, "mcp_agents", None))
     if command == "doctor":
         from app.doctor import run_doctor
 

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import secrets
 from collections import deque
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import socketio
@@ -35,6 +36,7 @@ from gateway.protocol import (
 )
 from gateway.sio import close_client
 from hub.errors import CodedError
+from hub.tasks import TaskFunnel
 
 log = logging.getLogger("agenthub.openai_api")
 
@@ -45,6 +47,7 @@ PRESENCE_SECONDS = 2.0
 # Stream frames kept for runs whose id is not known yet (the `response` naming the run may
 # arrive after its first frames).
 UNCLAIMED_FRAMES = 1024
+IDLE_SECONDS = 300.0
 
 
 class ApiDeviceError(CodedError):
@@ -238,23 +241,59 @@ class ApiDevice:
 
 
 class ApiDevices:
-    """One live `ApiDevice` per device id, made on first use and remade after it closed."""
+    """One live `ApiDevice` per device id, made on first use, remade after it closed, and
+    closed after `idle_seconds` without a call (so an unused key holds no connection)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: Callable[[], str], *, idle_seconds: float = IDLE_SECONDS) -> None:
         self.url = url
+        self.idle_seconds = idle_seconds
         self._devices: dict[str, ApiDevice] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._calls: dict[str, int] = {}
+        self._idle: dict[str, asyncio.TimerHandle] = {}
+        self._tasks = TaskFunnel("openai-api", log)
 
-    async def get(self, device_id: str, token: str) -> ApiDevice:
+    def __len__(self) -> int:
+        return sum(not d.closed for d in self._devices.values())
+
+    @contextlib.asynccontextmanager
+    async def use(self, device_id: str, token: str) -> AsyncIterator[ApiDevice]:
+        """The device's connection for one call."""
+        self._calls[device_id] = self._calls.get(device_id, 0) + 1
+        idle = self._idle.pop(device_id, None)
+        if idle is not None:
+            idle.cancel()
+        try:
+            yield await self._get(device_id, token)
+        finally:
+            self._calls[device_id] -= 1
+            if not self._calls[device_id]:
+                del self._calls[device_id]
+                self._idle[device_id] = asyncio.get_running_loop().call_later(
+                    self.idle_seconds, self._close_idle, device_id
+                )
+
+    async def _get(self, device_id: str, token: str) -> ApiDevice:
         lock = self._locks.setdefault(device_id, asyncio.Lock())
         async with lock:
             device = self._devices.get(device_id)
             if device is None or device.closed:
-                device = ApiDevice(self.url, device_id, token)
+                device = ApiDevice(self.url(), device_id, token)
                 await device.connect()
                 self._devices[device_id] = device
             return device
 
+    def _close_idle(self, device_id: str) -> None:
+        self._idle.pop(device_id, None)
+        device = self._devices.pop(device_id, None)
+        self._locks.pop(device_id, None)
+        if device is not None:
+            self._tasks.spawn(device.close(), name=f"openai-api:close {device_id}")
+
     async def close(self) -> None:
+        for handle in self._idle.values():
+            handle.cancel()
+        self._idle.clear()
         devices, self._devices = list(self._devices.values()), {}
         await asyncio.gather(*(d.close() for d in devices), return_exceptions=True)
+        await self._tasks.close()

@@ -119,21 +119,22 @@ class OpenAIApi:
 
     def __init__(self, access: AccessStore, local_url: Callable[[], str]) -> None:
         self._access = access
-        self._local_url = local_url
-        self._devices: ApiDevices | None = None
+        # The gateway's port is known once it listens; the devices connect on first use.
+        self.devices = ApiDevices(local_url)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/models", self._guard(self._models))
         app.router.add_post("/v1/chat/completions", self._guard(self._completions))
 
     async def close(self) -> None:
-        if self._devices is not None:
-            await self._devices.close()
+        await self.devices.close()
 
     def _guard(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def route(request: web.Request) -> web.StreamResponse:
             try:
-                return await handler(request, await self._device(request))
+                device_id, token = self._key(request)
+                async with self.devices.use(device_id, token) as device:
+                    return await handler(request, device)
             except ApiError as exc:
                 return exc.response()
             except CodedError as exc:
@@ -141,9 +142,11 @@ class OpenAIApi:
 
         return route
 
-    async def _device(self, request: web.Request) -> ApiDevice:
+    def _key(self, request: web.Request) -> tuple[str, str]:
+        """The device id and token of the call's API key, or 401."""
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        record = self._access.device_for_token(token.strip()) if scheme == "Bearer" else None
+        token = token.strip()
+        record = self._access.device_for_token(token) if scheme == "Bearer" else None
         if record is None:
             raise ApiError(
                 401,
@@ -151,9 +154,7 @@ class OpenAIApi:
                 "with a token from `agenthub ctl tokens new`",
                 "invalid_api_key",
             )
-        if self._devices is None:
-            self._devices = ApiDevices(self._local_url())
-        return await self._devices.get(record.device_id, token.strip())
+        return record.device_id, token
 
     async def _models(self, request: web.Request, device: ApiDevice) -> web.Response:
         answer = await device.request("agents.list", {}, seconds=REQUEST_SECONDS)

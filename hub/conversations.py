@@ -18,7 +18,7 @@ from hub.errors import CodedError
 from hub.events import MAIN_SESSION
 from hub.lanes import WriteMode
 from hub.scopes import ConversationConfig, Viewer, check_session_key
-from hub.session_registry import SessionMeta
+from hub.session_index import SessionMeta
 from hub.sessions import HistoryEntry, Session
 from hub.wire import WireModel
 

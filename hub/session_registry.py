@@ -4,9 +4,8 @@ Each key has a current session file (`sessions/<agentId>/<sessionId>.jsonl`, the
 header) and maybe older ones (`new` keeps them readable). What a listing needs without
 reading every file (title, message count, last activity, read markers, archived, the key's
 write mode, who wrote there) is kept per key in `sessions/<agentId>/index.json`, rewritten
-atomically a moment after changes. The files stay the truth: at start-up every file's header
-and last line are read, a key whose file is newer than the index is recounted from its file,
-and the agent's seq resumes past the highest one (see `Session.resume_seq`).
+atomically a moment after changes. The files stay the truth (`hub.session_index.scan`), and the
+agent's seq resumes past the highest one (see `Session.resume_seq`).
 
 At most `loaded` sessions are held in memory; the least recently used idle one is unloaded and
 read again on demand. A session file deleted on disk while loaded is noticed on the next use:
@@ -16,74 +15,19 @@ the key then starts a new session (a run writing at that moment fails with code 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
-
-from hub.events import MAIN_SESSION, AgentEnd, AgentEvent, MessageEnd, now_ms
+from hub.events import MAIN_SESSION, AgentEnd, AgentEvent, MessageEnd
+from hub.jsonl_files import write_atomic
 from hub.lanes import WriteMode
-from hub.sessions import (
-    UNCLEAN_SEQ_GAP,
-    MessageEntry,
-    Session,
-    SessionHeader,
-    SessionStore,
-    load_session,
-)
+from hub.session_index import ReadMarker, SessionIndex, SessionMeta, make_title, scan
+from hub.sessions import MessageEntry, Session, SessionStore, load_session
 
 log = logging.getLogger("agenthub.sessions")
 
-TITLE_CHARS = 60
 FLUSH_DELAY = 1.0
-_TAIL_BYTES = 65_536
-
-
-class _Record(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, validate_by_name=True, serialize_by_alias=True
-    )
-
-
-class ReadMarker(_Record):
-    """How far one viewer has read: a seq, and how many messages were there up to it."""
-
-    seq: int
-    messages: int
-
-
-class SessionMeta(_Record):
-    """What the index keeps about one session key."""
-
-    session_key: str
-    session_id: str
-    title: str = ""
-    renamed: bool = False
-    created_at: int = Field(default_factory=now_ms)
-    updated_at: int = Field(default_factory=now_ms)
-    messages: int = 0
-    last_seq: int = 0
-    archived: bool = False
-    mode: WriteMode = "queue"
-    members: list[str] = Field(default_factory=list)
-    read: dict[str, ReadMarker] = Field(default_factory=dict)
-    previous: list[str] = Field(default_factory=list)
-
-
-class SessionIndex(_Record):
-    version: int = 1
-    sessions: dict[str, SessionMeta] = Field(default_factory=dict)
-
-
-def make_title(text: str) -> str:
-    """A title from a first message: its first line, trimmed to `TITLE_CHARS`."""
-    line = " ".join(text.split())
-    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
 class SessionRegistry:
@@ -103,7 +47,7 @@ class SessionRegistry:
         self._meta: dict[str, SessionMeta] = {}
         self._loaded: OrderedDict[str, Session] = OrderedDict()
         self._flush_handle: asyncio.TimerHandle | None = None
-        self._scan()
+        self._meta, self.resume_seq = scan(self.folder, agent_id)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -300,112 +244,8 @@ class SessionRegistry:
             self._flush_handle.cancel()
             self._flush_handle = None
         data = SessionIndex(sessions=self._meta).model_dump_json(by_alias=True).encode()
-        folder = self.store.make_agent_dir(self.agent_id)
-        temporary = folder / "index.json.tmp"
         try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
-            os.replace(temporary, self.index_path)
+            self.store.make_agent_dir(self.agent_id)
+            write_atomic(self.index_path, data)
         except OSError as exc:
             log.warning("agent %s: could not save the session index (%s)", self.agent_id, exc)
-
-    def _scan(self) -> None:
-        """Read the index, then every session file's header and tail (see the module doc)."""
-        index = _read_index(self.index_path)
-        self._meta = index.sessions
-        known = {m.session_id for m in self._meta.values()}
-        known |= {sid for m in self._meta.values() for sid in m.previous}
-        current: dict[str, tuple[str, int]] = {}
-        for path in sorted(self.folder.glob("*.jsonl")) if self.folder.is_dir() else []:
-            summary = _summarise(path)
-            if summary is None:
-                continue
-            header, last_seq, resume = summary
-            self.resume_seq = max(self.resume_seq, resume)
-            key = header.session_key or MAIN_SESSION
-            current[key] = (header.session_id, last_seq)
-            meta = self._meta.get(key)
-            if header.session_id in known:
-                continue
-            if meta is not None and header.session_id < meta.session_id:
-                meta.previous.append(header.session_id)
-                continue
-            self._meta[key] = SessionMeta(
-                session_key=key,
-                session_id=header.session_id,
-                created_at=header.created_at,
-                mode=meta.mode if meta else "queue",
-                members=meta.members if meta else [],
-                previous=[*meta.previous, meta.session_id] if meta else [],
-            )
-        for key, meta in list(self._meta.items()):
-            found = current.get(key)
-            if found is None or found[0] != meta.session_id:
-                if found is None:
-                    if meta.messages:  # else it was never written: nothing is lost
-                        log.warning("agent %s: session of %s is gone from disk", self.agent_id, key)
-                    del self._meta[key]
-                continue
-            if found[1] != meta.last_seq or not index.sessions:
-                self._recount(meta)
-
-    def _recount(self, meta: SessionMeta) -> None:
-        try:
-            session = load_session(self.folder / f"{meta.session_id}.jsonl")
-        except (OSError, ValueError) as exc:
-            log.warning("%s", exc)
-            return
-        messages = [e for e in session.entries if isinstance(e, MessageEntry)]
-        meta.messages = len(messages)
-        meta.last_seq = session.last_seq
-        if messages:
-            meta.updated_at = messages[-1].ts
-        first_user = next((m for m in messages if m.role == "user"), None)
-        if not meta.renamed:
-            meta.title = make_title(first_user.text) if first_user else ""
-
-
-def _read_index(path: Path) -> SessionIndex:
-    try:
-        return SessionIndex.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
-        return SessionIndex()
-    except (OSError, ValidationError) as exc:
-        log.warning("%s: unreadable session index, rebuilding it from the files (%s)", path, exc)
-        return SessionIndex()
-
-
-def _summarise(path: Path) -> tuple[SessionHeader, int, int] | None:
-    """A session file's header, last seq and resume seq, from its first and last lines."""
-    try:
-        with path.open("rb") as handle:
-            header = SessionHeader.model_validate_json(handle.readline())
-            size = os.fstat(handle.fileno()).st_size
-            start = max(0, size - _TAIL_BYTES)
-            handle.seek(start)
-            tail = handle.read()
-    except (OSError, ValidationError) as exc:
-        log.warning("%s: skipping a session file without a readable header (%s)", path, exc)
-        return None
-    lines = tail.split(b"\n")[:-1]  # the last piece is empty or a torn line
-    if start > 0:
-        lines = lines[1:]  # may start mid-line
-    for raw in reversed(lines):
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(data, dict) and data.get("type") == "session":
-            break
-        if isinstance(data, dict) and isinstance(data.get("seq"), int):
-            seq: int = data["seq"]
-            return header, seq, seq if data.get("type") == "run" else seq + UNCLEAN_SEQ_GAP
-        if start > 0:
-            break
-    if start > 0 or len(lines) > 1:
-        session = load_session(path)  # rare: an unusual tail; read it whole
-        return header, session.last_seq, session.resume_seq
-    return header, header.start_seq, header.start_seq

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from typing import Annotated, Literal
 from pydantic import Field, JsonValue, TypeAdapter, ValidationError
 
 from hub.events import Role, RunStatus, now_ms
+from hub.jsonl_files import append_line, create_file, fsync_dir, make_private_dir
 from hub.wire import WireModel
 
 log = logging.getLogger("agenthub.sessions")
@@ -188,10 +188,10 @@ class Session:
         async with self._lock:
             try:
                 if self.written:
-                    await asyncio.to_thread(_append_line, self.path, line, create=False)
+                    await asyncio.to_thread(append_line, self.path, line, create=False)
                 else:
                     head = self.header.model_dump_json().encode() + b"\n"
-                    await asyncio.to_thread(_create_file, self.path, head + line)
+                    await asyncio.to_thread(create_file, self.path, head + line)
                     self.written = True
             except FileNotFoundError:
                 log.error("%s: the session file was deleted on disk", self.path)
@@ -236,45 +236,6 @@ class Session:
             if isinstance(entry, CompactionEntry):
                 return entry
         return None
-
-
-def _append_line(path: Path, line: bytes, *, create: bool) -> None:
-    """Append `line` durably; `create` makes a new file (never an existing one), otherwise
-    the file must exist (a deleted session is not silently recreated without its header)."""
-    flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT | os.O_EXCL if create else 0)
-    fd = os.open(path, flags, 0o600)
-    try:
-        _cut_torn_tail(fd, path)
-        view = memoryview(line)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _create_file(path: Path, data: bytes) -> None:
-    """A new session file holding `data`, its directory entry made durable too."""
-    _append_line(path, data, create=True)
-    _fsync_dir(path.parent)
-
-
-def _cut_torn_tail(fd: int, path: Path) -> None:
-    """Drop an unterminated last line (a write torn by a crash) before appending after it."""
-    size = os.fstat(fd).st_size
-    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return
-    keep = 0
-    end = size
-    while end > 0:
-        start = max(0, end - 65536)
-        newline = os.pread(fd, end - start, start).rfind(b"\n")
-        if newline >= 0:
-            keep = start + newline + 1
-            break
-        end = start
-    log.warning("%s: cutting a torn last line (%d bytes) before appending", path, size - keep)
-    os.ftruncate(fd, keep)
 
 
 def load_session(path: Path) -> Session:
@@ -386,25 +347,9 @@ class SessionStore:
             session_key=session_key,
         )
         path = folder / f"{header.session_id}.jsonl"
-        _append_line(path, header.model_dump_json().encode() + b"\n", create=True)
-        _fsync_dir(folder)
+        append_line(path, header.model_dump_json().encode() + b"\n", create=True)
+        fsync_dir(folder)
         return Session(path, header, [])
-
-
-def make_private_dir(path: Path) -> None:
-    """Create `path` with mode 0700, whatever the umask; an existing
-    folder is set to 0700 too."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a new file's directory entry durable, not just its contents."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def entries_text(entries: Sequence[HistoryEntry]) -> str:

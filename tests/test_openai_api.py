@@ -217,3 +217,20 @@ async def test_a_client_that_leaves_mid_stream_leaves_the_run_to_finish(data_dir
             model="main", messages=[{"role": "user", "content": "still served"}]
         )
         assert again.choices[0].message.content == "still served"
+
+
+async def test_an_idle_keys_connection_is_closed_and_remade_on_use(stack: Stack) -> None:
+    devices = stack.gateway.openai_api.devices
+    devices.idle_seconds = 0.05
+    issued = stack.hub.access.issue_token("editor")
+    api = client_for(stack, issued.token)
+
+    def connected() -> bool:
+        return any(d.device_id == issued.device_id for d in stack.gateway.local_devices())
+
+    await api.models.list()
+    await eventually(lambda: len(devices) == 0 and not connected())
+    reply = await api.chat.completions.create(
+        model="main", messages=[{"role": "user", "content": "back again"}]
+    )
+    assert reply.choices[0].message.content == "back again"
