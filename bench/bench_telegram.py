@@ -96,7 +96,9 @@ async def burst(
             rate_limits=limits,
             streaming=streaming,
             # Every chat its own conversation, all answered at once.
-            conversations=ConversationConfig(max_concurrent_runs=CHATS),
+            conversations=ConversationConfig(
+                dm_scope="per-channel-peer", max_concurrent_runs=CHATS
+            ),
         ) as rig:
             start = time.perf_counter()
             for chat in range(CHATS):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from channels.base import ChannelMessage
 from hub.agent import AsyncAgent
+from hub.hub import Hub
+from hub.origin import Origin
 from hub.sessions import MessageEntry, RunEntry
 
 HELP_TEXT = (
@@ -49,3 +51,24 @@ def whoami_text(message: ChannelMessage) -> str:
 
 def unknown_text(name: str) -> str:
     return f"There is no /{name} command.\n\n{HELP_TEXT}"
+
+
+async def answer_command(hub: Hub, message: ChannelMessage) -> str:
+    """Carry out a command (or an unknown one) for the chat's agent and session; the text
+    to answer with."""
+    agent = hub.agent(hub.agent_for(message.route))
+    key = hub.session_key_for(Origin(surface="channel", route=message.route))
+    if message.command == "new":
+        session = await agent.new_session(key)
+        return f"Started a new conversation ({session.session_id})."
+    if message.command == "stop":
+        return "Stopped." if agent.abort(key) else "Nothing is running."
+    if message.command == "start":
+        return START_TEXT
+    if message.command == "status":
+        return status_text(agent, key)
+    if message.command == "whoami":
+        return whoami_text(message)
+    if message.unknown_command is not None:
+        return unknown_text(message.unknown_command)
+    return HELP_TEXT

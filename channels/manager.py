@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from channels.approvals import ChannelApprovals
 from channels.base import ChannelMessage, ChannelPlugin
-from channels.commands import HELP_TEXT, START_TEXT, status_text, unknown_text, whoami_text
+from channels.commands import HELP_TEXT, START_TEXT, answer_command
 from channels.error_text import coded_error_text, error_text
 from channels.live_reply import LiveReply
 from channels.outbox import Outbox, Outgoing
@@ -202,24 +202,7 @@ class ChannelManager:
             self._send(plugin, message.route, coded_error_text(exc))
 
     async def _command(self, plugin: ChannelPlugin, message: ChannelMessage) -> None:
-        agent = self.hub.agent(self.hub.agent_for(message.route))
-        key = self.hub.session_key_for(Origin(surface="channel", route=message.route))
-        if message.command == "new":
-            session = await agent.new_session(key)
-            text = f"Started a new conversation ({session.session_id})."
-        elif message.command == "stop":
-            text = "Stopped." if agent.abort(key) else "Nothing is running."
-        elif message.command == "start":
-            text = START_TEXT
-        elif message.command == "status":
-            text = status_text(agent, key)
-        elif message.command == "whoami":
-            text = whoami_text(message)
-        elif message.unknown_command is not None:
-            text = unknown_text(message.unknown_command)
-        else:
-            text = HELP_TEXT
-        self._send(plugin, message.route, text)
+        self._send(plugin, message.route, await answer_command(self.hub, message))
 
     def _send(self, plugin: ChannelPlugin, route: ChannelRoute, text: str) -> None:
         self.outbox.put(Outgoing(plugin, route, text, "reply", plain=True))
