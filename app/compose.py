@@ -33,7 +33,6 @@ from hub.requests import ConnectedDevice, RequestHost
 from hub.schedules import ScheduleError
 from hub.schedules_service import Scheduler
 from hub.service import Service, attach_probes
-from hub.tools.mcp import McpServers
 from hub.usage import PriceTable
 from hub.usage_meter import UsageMeter
 
@@ -43,6 +42,7 @@ if TYPE_CHECKING:
     from desktop.config import DesktopConfig
     from gateway.hub_link import HubLink
     from gateway.server import GatewayServer
+    from hub.tools.mcp import McpServers
 
 log = logging.getLogger("agenthub.app")
 
@@ -189,7 +189,7 @@ def build(settings: Settings, mode: Mode, *, with_gateway: bool | None = None) -
         process_methods(ProcessContext(mode=mode, request_shutdown=runtime.stop_requested.set)),
     )
     runtime.services.append(control)
-    if mcp is not None and mcp.servers:
+    if mcp is not None:
         runtime.services.append(mcp)
         runtime.running.append(f"MCP servers: {', '.join(s.config.name for s in mcp.servers)}")
 

@@ -4,6 +4,8 @@ approvals and the agents' mail. The composition root (`app.compose`) builds it w
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import ValidationError
 
 from app.agents import agent_model_configs, restrict_mcp_servers
@@ -15,7 +17,9 @@ from hub.hub import AgentSetup, Hub
 from hub.providers import ModelConfig, build_compactor, build_model, describe_model
 from hub.scopes import ConversationConfig
 from hub.tools.config import TUNABLES, ToolsConfig
-from hub.tools.mcp import McpServers
+
+if TYPE_CHECKING:
+    from hub.tools.mcp import McpServers
 
 
 def conversation_config(settings: Settings) -> ConversationConfig:
@@ -77,9 +81,10 @@ def model_config(settings: Settings) -> ModelConfig:
     return config
 
 
-def build_hub(settings: Settings) -> tuple[Hub, McpServers, str]:
-    """The hub, its MCP servers (a Service for the caller to run) and the start-up line(s)
-    saying which model each agent runs. Raises ConfigError naming what is wrong."""
+def build_hub(settings: Settings) -> tuple[Hub, McpServers | None, str]:
+    """The hub, its MCP servers (a Service for the caller to run; None without any) and the
+    start-up line(s) saying which model each agent runs. Raises ConfigError naming what is
+    wrong."""
     config = model_config(settings)
     approvals = Approvals(timeout=config.tooling.approval_timeout)
     try:
@@ -87,7 +92,12 @@ def build_hub(settings: Settings) -> tuple[Hub, McpServers, str]:
         configs = agent_model_configs(settings.agents, config, settings.data_dir)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    mcp = McpServers(tooling)
+    mcp = None
+    if tooling.mcp_servers:
+        # pydantic-ai comes with the MCP client: only a hub with MCP servers imports it here.
+        from hub.tools.mcp import McpServers
+
+        mcp = McpServers(tooling)
     mail = AgentMail(
         settings.data_dir,
         delivery={agent_id: agent.messages for agent_id, agent in settings.agents.items()},

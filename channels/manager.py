@@ -267,7 +267,7 @@ class ChannelManager:
 
     def _bind(self, event: AgentStart) -> None:
         route = event.origin.route
-        if event.origin.surface != "channel" or route is None:
+        if route is None:  # a desktop or web turn outside a chat's session
             return
         plugin = self._plugins.get(route.channel)
         if plugin is None:

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import secrets
@@ -27,8 +26,8 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import TypeAdapter, ValidationError
 
 from hub.errors import CodedError
-from hub.events import AgentEnd, AgentEvent, MessageEnd
 from hub.origin import Origin
+from hub.run_watch import submit_and_wait
 from hub.wire import WireModel
 
 if TYPE_CHECKING:
@@ -273,42 +272,29 @@ class AgentMail:
 
     async def _deliver(self, message: MailMessage, *, wait: bool) -> str | None:
         hub = self.hub
-        agent = hub.agent(message.recipient)
-        replies: dict[str, str] = {}
-        ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        run: dict[str, str] = {}
-
-        def watch(event: AgentEvent) -> None:
-            if event.run_id != run.get("id"):
-                return
-            if isinstance(event, MessageEnd) and event.role == "assistant":
-                replies[event.run_id] = event.text
-            elif isinstance(event, AgentEnd) and not ended.done():
-                ended.set_result(event.status)
-
-        # Listen before writing, so the run's end cannot slip by.
-        unsubscribe = agent.subscribe(watch, name="mail") if wait else None
-        try:
-            run["id"] = hub.submit(
+        text = f"[message {message.id} from agent {message.sender}] {message.text}"
+        # The hub itself writes this turn, in a session of its own (never main).
+        origin = Origin(surface="desktop")
+        key = f"{SESSION_PREFIX}{message.sender}"
+        if wait:
+            result = await submit_and_wait(
+                hub,
                 message.recipient,
-                f"[message {message.id} from agent {message.sender}] {message.text}",
-                # The hub itself writes this turn, in a session of its own (never main).
-                Origin(surface="desktop"),
-                session_key=f"{SESSION_PREFIX}{message.sender}",
+                text,
+                origin,
+                session_key=key,
+                wait_seconds=self.reply_timeout,
             )
-            self._hops[run["id"]] = message.hops
-            if len(self._hops) > MAX_TRACKED_RUNS:
-                del self._hops[next(iter(self._hops))]
-            self.inbox(message.recipient).append(ReadMark(ids=[message.id]))
-            if not wait:
-                return None
-            try:
-                async with asyncio.timeout(self.reply_timeout):
-                    status = await ended
-            except TimeoutError:
-                return f"(agent {message.recipient} did not answer within {self.reply_timeout:g} s)"
-            reply = replies.get(run["id"], "")
-            return reply if status == "completed" else f"({status}) {reply}".strip()
-        finally:
-            if unsubscribe is not None:
-                unsubscribe()
+            run_id = result.run_id
+        else:
+            run_id = hub.submit(message.recipient, text, origin, session_key=key)
+        self._hops[run_id] = message.hops
+        if len(self._hops) > MAX_TRACKED_RUNS:
+            del self._hops[next(iter(self._hops))]
+        self.inbox(message.recipient).append(ReadMark(ids=[message.id]))
+        if not wait:
+            return None
+        if result.status is None:
+            return f"(agent {message.recipient} did not answer within {self.reply_timeout:g} s)"
+        reply = "\n\n".join(result.replies)
+        return reply if result.status == "completed" else f"({result.status}) {reply}".strip()

@@ -171,10 +171,14 @@ class Hub:
             self.sessions.check_write(agent, viewer, key)
         config = self.conversation_config
         hold = (config.debounce_idle, config.debounce_cap) if origin.route is not None else None
+        chat = agent.sessions.chat_of(key) if origin.route is None else None
+        if chat is not None:
+            # A chat's session answers in its chat, whoever writes there.
+            origin = origin.model_copy(update={"route": chat})
         run_id = agent.write(text, origin, session_key=key, mode=mode, hold=hold)
-        agent.sessions.join(key, viewer.reader_id)
+        agent.sessions.join(key, viewer.reader_id, route=None if chat else origin.route)
         if key == MAIN_SESSION:
-            if origin.route is not None:
+            if origin.route is not None and origin.surface == "channel":
                 self.last_route.set(origin.route)
             else:
                 self.last_route.clear()

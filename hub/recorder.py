@@ -120,6 +120,7 @@ class RunRecorder:
         """The assistant wrote `delta`: open a message if none is, then grow it."""
         if not delta:
             return
+        delta = encodable(delta)
         if self._message is None:
             self._message = _OpenMessage(new_entry_id("m"))
             self._emit(
@@ -260,3 +261,13 @@ class RunRecorder:
             log.warning(
                 "agent %s: run %s ended but its end was not saved", self.agent_id, self.run_id
             )
+
+
+def encodable(text: str) -> str:
+    """`text` with each lone surrogate (which no JSON line or client could carry, e.g. from a
+    broken model stream) replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text

@@ -120,7 +120,8 @@ async def drive_run(
         status, error = "failed", run_error(outcome, turn.run_id)
     try:
         await recorder.end_message(aborted=status != "completed")
-    except OSError as exc:
+    except Exception as exc:  # saving failed: the run still ends, as failed
+        log.exception("run %s: its reply could not be saved", turn.run_id)
         status, error = "failed", error or run_error(exc, turn.run_id)
     if status == "completed" and compactor is not None:
         await recorder.compact(compactor)

@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from hub.events import MAIN_SESSION, now_ms
 from hub.lanes import WriteMode
+from hub.origin import ChannelRoute
 from hub.sessions import UNCLEAN_SEQ_GAP, MessageEntry, SessionHeader, load_session
 
 log = logging.getLogger("agenthub.sessions")
@@ -53,6 +54,8 @@ class SessionMeta(_Record):
     members: list[str] = Field(default_factory=list)
     read: dict[str, ReadMarker] = Field(default_factory=dict)
     previous: list[str] = Field(default_factory=list)
+    # The chat a channel session belongs to: where replies to any write in it go.
+    route: ChannelRoute | None = None
 
 
 class SessionIndex(_Record):

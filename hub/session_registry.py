@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from hub.events import MAIN_SESSION, AgentEnd, AgentEvent, MessageEnd
 from hub.jsonl_files import write_atomic
 from hub.lanes import WriteMode
+from hub.origin import ChannelRoute
 from hub.session_index import ReadMarker, SessionIndex, SessionMeta, make_title, scan
 from hub.sessions import MessageEntry, Session, SessionStore, load_session
 
@@ -169,13 +170,22 @@ class SessionRegistry:
         self._meta[key].mode = mode
         self.flush()
 
-    def join(self, key: str, member: str) -> None:
-        """Record that `member` (an identity) wrote in `key`: it may see this session."""
+    def join(self, key: str, member: str, route: ChannelRoute | None = None) -> None:
+        """Record that `member` (an identity) wrote in `key`: it may see this session. A
+        chat message's `route` (not `main`'s) makes the chat the session's own."""
         self.current(key)
         meta = self._meta[key]
         if member not in meta.members:
             meta.members.append(member)
             self._schedule_flush()
+        if route is not None and key != MAIN_SESSION and meta.route is None:
+            meta.route = route.model_copy(update={"reply_to_message_id": None})
+            self._schedule_flush()
+
+    def chat_of(self, key: str) -> ChannelRoute | None:
+        """The chat session `key` belongs to, if it is a chat's."""
+        meta = self._meta.get(key)
+        return meta.route if meta is not None else None
 
     def mark_read(self, key: str, viewer: str, seq: int) -> ReadMarker:
         """`viewer` has read `key` up to `seq` (a marker never moves back)."""

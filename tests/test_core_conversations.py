@@ -14,7 +14,7 @@ from pydantic import JsonValue, ValidationError
 from hub.conversations import ForbiddenSessionError, UnknownSessionError
 from hub.echo import EchoModel
 from hub.errors import CodedError, describe_validation
-from hub.events import AgentEvent, MessageEnd
+from hub.events import AgentEvent, AgentStart, MessageEnd
 from hub.hub import Hub
 from hub.model import ModelPart, ModelTurn, TextDelta
 from hub.origin import ChannelRoute, Origin
@@ -388,3 +388,34 @@ async def test_session_requests_through_the_table(data_dir: Path) -> None:
     assert moded.model_dump()["mode"] == "collect"
     assert hub.default_agent.lane(key).mode == "collect"
     await hub.close()
+
+
+async def test_a_chat_session_answers_in_its_chat_whoever_writes(data_dir: Path) -> None:
+    hub = make_hub(data_dir)
+    agent = hub.default_agent
+    starts: list[AgentEvent] = []
+    agent.subscribe(starts.append)
+    guest_chat = dm("333")
+    hub.submit(
+        "main", "hello bot", channel(guest_chat.model_copy(update={"reply_to_message_id": "9"}))
+    )
+    hub.submit("main", "owner in main", channel(dm("111")))
+    await agent.wait_idle()
+    # The owner answers the guest's chat from the desktop: the reply belongs in that chat.
+    run = hub.submit(
+        "main", "hi from the owner", Origin(surface="desktop"), session_key="telegram:dm:333"
+    )
+    await agent.wait_idle()
+    start = next(e for e in starts if isinstance(e, AgentStart) and e.run_id == run)
+    assert start.origin.surface == "desktop"
+    assert start.origin.route == guest_chat  # the chat, replying to no message in particular
+    assert hub.last_route.route == dm("111")  # main's lastRoute is untouched
+    # A desktop write in main or a web session stays there.
+    plain = hub.submit("main", "at the desk", Origin(surface="desktop"), session_key="w")
+    await agent.wait_idle()
+    start = next(e for e in starts if isinstance(e, AgentStart) and e.run_id == plain)
+    assert start.origin.route is None
+    await hub.close()
+    again = make_hub(data_dir)
+    assert again.default_agent.sessions.chat_of("telegram:dm:333") == guest_chat
+    await again.close()

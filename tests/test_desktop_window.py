@@ -27,7 +27,7 @@ from pydantic import JsonValue
 
 from desktop.window_state import WindowState, load_state, save_state
 from tests.conftest import free_port, require_binary
-from tests.fake_openai import FakeOpenAI, Fault, Reply
+from tests.fake_openai import FakeOpenAI, Fault, Reply, ToolCall
 
 pytestmark = pytest.mark.slow
 
@@ -316,7 +316,7 @@ async def test_chat_streams_pairing_is_approved_and_the_window_is_remembered(
                 "location.port !== '' && location.search === '?desktop=1'"
                 " && document.getElementById('conn')?.dataset.state === 'online'"
             )
-            assert await page.evaluate(
+            await page.wait_for(
                 "[...document.querySelectorAll('.message.assistant .bubble')]"
                 ".some(b => b.textContent.includes('desktop'))"
             )
@@ -396,3 +396,147 @@ async def test_a_reply_streams_into_the_dom_then_an_agent_error_shows_a_banner(
             assert stopped.returncode == 0, stopped.stderr
             assert await app.exit_status() == 0
     assert load_state(data_dir) == WindowState(width=900, height=650, x=30, y=40)
+
+
+def shell_call(command: str, call_id: str, done: str) -> tuple[Reply, Reply]:
+    arguments = json.dumps({"command": command})
+    return (
+        Reply(chunks=("Running it.",), tool_calls=(ToolCall("shell", arguments, call_id),)),
+        Reply(chunks=(done,)),
+    )
+
+
+def ctl(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(AGENTHUB), "ctl", "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+# Resolves once the page has painted what the DOM holds now (two animation frames).
+PAINTED = "new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
+CARD = "document.querySelector('.approval[data-status=\"{status}\"] .approval-outcome')"
+
+
+async def test_a_tool_call_waits_for_approval_in_the_window(
+    display: str, data_dir: Path, artifacts: Path
+) -> None:
+    async with FakeOpenAI() as provider:
+        provider.enqueue(
+            *shell_call("echo '<i>ok</i>' > note.txt", "call_1", "Done in the window."),
+            *shell_call("rm -rf ~", "call_2", "Not run."),
+        )
+        env = {
+            "OPENAI_BASE_URL": provider.base_url,
+            "OPENAI_API_KEY": "sk-test",
+            "AGENTHUB_ENABLE_TOOLS": "shell",
+        }
+        async with desktop_window(display, data_dir, "--model", "openai:gpt-4o-mini", env=env) as (
+            app,
+            page,
+        ):
+            # 1. The card shows the exact call as text; Approve once runs it.
+            await page.type_and_send("write a note")
+            await page.wait_for(f"!!{CARD.format(status='pending')}")
+            args = await page.evaluate(
+                "document.querySelector('.approval .approval-args').textContent"
+            )
+            assert json.loads(str(args)) == {"command": "echo '<i>ok</i>' > note.txt"}
+            assert await page.evaluate("document.querySelectorAll('.approval-args i').length") == 0
+            await page.evaluate(PAINTED)
+            await asyncio.to_thread(screenshot, display, artifacts / "desktop-approval.png")
+            await page.evaluate(
+                "document.querySelector('.approval [data-decision=\"approve\"]').click()"
+            )
+            outcome = await page.wait_for(f"{CARD.format(status='approved')}?.textContent")
+            assert outcome == "Approved by you, here"
+            await page.wait_for(
+                "[...document.querySelectorAll('.message.assistant[data-final=\"true\"]')]"
+                ".some(m => m.textContent.includes('Done in the window.'))"
+            )
+            assert (data_dir / "workspace" / "main" / "note.txt").read_text() == "<i>ok</i>\n"
+
+            # 2. Decided with agenthub ctl: the window's card shows who denied it.
+            await page.type_and_send("clean up")
+            await page.wait_for(f"!!{CARD.format(status='pending')}")
+            listed = await asyncio.to_thread(ctl, data_dir, "--json", "approvals", "list")
+            assert listed.returncode == 0, listed.stderr
+            (waiting,) = json.loads(listed.stdout)["result"]["approvals"]
+            denied = await asyncio.to_thread(
+                ctl, data_dir, "approvals", "deny", waiting["approvalId"]
+            )
+            assert denied.returncode == 0, denied.stderr
+            outcome = await page.wait_for(f"{CARD.format(status='denied')}?.textContent")
+            assert outcome == "Denied by agenthub ctl: not run"
+            await page.wait_for(
+                "[...document.querySelectorAll('.message.assistant[data-final=\"true\"]')]"
+                ".some(m => m.textContent.includes('Not run.'))"
+            )
+            app.proc.send_signal(signal.SIGTERM)
+            assert await app.exit_status() == 0
+
+
+async def test_conversations_in_the_window_with_an_approval_in_a_new_chat(
+    display: str, data_dir: Path, artifacts: Path
+) -> None:
+    async with FakeOpenAI() as provider:
+        provider.enqueue(
+            Reply(chunks=("Hello from main.",)),
+            *shell_call("ls", "call_1", "Listed in the new chat."),
+        )
+        env = {
+            "OPENAI_BASE_URL": provider.base_url,
+            "OPENAI_API_KEY": "sk-test",
+            "AGENTHUB_ENABLE_TOOLS": "shell",
+        }
+        async with desktop_window(display, data_dir, "--model", "openai:gpt-4o-mini", env=env) as (
+            app,
+            page,
+        ):
+            await page.type_and_send("hi")
+            await page.wait_for(
+                "document.querySelector('.message.assistant[data-final=\"true\"]')"
+                "?.textContent.includes('Hello from main.')"
+            )
+            # A new chat from the sidebar; its run asks for approval there.
+            await page.evaluate("document.getElementById('new-session').click()")
+            key = await page.wait_for(
+                "document.querySelector('.session[data-current=\"true\"]')?.dataset.key"
+                " !== 'main' && document.querySelector('.session[data-current=\"true\"]')"
+                "?.dataset.key"
+            )
+            assert isinstance(key, str) and key != "main"
+            await page.wait_for("document.querySelectorAll('.message').length === 0")
+            await page.type_and_send("list the files")
+            await page.wait_for(f"!!{CARD.format(status='pending')}")
+            await page.wait_for("document.querySelectorAll('.session').length === 2")
+            await page.evaluate(PAINTED)
+            await asyncio.to_thread(screenshot, display, artifacts / "desktop-sessions.png")
+            await page.evaluate(
+                "document.querySelector('.approval [data-decision=\"approve_session\"]').click()"
+            )
+            outcome = await page.wait_for(f"{CARD.format(status='approved')}?.textContent")
+            assert outcome == "Approved for this session by you, here"
+            await page.wait_for(
+                "[...document.querySelectorAll('.message.assistant[data-final=\"true\"]')]"
+                ".some(m => m.textContent.includes('Listed in the new chat.'))"
+            )
+            # Back to main: its own transcript, without the other session's card.
+            await page.evaluate(
+                "document.querySelector('.session[data-key=\"main\"] .session-open').click()"
+            )
+            await page.wait_for(
+                "document.querySelector('.session[data-key=\"main\"]').dataset.current === 'true'"
+                " && document.querySelectorAll('.message.assistant').length === 1"
+            )
+            assert await page.evaluate("document.querySelectorAll('.approval').length") == 0
+            stored = await page.evaluate(
+                f"pywebview.api.request('history', {{agentId: 'main', sessionKey: '{key}'}})"
+                ".then(r => r.payload.entries.filter(e => e.type === 'message').map(e => e.text))"
+            )
+            assert stored == ["list the files", "Running it.", "Listed in the new chat."]
+            app.proc.send_signal(signal.SIGTERM)
+            assert await app.exit_status() == 0

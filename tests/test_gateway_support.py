@@ -19,6 +19,7 @@ from gateway.config import GatewayConfig
 from gateway.hub_link import HubLink
 from gateway.protocol import Devices, ResponsePayload, SendError, StreamPayload
 from gateway.server import GatewayServer
+from hub.approvals import Approvals
 from hub.echo import EchoModel
 from hub.errors import ModelError
 from hub.hub import Hub
@@ -65,10 +66,12 @@ async def running_stack(
     model_factory: Callable[[], Model] = lambda: EchoModel(pieces=4, delay=0.0),
     agent_ids: tuple[str, ...] = ("main",),
     port: int = 0,
+    approvals: Approvals | None = None,
     **config: Any,
 ) -> AsyncIterator[Stack]:
-    """Hub + gateway + hub link, in this process, on a free loopback port."""
-    hub = Hub(data_dir, model_factory, agent_ids=agent_ids)
+    """Hub + gateway + hub link, in this process, on a free loopback port. `approvals`: the
+    object the models' `ask` tools wait on (the hub's, so requests decide them)."""
+    hub = Hub(data_dir, model_factory, agent_ids=agent_ids, approvals=approvals)
     gateway = GatewayServer(
         GatewayConfig(port=port, gateway_token=SecretStr(GATEWAY_TOKEN), **config),
         hub.access,

@@ -234,3 +234,24 @@ async def test_an_idle_keys_connection_is_closed_and_remade_on_use(stack: Stack)
         model="main", messages=[{"role": "user", "content": "back again"}]
     )
     assert reply.choices[0].message.content == "back again"
+
+
+async def test_without_a_linked_hub_calls_get_503(stack: Stack) -> None:
+    api = client_for(stack, stack.hub.access.issue_token("editor").token)
+    await api.models.list()
+    await stack.link.stop()
+    await eventually(lambda: stack.gateway.table.hubs() == 0)
+    with pytest.raises(openai.APIStatusError) as refused:
+        await api.models.list()
+    assert refused.value.status_code == 503
+    assert refused.value.code == "DEVICE_NOT_FOUND"
+    assert "not connected" in refused.value.message
+
+
+async def test_a_key_past_its_devices_frame_rate_gets_429(data_dir: Path) -> None:
+    async with running_stack(data_dir, client_rate=0.001, client_burst=1) as stack:
+        api = client_for(stack, stack.hub.access.issue_token("editor").token)
+        await api.models.list()
+        with pytest.raises(openai.RateLimitError) as limited:
+            await api.models.list()
+        assert limited.value.code == "RATE_LIMITED"

@@ -54,6 +54,30 @@ async () => {
   s.applyHistory([{ type: "tool", id: "t-1", runId: "r1", seq: 6, toolCallId: "c1",
     toolName: "lookup", args: {}, result: 42, isError: false, ts: 0 }]);
   results.tool = s.ordered().map((i) => `${i.kind}:${i.status}`);
+
+  // The run starts (and answers) before the hub's answer binds the local message to it.
+  s = new ChatState();
+  s.addLocal("f2", "hi");
+  for (const e of [start, mStart, upd(5, "Hel")]) s.applyEvent(e);
+  s.bindLocal("f2", "r1");
+  results.startedBeforeBound = view(s);
+
+  // Approval cards: asked, resolved (by anyone); an outcome for a card never shown is
+  // ignored; the list adds missing cards after their tool row and closes cards that stopped
+  // waiting while away; a repeated request keeps the outcome.
+  s = new ChatState();
+  s.applyEvent(ev("tool_execution_start", 5, { toolCallId: "c1", toolName: "shell", args: {} }));
+  const ask = (id, seq) => ev("approval_request", seq, {
+    approvalId: id, sessionKey: "main", tool: "shell", args: { command: "ls" }, expiresAt: 0 });
+  s.applyEvent(ask("ap-1", 6));
+  s.applyEvent(ev("approval_resolved", 7, { approvalId: "ap-1", decision: "denied", by: "ctl" }));
+  s.applyEvent(ask("ap-1", 6));
+  s.applyEvent(ev("approval_resolved", 8, { approvalId: "ap-x", decision: "approved", by: "ctl" }));
+  s.applyEvent(ask("ap-2", 9));
+  const waiting = s.pendingApprovals();
+  s.applyPending([{ approvalId: "ap-3", runId: "r1", tool: "shell", args: {}, expiresAt: 0 }],
+    waiting, 20);
+  results.approvals = s.ordered().map((i) => `${i.kind}:${i.approvalId || ""}:${i.status}`);
   return results;
 }
 """
@@ -68,3 +92,10 @@ async def test_history_and_live_events_render_each_message_once(data_dir: Path) 
     assert results["historyThenLive"] == ["user:hi", "assistant:Hello world"]
     assert results["streamingKept"] == ["user:hi", "assistant:Hel"]
     assert results["tool"] == ["tool:success"]
+    assert results["startedBeforeBound"] == ["user:hi", "assistant:Hel"]
+    assert results["approvals"] == [
+        "tool::running",
+        "approval:ap-3:pending",
+        "approval:ap-1:denied",
+        "approval:ap-2:closed",
+    ]

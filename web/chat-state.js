@@ -5,12 +5,16 @@
 // row's id is "tool:" + toolCallId; a message this client sent and has no id for yet is
 // "local:" + the frame id, until history brings the real entry of its run.
 // Items sort by seq: a live item takes the seq of its first event, a history entry its own.
+// An approval card's id is "approval:" + approvalId; its status is "pending", then the
+// outcome (approved, denied, expired), or "closed" when it stopped waiting while this client
+// was away (the tool row's result says what happened).
 
 export class ChatState {
   constructor() {
     this.items = new Map();
     this.busyRun = null;
     this.lastError = null;
+    this.runStarts = new Map(); // run id -> seq of its agent_start (the latest few)
   }
 
   /** Every item, in transcript order. */
@@ -37,10 +41,12 @@ export class ChatState {
     });
   }
 
-  /** The hub accepted the local message and started (or queued) run `runId`. */
+  /** The hub accepted the local message and started (or queued) run `runId`. The run may
+   * have started before the answer came: the message then takes its place at the start. */
   bindLocal(localId, runId) {
     const item = this.items.get(`local:${localId}`);
     if (item) Object.assign(item, { status: "sent", runId });
+    if (item && this.runStarts.has(runId)) item.seq = this.runStarts.get(runId);
     return item;
   }
 
@@ -76,6 +82,41 @@ export class ChatState {
     return true;
   }
 
+  /** Ids of the approvals this transcript shows as waiting. */
+  pendingApprovals() {
+    return [...this.items.values()]
+      .filter((i) => i.kind === "approval" && i.status === "pending")
+      .map((i) => i.approvalId);
+  }
+
+  /**
+   * Apply an `approvals.list` answer (this session's waiting approvals). A card not yet shown
+   * goes after its run's running tool row, else at the end (`afterSeq`). Cards in `before`
+   * (waiting when the list was asked for) that the answer no longer holds were decided
+   * meanwhile: they become "closed" unless their outcome arrived.
+   */
+  applyPending(approvals, before = [], afterSeq = 0) {
+    const listed = new Set();
+    for (const a of approvals) {
+      listed.add(a.approvalId);
+      const id = `approval:${a.approvalId}`;
+      const existing = this.items.get(id);
+      if (existing) continue;
+      const tool = [...this.items.values()].find(
+        (i) => i.kind === "tool" && i.runId === a.runId && i.status === "running",
+      );
+      this._upsert(id, {
+        kind: "approval", approvalId: a.approvalId, tool: a.tool, args: a.args,
+        expiresAt: a.expiresAt, runId: a.runId, status: "pending",
+        seq: (tool ? tool.seq : afterSeq) + 0.5,
+      });
+    }
+    for (const approvalId of before) {
+      const item = this.items.get(`approval:${approvalId}`);
+      if (item && item.status === "pending" && !listed.has(approvalId)) item.status = "closed";
+    }
+  }
+
   /**
    * Apply one live agent event. Returns the item it touched (or null), and whether the item
    * is new (so the view knows to insert rather than update).
@@ -85,6 +126,8 @@ export class ChatState {
       case "agent_start": {
         this.busyRun = event.runId;
         this.lastError = null;
+        this.runStarts.set(event.runId, event.seq);
+        if (this.runStarts.size > 50) this.runStarts.delete(this.runStarts.keys().next().value);
         for (const item of this.items.values()) {
           if (item.runId === event.runId && item.id.startsWith("local:")) item.seq = event.seq;
         }
@@ -136,6 +179,20 @@ export class ChatState {
           text: `Conversation compacted: ${event.removed} older entries summarised.`,
           seq: event.seq, runId: event.runId,
         });
+      case "approval_request": {
+        const existing = this.items.get(`approval:${event.approvalId}`);
+        return this._upsert(`approval:${event.approvalId}`, {
+          kind: "approval", approvalId: event.approvalId, tool: event.tool, args: event.args,
+          expiresAt: event.expiresAt, runId: event.runId,
+          seq: existing ? existing.seq : event.seq,
+          status: existing ? existing.status : "pending",
+        });
+      }
+      case "approval_resolved": {
+        const existing = this.items.get(`approval:${event.approvalId}`);
+        if (!existing) return { item: null, created: false };
+        return this._upsert(existing.id, { status: event.decision, by: event.by });
+      }
       case "agent_error":
         this.lastError = { code: event.code, message: event.message, runId: event.runId };
         return { item: null, created: false };

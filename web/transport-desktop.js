@@ -78,8 +78,17 @@ export class DesktopTransport {
     }
   }
 
-  send(agentId, text) {
-    return this._subscribe(agentId).then(() => this._call("send", agentId, text));
+  // A message for `main` goes through the bridge's `send`; one for another session (or with
+  // a mode) through the `messages.send` request, which takes the session key and mode.
+  async send(agentId, text, { sessionKey, mode } = {}) {
+    await this._subscribe(agentId);
+    if ((sessionKey && sessionKey !== "main") || mode) {
+      const params = { agentId, content: text, sessionKey: sessionKey || "main", wait: false };
+      if (mode) params.mode = mode;
+      const { runId } = await this.request("messages.send", params);
+      return { runId };
+    }
+    return this._call("send", agentId, text);
   }
 
   // Any method of the hub's request table (the same names as over the gateway).
@@ -87,8 +96,8 @@ export class DesktopTransport {
     return this._call("request", method, params);
   }
 
-  abort(agentId) {
-    return this.request("abort", { agentId });
+  abort(agentId, sessionKey = null) {
+    return this.request("abort", sessionKey ? { agentId, sessionKey } : { agentId });
   }
 
   // Owner actions on pairing requests (the pairing panel uses them). `owner`: a chat user

@@ -60,7 +60,14 @@ export class GatewayTransport {
     this._open(credentials);
   }
 
-  send(agentId, text) {
+  // A message for `main` is a `message` frame; one for another session (or with a mode)
+  // goes through the `messages.send` request, which takes the session key and mode.
+  send(agentId, text, { sessionKey, mode } = {}) {
+    if ((sessionKey && sessionKey !== "main") || mode) {
+      const params = { agentId, content: text, sessionKey: sessionKey || "main", wait: false };
+      if (mode) params.mode = mode;
+      return this.request("messages.send", params).then(({ runId }) => ({ runId }));
+    }
     return this._frame("message", { agentId, content: text }, null);
   }
 
@@ -69,8 +76,8 @@ export class GatewayTransport {
     return this._frame("request", { requestId, method, params }, requestId);
   }
 
-  abort(agentId) {
-    return this.request("abort", { agentId });
+  abort(agentId, sessionKey = null) {
+    return this.request("abort", sessionKey ? { agentId, sessionKey } : { agentId });
   }
 
   // -- connection -------------------------------------------------------------------------

@@ -8,17 +8,17 @@ the control socket): it goes through `Hub.submit` like any surface's message, as
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
 from hub.errors import CodedError
-from hub.events import MAIN_SESSION, AgentEnd, AgentError, AgentEvent, MessageEnd, RunStatus
+from hub.events import MAIN_SESSION, RunStatus
 from hub.lanes import WriteMode
 from hub.origin import Origin
 from hub.requests.agents import AgentId
 from hub.requests.table import Caller, RequestHost, request
+from hub.run_watch import submit_and_wait
 from hub.scopes import viewer_of
 from hub.wire import WireModel
 
@@ -64,39 +64,6 @@ def origin_of(caller: Caller) -> Origin:
     raise CodedError("chat users write through their chat, not this request", "forbidden")
 
 
-class _RunWatch:
-    """The events of one run, collected from the agent's multi-consumer stream."""
-
-    def __init__(self) -> None:
-        self.run_id: str | None = None
-        self.early: list[AgentEvent] = []
-        self.replies: list[str] = []
-        self.error: RunFailure | None = None
-        self.ended: asyncio.Future[RunStatus] = asyncio.get_running_loop().create_future()
-
-    def __call__(self, event: AgentEvent) -> None:
-        if self.run_id is None:
-            # Called inline during submit: events of this run may come before its id is known.
-            self.early.append(event)
-        elif event.run_id == self.run_id:
-            self._take(event)
-
-    def bind(self, run_id: str) -> None:
-        self.run_id = run_id
-        early, self.early = self.early, []
-        for event in early:
-            if event.run_id == run_id:
-                self._take(event)
-
-    def _take(self, event: AgentEvent) -> None:
-        if isinstance(event, MessageEnd) and event.role == "assistant" and event.text:
-            self.replies.append(event.text)
-        elif isinstance(event, AgentError):
-            self.error = RunFailure(code=event.code, message=event.message)
-        elif isinstance(event, AgentEnd) and not self.ended.done():
-            self.ended.set_result(event.status)
-
-
 @request("messages.send", SendParams, SendAnswer)
 async def messages_send(host: RequestHost, caller: Caller, params: SendParams) -> SendAnswer:
     hub = host.need_hub()
@@ -111,25 +78,20 @@ async def messages_send(host: RequestHost, caller: Caller, params: SendParams) -
             agent.agent_id, params.content, origin, session_key=params.session_key, mode=params.mode
         )
         return SendAnswer(agent_id=agent.agent_id, session_key=params.session_key, run_id=run_id)
-    watch = _RunWatch()
-    unsubscribe = agent.subscribe(watch, name="messages.send")
-    try:
-        run_id = hub.submit(
-            agent.agent_id, params.content, origin, session_key=params.session_key, mode=params.mode
-        )
-        watch.bind(run_id)
-        try:
-            async with asyncio.timeout(params.timeout):
-                status: RunStatus | None = await asyncio.shield(watch.ended)
-        except TimeoutError:
-            status = None
-    finally:
-        unsubscribe()
+    result = await submit_and_wait(
+        hub,
+        agent.agent_id,
+        params.content,
+        origin,
+        session_key=params.session_key,
+        mode=params.mode,
+        wait_seconds=params.timeout,
+    )
     return SendAnswer(
         agent_id=agent.agent_id,
         session_key=params.session_key,
-        run_id=run_id,
-        status=status,
-        reply="\n\n".join(watch.replies),
-        error=watch.error,
+        run_id=result.run_id,
+        status=result.status,
+        reply="\n\n".join(result.replies),
+        error=RunFailure(code=result.error[0], message=result.error[1]) if result.error else None,
     )

@@ -1,0 +1,84 @@
+"""Submitting a turn and waiting for its run to end, with what it answered: for callers that
+want a reply rather than a stream (`messages.send`, agents messaging each other)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from hub.events import AgentEnd, AgentError, AgentEvent, MessageEnd, RunStatus
+from hub.hub import Hub
+from hub.lanes import WriteMode
+from hub.origin import Origin
+
+
+@dataclass
+class RunResult:
+    """`status` is None when the wait ran out first; `replies` are the run's assistant
+    messages; `error` its `agent_error` (code, message), if any."""
+
+    run_id: str
+    status: RunStatus | None
+    replies: list[str] = field(default_factory=list)
+    error: tuple[str, str] | None = None
+
+
+class RunWatch:
+    """The events of one run, collected from the agent's multi-consumer stream."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self.early: list[AgentEvent] = []
+        self.replies: list[str] = []
+        self.error: tuple[str, str] | None = None
+        self.ended: asyncio.Future[RunStatus] = asyncio.get_running_loop().create_future()
+
+    def __call__(self, event: AgentEvent) -> None:
+        if self.run_id is None:
+            # Called inline during submit: events of this run may come before its id is known.
+            self.early.append(event)
+        elif event.run_id == self.run_id:
+            self._take(event)
+
+    def bind(self, run_id: str) -> None:
+        self.run_id = run_id
+        early, self.early = self.early, []
+        for event in early:
+            if event.run_id == run_id:
+                self._take(event)
+
+    def _take(self, event: AgentEvent) -> None:
+        if isinstance(event, MessageEnd) and event.role == "assistant" and event.text:
+            self.replies.append(event.text)
+        elif isinstance(event, AgentError):
+            self.error = (event.code, event.message)
+        elif isinstance(event, AgentEnd) and not self.ended.done():
+            self.ended.set_result(event.status)
+
+
+async def submit_and_wait(
+    hub: Hub,
+    agent_id: str,
+    text: str,
+    origin: Origin,
+    *,
+    session_key: str | None = None,
+    mode: WriteMode | None = None,
+    wait_seconds: float,
+) -> RunResult:
+    """`Hub.submit`, then wait up to `wait_seconds` for the run to end."""
+    agent = hub.agent(agent_id)
+    watch = RunWatch()
+    # Listen before writing, so none of the run's events can slip by.
+    unsubscribe = agent.subscribe(watch, name="run-watch")
+    try:
+        run_id = hub.submit(agent_id, text, origin, session_key=session_key, mode=mode)
+        watch.bind(run_id)
+        try:
+            async with asyncio.timeout(wait_seconds):
+                status: RunStatus | None = await asyncio.shield(watch.ended)
+        except TimeoutError:
+            status = None
+    finally:
+        unsubscribe()
+    return RunResult(run_id, status, watch.replies, watch.error)

@@ -1,0 +1,212 @@
+// The conversations sidebar: new chat, switch, rename, archive, search over titles and text,
+// unread and busy markers. It only draws and reports what the person does; ui.js owns the
+// sessions and the requests. Collapsible: beside the chat on wide screens, a drawer over it
+// on narrow ones (style.css switches at 720px). Every title and snippet is set as text.
+
+const PHONE = "(max-width: 720px)";
+const OPEN_KEY = "agenthub.sidebar";
+const SNIPPET = 60;
+
+function el(doc, tag, className, text) {
+  const node = doc.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** The title a session shows (a fresh one has none until its first message). */
+export function sessionTitle(session) {
+  if (session.title) return session.title;
+  return session.sessionKey === "main" ? "Main conversation" : "New chat";
+}
+
+function when(ms) {
+  if (!ms) return "";
+  const date = new Date(ms);
+  const today = new Date();
+  return date.toDateString() === today.toDateString()
+    ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+    : date.toLocaleDateString([], { month: "short", day: "numeric" });
+}
+
+function snippetAround(text, at, length) {
+  const start = Math.max(0, at - 20);
+  const piece = text.slice(start, start + SNIPPET).replace(/\s+/g, " ");
+  return (start > 0 ? "…" : "") + piece + (start + SNIPPET < text.length ? "…" : "");
+}
+
+export class SessionsSidebar {
+  /**
+   * `actions`: {select(key), create(), rename(key, title), archive(key), search(query)};
+   * `textOf(key)`: the loaded text of a session, for the search.
+   */
+  constructor(doc, actions, textOf, { storage = localStorage, win = window } = {}) {
+    this.doc = doc;
+    this.actions = actions;
+    this.textOf = textOf;
+    this.storage = storage;
+    this.win = win;
+    this.sessions = [];
+    this.current = "main";
+    this.query = "";
+    this.editing = null;
+    const $ = (id) => doc.getElementById(id);
+    this.$ = {
+      app: $("app"), toggle: $("sidebar-toggle"), sidebar: $("sidebar"), scrim: $("scrim"),
+      create: $("new-session"), search: $("session-search"), list: $("session-list"),
+      note: $("sessions-note"),
+    };
+  }
+
+  get phone() {
+    return this.win.matchMedia(PHONE).matches;
+  }
+
+  bind() {
+    const { $ } = this;
+    this.setOpen(this.phone ? false : this.storage.getItem(OPEN_KEY) !== "closed", false);
+    $.toggle.addEventListener("click", () => this.setOpen($.app.dataset.sidebar !== "open"));
+    $.scrim.addEventListener("click", () => this.setOpen(false));
+    $.create.addEventListener("click", () => {
+      this.actions.create();
+      if (this.phone) this.setOpen(false);
+    });
+    $.search.addEventListener("input", () => {
+      this.query = $.search.value.trim();
+      this.render();
+      if (this.query) this.actions.search(this.query);
+    });
+  }
+
+  setOpen(open, remember = true) {
+    const { $ } = this;
+    $.app.dataset.sidebar = open ? "open" : "closed";
+    $.toggle.setAttribute("aria-expanded", String(open));
+    $.scrim.hidden = !(open && this.phone);
+    if (remember && !this.phone) this.storage.setItem(OPEN_KEY, open ? "open" : "closed");
+  }
+
+  /** Show `sessions` with `current` selected; `canManage` false: the hub has main only. */
+  update(sessions, current, { canManage = true, note = "" } = {}) {
+    this.sessions = sessions;
+    this.current = current;
+    this.$.create.disabled = !canManage;
+    this.$.create.title = canManage ? "Start a new conversation" : note;
+    this.$.note.textContent = note;
+    this.$.note.hidden = !note;
+    this.canManage = canManage;
+    this.render();
+  }
+
+  /** The snippet of the session's text that matches the query, or null. */
+  _match(session, query) {
+    const needle = query.toLowerCase();
+    if (sessionTitle(session).toLowerCase().includes(needle)) return "";
+    if (session.sessionKey.toLowerCase().includes(needle)) return "";
+    const text = this.textOf(session.sessionKey);
+    const at = text.toLowerCase().indexOf(needle);
+    return at < 0 ? null : snippetAround(text, at, needle.length);
+  }
+
+  render() {
+    const { doc } = this;
+    const rows = [];
+    for (const session of this.sessions) {
+      const snippet = this.query ? this._match(session, this.query) : "";
+      if (snippet === null) continue;
+      rows.push(this._row(session, snippet));
+    }
+    if (rows.length === 0 && this.query) {
+      rows.push(el(doc, "li", "session-empty", "No conversation matches."));
+    }
+    this.$.list.replaceChildren(...rows);
+  }
+
+  _row(session, snippet) {
+    const { doc } = this;
+    const key = session.sessionKey;
+    const row = el(doc, "li", "session");
+    row.dataset.key = key;
+    row.dataset.current = String(key === this.current);
+    row.dataset.unread = String(Boolean(session.unreadShown));
+    row.dataset.busy = String(Boolean(session.busy));
+    row.dataset.waiting = String(Boolean(session.waiting));
+    if (this.editing === key) {
+      row.append(this._renameForm(session));
+      return row;
+    }
+    const open = el(doc, "button", "session-open");
+    open.type = "button";
+    open.title = key;
+    const top = el(doc, "span", "session-top");
+    top.append(el(doc, "span", "session-name", sessionTitle(session)));
+    if (key === "main") {
+      const tag = el(doc, "span", "session-tag", "main");
+      tag.title = "The conversation your desktop, browsers and chat apps share";
+      top.append(tag);
+    }
+    open.append(top, el(doc, "span", "session-when", when(session.updatedAt)));
+    if (snippet) open.append(el(doc, "span", "session-snippet", snippet));
+    const badge = el(doc, "span", "session-badge");
+    badge.setAttribute(
+      "aria-label",
+      session.waiting ? "waiting for approval" : session.busy ? "answering" : "unread",
+    );
+    if (session.waiting) badge.textContent = "!";
+    open.append(badge);
+    if (key === this.current) open.setAttribute("aria-current", "true");
+    open.addEventListener("click", () => {
+      this.actions.select(key);
+      if (this.phone) this.setOpen(false);
+    });
+    row.append(open);
+    if (this.canManage) {
+      const rename = el(doc, "button", "session-action session-rename", "✎");
+      rename.type = "button";
+      rename.title = "Rename";
+      rename.setAttribute("aria-label", `Rename ${sessionTitle(session)}`);
+      rename.addEventListener("click", () => {
+        this.editing = key;
+        this.render();
+      });
+      row.append(rename);
+      if (key !== "main") {
+        const archive = el(doc, "button", "session-action session-archive", "⤓");
+        archive.type = "button";
+        archive.title = "Archive";
+        archive.setAttribute("aria-label", `Archive ${sessionTitle(session)}`);
+        archive.addEventListener("click", () => this.actions.archive(key));
+        row.append(archive);
+      }
+    }
+    return row;
+  }
+
+  _renameForm(session) {
+    const { doc } = this;
+    const form = el(doc, "form", "session-rename-form");
+    const input = el(doc, "input", "session-title-input");
+    input.value = sessionTitle(session);
+    input.maxLength = 200;
+    input.setAttribute("aria-label", "New title");
+    const done = () => {
+      this.editing = null;
+      this.render();
+    };
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const title = input.value.trim();
+      if (title && title !== sessionTitle(session)) this.actions.rename(session.sessionKey, title);
+      done();
+    });
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") done();
+    });
+    form.append(input);
+    this.win.setTimeout(() => {
+      input.focus();
+      input.select();
+    }, 0);
+    return form;
+  }
+}
