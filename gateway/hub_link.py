@@ -154,7 +154,11 @@ class HubLink:
         agent_id = frame.payload.agent_id
         try:
             run_id = self.hub.submit(
-                agent_id, frame.payload.content, Origin(surface="web", device_id=frame.sender)
+                agent_id,
+                frame.payload.content,
+                Origin(surface="web", device_id=frame.sender),
+                session_key=frame.payload.session_key,
+                mode=frame.payload.mode,
             )
         except CodedError as exc:
             await self._answer(frame, error=(exc.code, str(exc)))
