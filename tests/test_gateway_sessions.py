@@ -5,8 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import JsonValue
+
 from hub.requests.agents import HistoryAnswer
-from tests.test_gateway_support import connect_client, is_stream, running_stack, stream_of
+from tests.test_gateway_support import (
+    connect_client,
+    connect_device,
+    is_stream,
+    running_stack,
+    stream_of,
+)
 
 
 async def test_a_message_goes_to_the_session_it_names(data_dir: Path) -> None:
@@ -38,3 +46,23 @@ async def test_a_message_goes_to_the_session_it_names(data_dir: Path) -> None:
         refused = await client.next_error()
         assert refused.message_id == bad and refused.code == "INVALID_MESSAGE"
         await client.close()
+
+
+async def test_an_api_token_talks_but_cannot_administer_the_hub(data_dir: Path) -> None:
+    async with running_stack(data_dir) as stack:
+        issued = stack.hub.access.issue_token("a script")
+        program = await connect_device(
+            stack.url,
+            {"role": "client", "deviceId": issued.device_id, "token": issued.token},
+        )
+        try:
+            for method in ("devices.list", "pair.new", "devices.revoke"):
+                params: dict[str, JsonValue] = (
+                    {"deviceId": issued.device_id} if method == "devices.revoke" else {}
+                )
+                refused = await program.request(method, params)
+                assert refused.error is not None and refused.error.code == "forbidden"
+            assert (await program.request("agents.list", {})).ok
+            assert stack.hub.access.verify_device(issued.device_id, issued.token)
+        finally:
+            await program.close()
