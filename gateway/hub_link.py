@@ -34,6 +34,7 @@ from gateway.protocol import (
     make_frame,
 )
 from gateway.streams import COALESCE_WINDOW, StreamForwarder
+from hub.access import API_DEVICE_PREFIX
 from hub.errors import CodedError
 from hub.health import Probe, SubsystemHealth
 from hub.hub import Hub
@@ -154,7 +155,11 @@ class HubLink:
         agent_id = frame.payload.agent_id
         try:
             run_id = self.hub.submit(
-                agent_id, frame.payload.content, Origin(surface="web", device_id=frame.sender)
+                agent_id,
+                frame.payload.content,
+                Origin(surface="web", device_id=frame.sender),
+                session_key=frame.payload.session_key,
+                mode=frame.payload.mode,
             )
         except CodedError as exc:
             await self._answer(frame, error=(exc.code, str(exc)))
@@ -162,9 +167,19 @@ class HubLink:
         self.agent_senders[agent_id] = frame.sender
         await self._answer(frame, answer=MessageAccepted(run_id=run_id))
 
+    def _caller(self, device_id: str) -> Caller:
+        """Paired browsers are the owner's (the owner approved them) unless configured as a
+        guest's; a client with an API token is the owner's program, which may not administer
+        the hub."""
+        return Caller(
+            surface="web",
+            device_id=device_id,
+            owner=device_id not in self.hub.conversation_config.guest_devices,
+            program=device_id.startswith(API_DEVICE_PREFIX),
+        )
+
     async def _on_request(self, frame: RequestFrame) -> None:
-        # Paired web devices are the owner's (pairing is approved by the owner).
-        caller = Caller(surface="web", device_id=frame.sender, owner=True)
+        caller = self._caller(frame.sender)
         try:
             answer = await dispatch(
                 self.requests, caller, frame.payload.method, frame.payload.params

@@ -13,6 +13,8 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import ConfigDict, Field, JsonValue, StringConstraints, TypeAdapter
 
+from hub.events import MAIN_SESSION
+from hub.lanes import WriteMode
 from hub.wire import WireModel
 
 DeviceId = Annotated[
@@ -35,10 +37,13 @@ ErrorCode = Literal[
 
 
 class MessagePayload(WireModel):
-    """A person's message for an agent."""
+    """A person's message for an agent: to the session `session_key` (default `main`), taken
+    in as `mode` says when a run of that session is going (default: the session's own)."""
 
     agent_id: str
     content: str
+    session_key: str | None = None
+    mode: WriteMode | None = None
 
 
 class StreamPayload(WireModel):
@@ -50,6 +55,7 @@ class StreamPayload(WireModel):
     stream_id: str
     seq: Annotated[int, Field(ge=0)]
     event: dict[str, JsonValue]
+    session_key: str = MAIN_SESSION
 
 
 class RequestPayload(WireModel):

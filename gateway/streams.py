@@ -19,7 +19,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pydantic import JsonValue
 
 from gateway.protocol import StreamPayload
-from hub.events import AgentEnd, EventBase, MessageEnd, MessageUpdate, ReadGap, ReadItem
+from hub.events import (
+    MAIN_SESSION,
+    AgentEnd,
+    EventBase,
+    MessageEnd,
+    MessageUpdate,
+    ReadGap,
+    ReadItem,
+)
 from hub.filters import forward
 
 log = logging.getLogger("agenthub.hub_link")
@@ -143,9 +151,11 @@ class StreamForwarder:
             await self._forward(update)
 
     async def _forward(self, event: EventBase) -> None:
-        await self._event(event.run_id, event.model_dump(mode="json"))
+        await self._event(event.run_id, event.model_dump(mode="json"), event.session_key)
 
-    async def _event(self, stream_id: str, event: dict[str, JsonValue]) -> None:
+    async def _event(
+        self, stream_id: str, event: dict[str, JsonValue], session_key: str = MAIN_SESSION
+    ) -> None:
         # One count per stream, the same for every device: a device that joins mid-stream
         # sees a first seq above 0 and knows it missed the beginning.
         seq = self._seqs.get(stream_id, 0)
@@ -155,5 +165,11 @@ class StreamForwarder:
             for key in list(self._seqs)[: MAX_TRACKED_STREAMS // 2]:
                 del self._seqs[key]
         await self._send(
-            StreamPayload(agent_id=self.agent_id, stream_id=stream_id, seq=seq, event=event)
+            StreamPayload(
+                agent_id=self.agent_id,
+                stream_id=stream_id,
+                seq=seq,
+                event=event,
+                session_key=session_key,
+            )
         )

@@ -27,11 +27,14 @@ CallerSurface = Literal["desktop", "web", "control", "channel"]
 
 
 class Caller(WireModel):
-    """Who asks: the surface, the device (web) and whether it is the hub's owner."""
+    """Who asks: the surface, the device (web) and whether it is the hub's owner. `program`:
+    a client with an API token (`ctl tokens new`): it talks in the owner's conversations but
+    may not administer the hub (owner-only requests refuse it)."""
 
     surface: CallerSurface
     device_id: str | None = None
     owner: bool = False
+    program: bool = False
 
 
 class NoParams(WireModel):
@@ -108,7 +111,7 @@ async def dispatch(
     entry = REQUESTS.get(method)
     if entry is None:
         raise CodedError(f"unknown method {method!r}", "unknown_method")
-    if entry.owner_only and not caller.owner:
+    if entry.owner_only and (not caller.owner or caller.program):
         raise CodedError(f"{method} is for the hub's owner only", "forbidden")
     try:
         parsed = entry.params.model_validate(dict(params or {}))
