@@ -4,6 +4,7 @@ from `ctl pair new` on the gateway talks to the agent on the hub, through the ga
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 from pathlib import Path
@@ -18,6 +19,16 @@ from tests.test_gateway_support import connect_device, is_stream, stream_of
 pytestmark = pytest.mark.slow
 
 TOKEN = "split-test-gateway-token-3e8f"
+
+
+async def hub_linked(env: dict[str, str]) -> None:
+    async with asyncio.timeout(60):
+        while True:
+            status = await asyncio.to_thread(run_cli, "ctl", "status", "--json", env=env)
+            subsystems = json.loads(status.stdout)["result"]["subsystems"]
+            if {s["name"]: s["status"] for s in subsystems}.get("hub_link") == "ok":
+                return
+            await asyncio.sleep(0.2)
 
 
 async def test_gateway_and_hub_processes(tmp_path: Path) -> None:
@@ -38,6 +49,8 @@ async def test_gateway_and_hub_processes(tmp_path: Path) -> None:
         url = f"http://127.0.0.1:{port}"
         health = await asyncio.to_thread(wait_healthy, f"{url}/healthz")
         assert health["status"] == "ok"
+        # The banner prints as the link starts; a message before it is up would find no hub.
+        await hub_linked(hub_env)
 
         pair = await asyncio.to_thread(run_cli, "ctl", "pair", "new", env=gateway_env)
         found = re.search(r"pairing code: (\w+)", pair.stdout)
