@@ -4,7 +4,6 @@ from `ctl pair new` on the gateway talks to the agent on the hub, through the ga
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import signal
 from pathlib import Path
@@ -12,23 +11,13 @@ from pathlib import Path
 import pytest
 
 from gateway.protocol import PairResult
-from tests.cli_process import Served, clean_env, run_cli, wait_healthy
+from tests.cli_process import Served, clean_env, hub_linked, run_cli, wait_healthy
 from tests.conftest import free_port
 from tests.test_gateway_support import connect_device, is_stream, stream_of
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "split-test-gateway-token-3e8f"
-
-
-async def hub_linked(env: dict[str, str]) -> None:
-    async with asyncio.timeout(60):
-        while True:
-            status = await asyncio.to_thread(run_cli, "ctl", "status", "--json", env=env)
-            subsystems = json.loads(status.stdout)["result"]["subsystems"]
-            if {s["name"]: s["status"] for s in subsystems}.get("hub_link") == "ok":
-                return
-            await asyncio.sleep(0.2)
 
 
 async def test_gateway_and_hub_processes(tmp_path: Path) -> None:
