@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -122,3 +123,16 @@ def wait_healthy(url: str, timeout: float = 30) -> dict[str, object]:
             last = exc
         time.sleep(0.05)
     raise AssertionError(f"{url} never answered 200: {last}")
+
+
+async def hub_linked(env: dict[str, str]) -> None:
+    """Wait until the hub running with `env` reports its gateway link up (`agenthub hub`
+    prints its banner as the link starts, before it is up)."""
+    async with asyncio.timeout(60):
+        while True:
+            status = await asyncio.to_thread(run_cli, "ctl", "status", "--json", env=env)
+            if status.returncode == 0:
+                subsystems = json.loads(status.stdout)["result"]["subsystems"]
+                if {s["name"]: s["status"] for s in subsystems}.get("hub_link") == "ok":
+                    return
+            await asyncio.sleep(0.2)

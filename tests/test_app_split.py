@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.protocol import PairResult
-from tests.cli_process import Served, clean_env, run_cli, wait_healthy
+from tests.cli_process import Served, clean_env, hub_linked, run_cli, wait_healthy
 from tests.conftest import free_port
 from tests.test_gateway_support import connect_device, is_stream, stream_of
 
@@ -38,6 +38,8 @@ async def test_gateway_and_hub_processes(tmp_path: Path) -> None:
         url = f"http://127.0.0.1:{port}"
         health = await asyncio.to_thread(wait_healthy, f"{url}/healthz")
         assert health["status"] == "ok"
+        # The banner prints as the link starts; a message before it is up would find no hub.
+        await hub_linked(hub_env)
 
         pair = await asyncio.to_thread(run_cli, "ctl", "pair", "new", env=gateway_env)
         found = re.search(r"pairing code: (\w+)", pair.stdout)

@@ -12,7 +12,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.cli_process import Served, clean_env, run_cli
+from tests.cli_process import Served, clean_env, hub_linked, run_cli
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -88,6 +88,7 @@ async def test_completions_through_a_separate_gateway_process(tmp_path: Path) ->
     try:
         await asyncio.to_thread(gateway.wait_for_output, r"control: agenthub ctl status")
         await asyncio.to_thread(hub.wait_for_output, r"running: hub linked to gateway")
+        await hub_linked(hub_env)
         _, token = await asyncio.to_thread(new_token, gateway_env, "split")
         base = f"http://127.0.0.1:{port}/v1"
         assert await chat(base, token, "across two processes") == ("across two processes",) * 2

@@ -43,7 +43,7 @@ async def test_the_starter_approves_in_the_chat_and_a_stranger_cannot(data_dir: 
         model = shell_model(upstream, approvals, data_dir / "workspace")
         async with telegram_rig(data_dir, model, approvals=approvals) as rig:
             await rig.api.user_says("run the shell", chat_id=1001)
-            await until(lambda: bool(rig.api.keyboards), "the question with buttons")
+            await until(lambda: bool(rig.api.keyboards), "the question with buttons", 60)
             message_id, data = question(rig, 1001)
             asked = rig.api.chat(1001).messages[message_id].text
             assert "shell" in asked and "echo from-the-shell" in asked
@@ -62,9 +62,11 @@ async def test_the_starter_approves_in_the_chat_and_a_stranger_cannot(data_dir: 
             assert len(approvals.pending()) == 1
             # The user who started the run approves.
             await rig.api.user_presses(1001, message_id, data[0])
-            await until(lambda: not rig.agent.busy and rig.agent.last_run is not None, "the run")
+            await until(
+                lambda: not rig.agent.busy and rig.agent.last_run is not None, "the run", 60
+            )
             await rig.settle()
-            await until(lambda: (1001, message_id) not in rig.api.keyboards, "buttons removed")
+            await until(lambda: (1001, message_id) not in rig.api.keyboards, "buttons removed", 60)
             assert "✅ Approved by telegram:1001" in rig.api.chat(1001).messages[message_id].text
             assert len(rig.api.answered_queries) == 3
     tool_result = upstream.requests[1].messages[-1]
@@ -79,11 +81,11 @@ async def test_a_decision_on_another_surface_updates_the_question(data_dir: Path
         model = shell_model(upstream, approvals, data_dir / "workspace")
         async with telegram_rig(data_dir, model, approvals=approvals) as rig:
             await rig.api.user_says("run the shell", chat_id=1002)
-            await until(lambda: bool(rig.api.keyboards), "the question with buttons")
+            await until(lambda: bool(rig.api.keyboards), "the question with buttons", 60)
             message_id, _ = question(rig, 1002)
             [pending] = approvals.pending()
             approvals.decide(pending.approval_id, "deny", "web:web-laptop")
-            await until(lambda: (1002, message_id) not in rig.api.keyboards, "buttons removed")
+            await until(lambda: (1002, message_id) not in rig.api.keyboards, "buttons removed", 60)
             await rig.settle()
             assert "❌ Denied by web:web-laptop" in rig.api.chat(1002).messages[message_id].text
     assert "from-the-shell" not in json.dumps(upstream.requests[1].messages[-1])
