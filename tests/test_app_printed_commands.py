@@ -52,6 +52,7 @@ def test_the_banner_and_documented_commands_run_as_printed(data_dir: Path) -> No
             ["ctl", *flags, "status"],
             [*flags, "ctl", "agents"],
             ["ctl", "--json", "history", "--agent", "main", "--limit", "5", *flags],
+            ["ctl", "history", *flags],  # the first agent by default, as its help says
             ["ctl", "devices", *flags, "list"],
             ["ctl", "sessions", "--agent", "main", "--log-level", "warning", *flags],
         ):

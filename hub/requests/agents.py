@@ -26,9 +26,9 @@ class AgentParams(WireModel):
 
 class HistoryParams(WireModel):
     """Up to `limit` entries, older than seq `before` and newer than seq `after` when given
-    (the newest `limit` of them)."""
+    (the newest `limit` of them), of `agent_id` (default: the first agent)."""
 
-    agent_id: AgentId
+    agent_id: AgentId | None = None
     limit: Annotated[int, Field(ge=1, le=500)] = 100
     before: int | None = None
     after: int | None = None
@@ -74,7 +74,7 @@ async def status(host: RequestHost, caller: Caller, params: NoParams) -> StatusA
 @request("history", HistoryParams, HistoryAnswer)
 async def history(host: RequestHost, caller: Caller, params: HistoryParams) -> HistoryAnswer:
     hub = host.need_hub()
-    agent = hub.agent(params.agent_id)
+    agent = hub.agent(params.agent_id) if params.agent_id else hub.default_agent
     found = hub.sessions.history(
         agent,
         viewer_of_caller(caller),
