@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -12,7 +13,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+
+from tests.conftest import free_port
 
 AGENTHUB = str(Path(sys.executable).parent / "agenthub")
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,3 +141,32 @@ async def hub_linked(env: dict[str, str]) -> None:
                 if {s["name"]: s["status"] for s in subsystems}.get("hub_link") == "ok":
                     return
             await asyncio.sleep(0.2)
+
+
+@dataclass
+class Split:
+    """`agenthub gateway` and `agenthub hub` as two processes, the hub linked."""
+
+    url: str
+    gateway: Served
+    hub: Served
+    gateway_env: dict[str, str]
+    hub_env: dict[str, str]
+
+
+@contextlib.asynccontextmanager
+async def split_processes(root: Path, token: str) -> AsyncIterator[Split]:
+    port = free_port()
+    gateway_env = clean_env(root / "gateway", AGENTHUB_PORT=str(port), AGENTHUB_GATEWAY_TOKEN=token)
+    url = f"http://127.0.0.1:{port}"
+    hub_env = clean_env(root / "hub", AGENTHUB_GATEWAY_URL=url, AGENTHUB_GATEWAY_TOKEN=token)
+    gateway = Served("gateway", gateway_env)
+    hub = Served("hub", hub_env)
+    try:
+        await asyncio.to_thread(gateway.wait_for_output, r"control: agenthub ctl status")
+        await asyncio.to_thread(hub.wait_for_output, r"running: hub linked to gateway")
+        await hub_linked(hub_env)
+        yield Split(url, gateway, hub, gateway_env, hub_env)
+    finally:
+        hub.stop()
+        gateway.stop()

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.protocol import PairResult
-from tests.cli_process import Served, clean_env, hub_linked, run_cli, wait_healthy
-from tests.conftest import free_port
+from tests.cli_process import run_cli, split_processes, wait_healthy
 from tests.test_gateway_support import connect_device, is_stream, stream_of
 
 pytestmark = pytest.mark.slow
@@ -21,25 +20,11 @@ TOKEN = "split-test-gateway-token-3e8f"
 
 
 async def test_gateway_and_hub_processes(tmp_path: Path) -> None:
-    port = free_port()
-    gateway_env = clean_env(
-        tmp_path / "gateway", AGENTHUB_PORT=str(port), AGENTHUB_GATEWAY_TOKEN=TOKEN
-    )
-    hub_env = clean_env(
-        tmp_path / "hub",
-        AGENTHUB_GATEWAY_URL=f"http://127.0.0.1:{port}",
-        AGENTHUB_GATEWAY_TOKEN=TOKEN,
-    )
-    gateway = Served("gateway", gateway_env)
-    hub = Served("hub", hub_env)
-    try:
-        await asyncio.to_thread(gateway.wait_for_output, r"control: agenthub ctl status")
-        await asyncio.to_thread(hub.wait_for_output, r"running: hub linked to gateway")
-        url = f"http://127.0.0.1:{port}"
+    async with split_processes(tmp_path, TOKEN) as split:
+        gateway, hub, url = split.gateway, split.hub, split.url
+        gateway_env, hub_env = split.gateway_env, split.hub_env
         health = await asyncio.to_thread(wait_healthy, f"{url}/healthz")
         assert health["status"] == "ok"
-        # The banner prints as the link starts; a message before it is up would find no hub.
-        await hub_linked(hub_env)
 
         pair = await asyncio.to_thread(run_cli, "ctl", "pair", "new", env=gateway_env)
         found = re.search(r"pairing code: (\w+)", pair.stdout)
@@ -64,6 +49,3 @@ async def test_gateway_and_hub_processes(tmp_path: Path) -> None:
             served.process.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(served.wait_exit, 15) == 0
         assert TOKEN not in gateway.logs() + hub.logs() + gateway.output() + hub.output()
-    finally:
-        hub.stop()
-        gateway.stop()

@@ -12,7 +12,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.cli_process import Served, clean_env, hub_linked, run_cli
+from tests.cli_process import Served, clean_env, run_cli, split_processes
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -74,24 +74,7 @@ async def test_tokens_and_completions_against_agenthub_serve(tmp_path: Path) -> 
 
 
 async def test_completions_through_a_separate_gateway_process(tmp_path: Path) -> None:
-    port = free_port()
-    gateway_env = clean_env(
-        tmp_path / "gateway", AGENTHUB_PORT=str(port), AGENTHUB_GATEWAY_TOKEN=TOKEN
-    )
-    hub_env = clean_env(
-        tmp_path / "hub",
-        AGENTHUB_GATEWAY_URL=f"http://127.0.0.1:{port}",
-        AGENTHUB_GATEWAY_TOKEN=TOKEN,
-    )
-    gateway = Served("gateway", gateway_env)
-    hub = Served("hub", hub_env)
-    try:
-        await asyncio.to_thread(gateway.wait_for_output, r"control: agenthub ctl status")
-        await asyncio.to_thread(hub.wait_for_output, r"running: hub linked to gateway")
-        await hub_linked(hub_env)
-        _, token = await asyncio.to_thread(new_token, gateway_env, "split")
-        base = f"http://127.0.0.1:{port}/v1"
+    async with split_processes(tmp_path, TOKEN) as split:
+        _, token = await asyncio.to_thread(new_token, split.gateway_env, "split")
+        base = f"{split.url}/v1"
         assert await chat(base, token, "across two processes") == ("across two processes",) * 2
-    finally:
-        hub.stop()
-        gateway.stop()
