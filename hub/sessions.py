@@ -325,28 +325,27 @@ class SessionStore:
             self.agent_dir(agent_id) / f"{validate_id('session id', session_id)}.jsonl"
         )
 
-    def prepare(self, agent_id: str, *, start_seq: int, session_key: str) -> Session:
-        """A new session whose file is written with its first entry (nothing on disk yet)."""
-        folder = self.make_agent_dir(agent_id)
+    def _new_header(
+        self, agent_id: str, start_seq: int, session_key: str | None
+    ) -> tuple[Path, SessionHeader]:
         header = SessionHeader(
             session_id=new_session_id(),
             agent_id=agent_id,
             start_seq=start_seq,
             session_key=session_key,
         )
+        return self.make_agent_dir(agent_id), header
+
+    def prepare(self, agent_id: str, *, start_seq: int, session_key: str) -> Session:
+        """A new session whose file is written with its first entry (nothing on disk yet)."""
+        folder, header = self._new_header(agent_id, start_seq, session_key)
         return Session(folder / f"{header.session_id}.jsonl", header, [], written=False)
 
     def create(
         self, agent_id: str, *, start_seq: int = 0, session_key: str | None = None
     ) -> Session:
         """Start a fresh session file. `start_seq` carries the agent's seq across sessions."""
-        folder = self.make_agent_dir(agent_id)
-        header = SessionHeader(
-            session_id=new_session_id(),
-            agent_id=agent_id,
-            start_seq=start_seq,
-            session_key=session_key,
-        )
+        folder, header = self._new_header(agent_id, start_seq, session_key)
         path = folder / f"{header.session_id}.jsonl"
         append_line(path, header.model_dump_json().encode() + b"\n", create=True)
         fsync_dir(folder)
