@@ -42,6 +42,8 @@ class Choice(WireModel):
 
 
 InboundCallback = Callable[[ChannelMessage], Awaitable[None]]
+# The marks a run leaves on the message that started it: while it works, once it is done.
+AckStage = Literal["working", "done"]
 
 
 class BlockLimits(WireModel):
@@ -130,8 +132,9 @@ class ChannelPlugin(Protocol):
         """Show a typing indicator in the route's chat (best effort, short-lived)."""
         ...
 
-    async def react(self, route: ChannelRoute, emoji: str | None) -> None:
-        """Set (or with None, remove) a reaction on the route's message (best effort)."""
+    async def react(self, route: ChannelRoute, stage: AckStage | None) -> None:
+        """Mark the route's message with the reaction for `stage` (None: remove the mark),
+        best effort: the plugin picks (or configures) what each stage looks like."""
         ...
 
     @property

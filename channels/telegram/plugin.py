@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from telegram import Bot, BotCommand, Update
 
-from channels.base import BlockLimits, Choice, InboundCallback, LiveSurface
+from channels.base import AckStage, BlockLimits, Choice, InboundCallback, LiveSurface
 from channels.telegram import buttons
 from channels.telegram.config import TelegramConfig
 from channels.telegram.connection import BotConnection, TelegramStartError, build_application
@@ -166,7 +166,10 @@ class TelegramPlugin:
         if bot is not None and self._connected:
             await buttons.settle(bot, route, message_id, text)
 
-    async def react(self, route: ChannelRoute, emoji: str | None) -> None:
+    async def react(self, route: ChannelRoute, stage: AckStage | None) -> None:
+        emoji = {"working": self.config.ack_reaction, "done": self.config.done_reaction}.get(
+            stage or ""
+        )
         if self._live is not None and self._connected:
             await self._live.react(route, emoji)
 
