@@ -15,8 +15,34 @@ from hub.health import SubsystemHealth
 from hub.origin import ChannelRoute
 from hub.wire import WireModel
 
-Command = Literal["start", "new", "stop", "status", "whoami", "help"]
-COMMANDS: tuple[Command, ...] = ("start", "new", "stop", "status", "whoami", "help")
+Command = Literal[
+    "start",
+    "new",
+    "stop",
+    "status",
+    "model",
+    "compact",
+    "queue",
+    "sessions",
+    "usage",
+    "activation",
+    "whoami",
+    "help",
+]
+COMMANDS: tuple[Command, ...] = (
+    "start",
+    "new",
+    "stop",
+    "status",
+    "model",
+    "compact",
+    "queue",
+    "sessions",
+    "usage",
+    "activation",
+    "whoami",
+    "help",
+)
 
 
 class ChannelMessage(WireModel):

@@ -16,6 +16,7 @@ from aiohttp import web
 from telegram import Bot, BotCommand, Update
 
 from channels.base import AckStage, BlockLimits, Choice, InboundCallback, LiveSurface
+from channels.commands import COMMAND_HELP
 from channels.telegram import buttons
 from channels.telegram.config import TelegramConfig
 from channels.telegram.connection import BotConnection, TelegramStartError, build_application
@@ -37,13 +38,8 @@ __all__ = ["BOT_COMMANDS", "TelegramPlugin", "TelegramStartError"]
 
 log = logging.getLogger("agenthub.telegram")
 
-BOT_COMMANDS = [
-    BotCommand("new", "Start a fresh conversation"),
-    BotCommand("stop", "Stop the reply in progress"),
-    BotCommand("status", "Model, conversation and what is running"),
-    BotCommand("whoami", "Your Telegram ids, for allow lists"),
-    BotCommand("help", "What this bot understands"),
-]
+# The command menu: the same commands and words as /help.
+BOT_COMMANDS = [BotCommand(name, what[0].upper() + what[1:]) for name, _, what in COMMAND_HELP]
 
 
 class TelegramPlugin:
