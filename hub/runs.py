@@ -105,12 +105,15 @@ async def drive_run(
     recorder.start(turn.origin)
     session = recorder.session
     outcome: BaseException | None
+    saving: asyncio.Task[None] | None = None
     try:
         context = session.context()
         compaction = session.last_compaction()
         replay = turn.origin.replay_of
         if replay is None:
-            await recorder.user_message(turn.text)
+            # Saved (fsync) while the model request goes out: the reply's first part waits
+            # for it, so the file and the events keep their order.
+            saving = asyncio.create_task(recorder.user_message(turn.text))
         else:
             # Answering an interrupted run's message again (`hub.recovery`): the message is
             # in the session already; the model gets it once, as this turn's text.
@@ -126,7 +129,9 @@ async def drive_run(
             session_id=session.session_id,
             announce=recorder.announce,
         )
-        outcome = await _drive(turn, model_turn, recorder, model)
+        outcome = await _drive(turn, model_turn, recorder, model, saving)
+        if saving is not None:
+            await saving
     except Exception as exc:
         outcome = exc
     finally:
@@ -152,13 +157,19 @@ async def drive_run(
 
 
 async def _drive(
-    turn: Turn, model_turn: ModelTurn, recorder: RunRecorder, model: Model
+    turn: Turn,
+    model_turn: ModelTurn,
+    recorder: RunRecorder,
+    model: Model,
+    saving: asyncio.Task[None] | None,
 ) -> BaseException | None:
     """Run the model stream as its own task (what `abort()` cancels); return how it ended:
     None, the `CancelledError` of an abort, or the exception it raised."""
     if turn.aborted:
         return asyncio.CancelledError()
-    task = asyncio.get_running_loop().create_task(_stream(turn, model_turn, recorder, model))
+    task = asyncio.get_running_loop().create_task(
+        _stream(turn, model_turn, recorder, model, saving)
+    )
     turn._task = task
     try:
         # wait() rather than await: abort() cancels the stream task, never this one.
@@ -171,9 +182,19 @@ async def _drive(
     return task.exception()
 
 
-async def _stream(turn: Turn, model_turn: ModelTurn, recorder: RunRecorder, model: Model) -> None:
+async def _stream(
+    turn: Turn,
+    model_turn: ModelTurn,
+    recorder: RunRecorder,
+    model: Model,
+    saving: asyncio.Task[None] | None,
+) -> None:
     async with aclosing(model.stream(model_turn)) as stream:
         async for part in stream:
+            if saving is not None:
+                # Shielded: an abort stops the stream, never the saving of the user's message.
+                await asyncio.shield(saving)
+                saving = None
             while turn.steered:
                 # The model took these at its last step: they precede what it says next.
                 await recorder.end_message(aborted=False)
