@@ -61,7 +61,7 @@ async def test_a_photo_with_a_caption_reaches_the_model_as_an_image_part(
         text, image = content
         assert text == {"type": "text", "text": "what is this?"}
         assert isinstance(image, dict) and image["type"] == "image_url"
-        url = image["image_url"]["url"]  # type: ignore[index]
+        url = image["image_url"]["url"]
         # The largest size, not the preview Telegram lists first.
         assert url == "data:image/jpeg;base64," + base64.b64encode(JPEG).decode()
         assert rig.api.texts_in(CHAT) == ["A red bicycle."]
