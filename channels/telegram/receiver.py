@@ -159,7 +159,7 @@ class UpdateReceiver:
         await self._on_message(
             ChannelMessage(
                 route=route_of(inbound),
-                text=inbound.text,
+                text=text,
                 sender_label=inbound.label,
                 command=inbound.command,
                 unknown_command=inbound.unknown_command,
