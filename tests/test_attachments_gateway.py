@@ -74,10 +74,11 @@ async def test_a_web_image_reaches_the_model_and_history_can_show_it(data_dir: P
                 "mediaType": "image/png",
                 "data": b64(PNG),
             }
-            for params in (
+            stranger: list[dict[str, JsonValue]] = [
                 {"agentId": "main", "id": "0" * 32 + ".png"},
-                {"agentId": "main", "id": ref["id"], "sessionKey": "web:other"},
-            ):
+                {"agentId": "main", "id": str(ref["id"]), "sessionKey": "web:other"},
+            ]
+            for params in stranger:
                 missing = await client.request("attachments.get", params)
                 assert missing.error is not None
                 assert missing.error.code in ("unknown_attachment", "unknown_session")
