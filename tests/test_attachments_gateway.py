@@ -67,7 +67,9 @@ async def test_a_web_image_reaches_the_model_and_history_can_show_it(data_dir: P
                 "image/png",
                 len(PNG),
             )
-            got = await client.request("attachments.get", {"agentId": "main", "id": ref["id"]})
+            got = await client.request(
+                "attachments.get", {"agentId": "main", "attachmentId": ref["id"]}
+            )
             assert got.ok and got.payload == {
                 "id": ref["id"],
                 "name": "cat.png",
@@ -75,8 +77,8 @@ async def test_a_web_image_reaches_the_model_and_history_can_show_it(data_dir: P
                 "data": b64(PNG),
             }
             stranger: list[dict[str, JsonValue]] = [
-                {"agentId": "main", "id": "0" * 32 + ".png"},
-                {"agentId": "main", "id": str(ref["id"]), "sessionKey": "web:other"},
+                {"agentId": "main", "attachmentId": "0" * 32 + ".png"},
+                {"agentId": "main", "attachmentId": str(ref["id"]), "sessionKey": "web:other"},
             ]
             for params in stranger:
                 missing = await client.request("attachments.get", params)

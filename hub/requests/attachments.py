@@ -25,7 +25,8 @@ class UnknownAttachmentError(CodedError):
 
 class AttachmentParams(WireModel):
     agent_id: AgentId
-    id: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+    # The `id` of a reference in a session entry's `attachments`.
+    attachment_id: Annotated[str, StringConstraints(min_length=1, max_length=80)]
     session_key: SessionKey = MAIN_SESSION
     # An older session of the key; default its current one.
     session_id: SessionKey | None = None
@@ -59,15 +60,17 @@ async def attachments_get(
             for entry in found.entries
             if isinstance(entry, MessageEntry)
             for ref in entry.attachments
-            if ref.id == params.id
+            if ref.id == params.attachment_id
         ),
         None,
     )
-    missing = f"no attachment {params.id!r} in session {params.session_key!r}"
+    missing = f"no attachment {params.attachment_id!r} in session {params.session_key!r}"
     if ref is None:
         raise UnknownAttachmentError(missing)
     try:
         data = hub.media.load(agent.agent_id, ref.id)
     except OSError:
-        raise UnknownAttachmentError(f"attachment {params.id!r} is no longer stored") from None
+        raise UnknownAttachmentError(
+            f"attachment {params.attachment_id!r} is no longer stored"
+        ) from None
     return AttachmentAnswer(id=ref.id, name=ref.name, media_type=ref.media_type, data=data)
