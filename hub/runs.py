@@ -124,8 +124,8 @@ async def drive_run(
         if replay is None:
             # Saved (fsync) while the model request goes out: the reply's first part waits
             # for it, so the file and the events keep their order.
-            images = tuple(image.ref for image in turn.images)
-            saving = asyncio.create_task(recorder.user_message(turn.text, images))
+            attached = tuple(image.ref for image in turn.images)
+            saving = asyncio.create_task(recorder.user_message(turn.text, attached))
         else:
             # Answering an interrupted run's message again (`hub.recovery`): the message is
             # in the session already; the model gets it once, as this turn's text.
