@@ -81,11 +81,15 @@ class Outbox:
         before `open`."""
         self._gate.clear()
         chats: set[tuple[str, str]] = set()
+        absent: set[str] = set()
         for ticket in self.store.tickets():
             route = ticket.entry.route
             plugin = plugins.get(route.channel)
             if plugin is None:
-                log.warning("outbox: an entry for channel %s waits for it", route.channel)
+                if route.channel not in absent:
+                    log.warning("outbox: entries for channel %s wait until it is configured",
+                                route.channel)  # fmt: skip
+                absent.add(route.channel)
                 continue
             self._queue(plugin, ticket)
             chats.add((route.channel, route.chat_id))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from channels.outbox import Outbox
 from channels.outbox_store import Facts, OutboxStore
 from hub.origin import ChannelRoute
 
@@ -104,3 +105,22 @@ def test_memory_only_store_writes_nothing(tmp_path: Path) -> None:
     ticket.note(seen=1)
     ticket.done()
     assert ticket.finished and list(tmp_path.iterdir()) == []
+
+
+async def test_entries_of_a_channel_not_configured_now_stay_recorded(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = data_dir / "outbox.jsonl"
+    store = OutboxStore(path)
+    for text in ("one", "two"):
+        store.put(ChannelRoute(channel="gone", chat_id="1"), "send", text)
+    outbox = Outbox(OutboxStore(path))
+    with caplog.at_level(logging.WARNING, logger="agenthub.channels"):
+        assert outbox.resume({}) == set()
+    outbox.open()
+    await outbox.drain()
+    assert [r.getMessage() for r in caplog.records] == [
+        "outbox: entries for channel gone wait until it is configured"
+    ]
+    assert [t.entry.text for t in OutboxStore(path).tickets()] == ["one", "two"]
+    await outbox.close(0)

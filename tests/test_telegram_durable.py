@@ -163,3 +163,24 @@ async def test_health_shows_the_backlog_while_the_bot_api_is_down(data_dir: Path
             assert "backlog" not in health(rig.hub).detail
     finally:
         await api.stop()
+
+
+async def test_a_send_retried_past_its_retry_time_ends_with_a_logged_reason(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = FakeBotApi(hang_seconds=1.5)
+    await api.start()
+    try:
+        async with telegram_rig(
+            data_dir, ScriptedModel("Hi."), api=api, send_retry_seconds=1.0
+        ) as rig:
+            await rig.ask("first")
+            api.faults.extend(["502"] * 100)  # the Bot API fails every send for a while
+            with caplog.at_level(logging.ERROR, logger="agenthub.telegram"):
+                assert rig.manager.deliver(route(), "Never accepted.")
+                await rig.manager.drain()
+            assert "gave up on a message to chat 1001" in caplog.text
+            assert rig.manager.outbox.store.tickets() == []
+            assert api.texts_in(CHAT) == ["Hi."]
+    finally:
+        await api.stop()
