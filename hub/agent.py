@@ -205,7 +205,7 @@ class AsyncAgent:
         lane = self.lane(session_key)
         for turn, saved_in in turns:
             if saved_in is None:
-                self.accepted.record(turn, turn.text, False)
+                self.accepted.record(turn, turn, False)
             else:
                 self.accepted.announce(turn, saved_in, steer=False)
         self._idle.clear()

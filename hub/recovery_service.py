@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from hub.agent import AsyncAgent
+from hub.attachments import TurnImage
 from hub.errors import CodedError
 from hub.health import Probe, SubsystemHealth
 from hub.hub import Hub
@@ -35,6 +36,7 @@ TOLD_NOTE = (
     "had already used {tools}, which may have changed something. Ask again if you still "
     "want it."
 )
+DENIED_NOTE = "The hub restarted while {tools} waited for your approval: denied, nothing was run."
 LOST_NOTE = "The hub restarted before your message was saved; please send it again."
 CLOSED_NOTE = "The hub restarted before this run was finished."
 
@@ -47,6 +49,8 @@ class _Plan:
     notice: str | None
     # Messages steered into the run that it never took.
     leftover: list[AcceptedEntry]
+    # Tools whose approval it was waiting for (denied at start-up).
+    denied: list[str]
 
 
 # Turns to queue first, per (agent id, session key), each with the session its message is
@@ -149,6 +153,7 @@ class Recovery:
             replay=asked is not None,
             notice=notice,
             leftover=_steering_left(run, mine) if run.steered else [],
+            denied=sorted({approval.tool for approval in unanswered}),
         )
 
     def resume(self) -> None:
@@ -176,6 +181,9 @@ class Recovery:
     def _resume_run(self, plan: _Plan, queue: _Queue) -> None:
         run = plan.run
         turns = queue.setdefault((run.agent_id, run.session_key), [])
+        if plan.denied and run.route is not None and self.deliver is not None:
+            # The chat's question still shows its buttons: say how it ended.
+            self.deliver(run.route, DENIED_NOTE.format(tools=", ".join(plan.denied)))
         if plan.rerun:
             assert plan.replay
             origin = run.full_origin().model_copy(
@@ -222,8 +230,20 @@ class Recovery:
             line.agent_id,
             line.session_key,
         )
-        text = "\n\n".join(piece.text for piece in pieces)
-        return Turn(line.run_id, text, pieces[0].full_origin(), line.session_key)
+        text = "\n\n".join(piece.text for piece in pieces if piece.text)
+        turn = Turn(line.run_id, text, pieces[0].full_origin(), line.session_key)
+        turn.images = tuple(self._images(line, pieces))
+        return turn
+
+    def _images(self, line: AcceptedLine, pieces: list[AcceptedEntry]) -> Iterator[TurnImage]:
+        """The stored images of a waiting turn's messages (one gone from disk is left out)."""
+        for ref in (ref for piece in pieces for ref in piece.images):
+            try:
+                yield TurnImage(ref, self.hub.media.load(line.agent_id, ref.id))
+            except OSError as exc:
+                log.warning(
+                    "waiting message for run %s: image %s is gone (%s)", line.run_id, ref.name, exc
+                )
 
     def _question(self, run: OpenRun) -> str:
         session = self.hub.agent(run.agent_id).sessions.current(run.session_key)
