@@ -184,3 +184,26 @@ async def test_a_send_retried_past_its_retry_time_ends_with_a_logged_reason(
             assert api.texts_in(CHAT) == ["Hi."]
     finally:
         await api.stop()
+
+
+async def test_a_resumed_reply_probes_from_its_edited_message_and_sends_nothing_twice(
+    data_dir: Path,
+) -> None:
+    """A restarted process resumes a live reply: its first message only needs its final edit,
+    its second was never posted. The post's answer is lost although it landed; the edited
+    message is the probe's floor, so the probe finds the post instead of sending it again."""
+    api = FakeBotApi(hang_seconds=1.5)
+    await api.start()
+    earlier_question(api, CHAT)
+    first = api.bot_said(CHAT, "Part o")
+    store = journal(data_dir)
+    store.put(route(), "live", facts={"reply": True, "final": "Part one"}).note(message=str(first))
+    store.put(route(), "live", facts={"reply": False, "final": "Part two"})
+    api.faults.append("drop_landed")
+    try:
+        async with telegram_rig(data_dir, ScriptedModel("unused"), api=api) as rig:
+            await until(lambda: rig.manager.outbox.store.tickets() == [], "the resumed reply")
+            assert api.texts_in(CHAT) == ["Part one", "Part two"]
+            assert rig.plugin.sender.stats.probe_landed == 1
+    finally:
+        await api.stop()

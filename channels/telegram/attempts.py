@@ -143,6 +143,7 @@ class SendAttempt:
         chat_id = message.chat_id
         known = self._fact("id")
         if isinstance(known, int):
+            sender.note_message(chat_id, known)  # the floor of the parts that follow
             return known  # confirmed before a restart
         if self._fact("text") is not None:
             earlier = await self._earlier()

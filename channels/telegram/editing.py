@@ -63,6 +63,7 @@ async def edit_message(
             except BadRequest as exc:
                 reason = exc.message.lower()
                 if "not modified" in reason:
+                    sender.note_message(chat_id, message_id)
                     return Edit.DONE
                 if parse_mode is not None and "can't parse entities" in reason:
                     log.warning("telegram: HTML refused (%s); editing as plain text", exc.message)
@@ -88,6 +89,9 @@ async def edit_message(
                 log.error("telegram: edit in chat %s failed: %s", chat_id, exc.message)
                 break
             stats.edits += 1
+            # A message of ours: a later send's probe floor must not be below it (after a
+            # restart, a resumed final edit may be the first thing known in the chat).
+            sender.note_message(chat_id, message_id)
             return Edit.DONE
     log.error("telegram: gave up editing message %d in chat %s", message_id, chat_id)
     return Edit.FAILED
