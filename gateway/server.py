@@ -25,6 +25,7 @@ from gateway.audience import CLIENTS_ROOM, GUESTS_ROOM, Audience
 from gateway.config import GatewayConfig
 from gateway.connections import ConnectionTable
 from gateway.http import GatewayStatus, add_health_routes
+from gateway.mcp_http import McpHttpEndpoint
 from gateway.openai_api import OpenAIApi
 from gateway.origins import OriginPolicy
 from gateway.pairing import PairingDesk
@@ -87,6 +88,8 @@ class GatewayServer:
         add_health_routes(self.app, health, self._status)
         self.openai_api = OpenAIApi(access, self._local_url)
         self.openai_api.add_routes(self.app)
+        self.mcp_http = McpHttpEndpoint(access, self.openai_api.devices)
+        self.mcp_http.add_routes(self.app)
         self.presence: Presence = (
             RedisPresence(config.redis_url, config.redis_prefix, self.node_id)
             if config.redis_url
@@ -165,6 +168,7 @@ class GatewayServer:
                 await self._push_devices()
             except Exception as exc:
                 log.warning("could not tell other nodes about departed devices: %s", exc)
+        await self.mcp_http.close()
         await self.openai_api.close()
         await self._tasks.close()
         await self.fan_out.close_fan_out()
