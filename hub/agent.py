@@ -156,17 +156,13 @@ class AsyncAgent:
     def use_model(self, session_key: str, name: str) -> Model:
         """Answer `session_key` with model `name` (one of `models`) from its next turn on,
         until the hub restarts. Raises `CodedError` `unknown_model` for another name."""
-        model = self.models.get(name)
-        if model is None:
+        if name not in self.models:
             known = ", ".join(self.models)
             raise CodedError(
                 f"no model {name!r} for this agent (configured: {known})", "unknown_model"
             )
-        if model is self.model:
-            self._session_models.pop(session_key, None)
-        else:
-            self._session_models[session_key] = name
-        return model
+        self._session_models[session_key] = name
+        return self.models[name]
 
     # -- input ------------------------------------------------------------------------------
 
@@ -209,7 +205,7 @@ class AsyncAgent:
         lane = self.lane(session_key)
         for turn, saved_in in turns:
             if saved_in is None:
-                self.accepted.record(turn, turn.text, False)
+                self.accepted.record(turn, turn, False)
             else:
                 self.accepted.announce(turn, saved_in, steer=False)
         self._idle.clear()
