@@ -78,13 +78,15 @@ export class DesktopTransport {
     }
   }
 
-  // A message for `main` goes through the bridge's `send`; one for another session (or with
-  // a mode) through the `messages.send` request, which takes the session key and mode.
-  async send(agentId, text, { sessionKey, mode } = {}) {
+  // A message for `main` goes through the bridge's `send`; one for another session, with a
+  // mode, or with attachments through the `messages.send` request, which takes them all.
+  async send(agentId, text, { sessionKey, mode, attachments } = {}) {
     await this._subscribe(agentId);
-    if ((sessionKey && sessionKey !== "main") || mode) {
+    const more = attachments && attachments.length > 0;
+    if ((sessionKey && sessionKey !== "main") || mode || more) {
       const params = { agentId, content: text, sessionKey: sessionKey || "main", wait: false };
       if (mode) params.mode = mode;
+      if (more) params.attachments = attachments;
       const { runId } = await this.request("messages.send", params);
       return { runId };
     }
