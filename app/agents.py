@@ -26,6 +26,9 @@ class AgentSettings(BaseModel):
 
     name: str | None = Field(default=None, max_length=100, description="shown in the UIs")
     model: str | None = None
+    models: list[str] | None = Field(
+        default=None, description="other model specs a chat may switch to (`/model`)"
+    )
     system_prompt: str | None = None
     system_prompt_file: Path | None = None
     tools: list[str] | None = None

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     model: str | None = Field(
         default=None, validation_alias=AliasChoices("AGENTHUB_MODEL", "model")
     )
+    # Other model specs a chat may switch its session to (`/model <spec>`).
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("AGENTHUB_MODELS", "models")
+    )
     host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("AGENTHUB_HOST", "host"))
     port: int = Field(default=8765, validation_alias=AliasChoices("AGENTHUB_PORT", "port"))
     gateway_url: str | None = Field(
@@ -201,7 +205,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("tools", "enable_tools", "owners", mode="before")
+    @field_validator("tools", "enable_tools", "owners", "models", mode="before")
     @classmethod
     def _split_tools(cls, value: object) -> object:
         if isinstance(value, str):

@@ -109,7 +109,25 @@ def build_hub(settings: Settings) -> tuple[Hub, McpServers | None, str]:
         except ValueError as exc:
             where = f"agents.{agent_id}.model" if settings.agents else "AGENTHUB_MODEL"
             raise ConfigError(f"{where}: {exc}") from None
-        setups.append(AgentSetup(agent_id, name, model, build_compactor(model, agent_config)))
+        specs = settings.models
+        if agent_id in settings.agents and settings.agents[agent_id].models is not None:
+            specs = settings.agents[agent_id].models or []
+        others = []
+        for spec in specs:
+            try:
+                others.append(
+                    build_model(
+                        agent_config.model_copy(update={"spec": spec}),
+                        approvals=approvals,
+                        mcp_servers=mcp,
+                        mail=mail,
+                    )
+                )
+            except ValueError as exc:
+                where = f"agents.{agent_id}.models" if settings.agents else "AGENTHUB_MODELS"
+                raise ConfigError(f"{where}: {spec}: {exc}") from None
+        compactor = build_compactor(model, agent_config)
+        setups.append(AgentSetup(agent_id, name, model, compactor, tuple(others)))
     try:
         hub = Hub(
             settings.data_dir,

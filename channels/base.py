@@ -15,8 +15,34 @@ from hub.health import SubsystemHealth
 from hub.origin import ChannelRoute
 from hub.wire import WireModel
 
-Command = Literal["start", "new", "stop", "status", "whoami", "help"]
-COMMANDS: tuple[Command, ...] = ("start", "new", "stop", "status", "whoami", "help")
+Command = Literal[
+    "start",
+    "new",
+    "stop",
+    "status",
+    "model",
+    "compact",
+    "queue",
+    "sessions",
+    "usage",
+    "activation",
+    "whoami",
+    "help",
+]
+COMMANDS: tuple[Command, ...] = (
+    "start",
+    "new",
+    "stop",
+    "status",
+    "model",
+    "compact",
+    "queue",
+    "sessions",
+    "usage",
+    "activation",
+    "whoami",
+    "help",
+)
 
 
 class ChannelMessage(WireModel):
@@ -42,6 +68,8 @@ class Choice(WireModel):
 
 
 InboundCallback = Callable[[ChannelMessage], Awaitable[None]]
+# The marks a run leaves on the message that started it: while it works, once it is done.
+AckStage = Literal["working", "done"]
 
 
 class BlockLimits(WireModel):
@@ -130,8 +158,9 @@ class ChannelPlugin(Protocol):
         """Show a typing indicator in the route's chat (best effort, short-lived)."""
         ...
 
-    async def react(self, route: ChannelRoute, emoji: str | None) -> None:
-        """Set (or with None, remove) a reaction on the route's message (best effort)."""
+    async def react(self, route: ChannelRoute, stage: AckStage | None) -> None:
+        """Mark the route's message with the reaction for `stage` (None: remove the mark),
+        best effort: the plugin picks (or configures) what each stage looks like."""
         ...
 
     @property

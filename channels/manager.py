@@ -10,9 +10,10 @@ a reply to a desktop or web turn never reaches a chat. Each run's reply is a `Li
 (edited in place) when the plugin can show replies live, else a `BlockReply` (finished
 blocks through the per-chat `Outbox`); `agent_error` becomes `[Error] …` text. Tool events
 are not forwarded to chats; only the name of a running tool shows, as a live reply's status
-line. The user's message gets an ack reaction when the run starts and a done reaction (or
-none) when its reply is complete; a typing indicator is refreshed while nothing of the reply
-is visible and stops on `agent_end`, however the run ended.
+line (the table's `STATUS` cell). The user's message gets a `working` mark when the run
+starts and a `done` mark (or none) when its reply is complete (the plugin picks the
+reactions); a typing indicator is refreshed while nothing of the reply is visible and stops
+on `agent_end`, however the run ended.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from hub.events import (
     MessageStart,
     MessageUpdate,
     ReadGap,
-    ToolExecutionEnd,
     ToolExecutionStart,
 )
 from hub.filters import Forward, rule
@@ -236,11 +236,11 @@ class ChannelManager:
         if isinstance(event, ApprovalRequest | ApprovalResolved):
             self.approvals.on_event(event, run.plugin, run.route)
             return
-        if isinstance(event, ToolExecutionStart | ToolExecutionEnd):
-            # Only the tool's name, as a status line: its arguments and result stay private.
-            run.reply.tool(event.tool_name if isinstance(event, ToolExecutionStart) else None)
+        cell = rule("channel", event)
+        if cell is Forward.NO:
             return
-        if rule("channel", event) is Forward.NO:
+        if cell is Forward.STATUS:
+            run.reply.tool(event.tool_name if isinstance(event, ToolExecutionStart) else None)
             return
         if isinstance(event, AgentEnd):
             self._finish(event.run_id, run, done=event.status == "completed")
@@ -287,7 +287,7 @@ class ChannelManager:
             reply = BlockReply(plugin, route, self.outbox)
         run = _Run(plugin, route, event.agent_id, reply, worker)
         self._runs[event.run_id] = run
-        run.ack = self._acks.spawn(plugin.react(route, "👀"), name="ack")
+        run.ack = self._acks.spawn(plugin.react(route, "working"), name="ack")
         run.typing = self._typing.spawn(
             self._keep_typing(run, event.run_id), name=f"typing:{key[0]}:{key[1]}"
         )
@@ -303,7 +303,7 @@ class ChannelManager:
         waits = [t for t in (run.ack, run.worker) if t is not None]
         if waits:
             await asyncio.wait(waits)
-        await run.plugin.react(run.route, "👍" if done else None)
+        await run.plugin.react(run.route, "done" if done else None)
 
     # -- typing -----------------------------------------------------------------------------
 

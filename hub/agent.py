@@ -18,20 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 
-from hub.errors import AgentClosedError, InvalidInputError, QueueFullError
+from hub.errors import AgentClosedError, CodedError, InvalidInputError, QueueFullError
 from hub.events import MAIN_SESSION, AgentEvent, ReadItem
 from hub.fanout import Broadcast, Callback, GapCallback
 from hub.lanes import SessionLane, WriteMode
-from hub.model import Compactor, Model
+from hub.model import CompactionPlan, Compactor, Model, UsageReport
 from hub.origin import Origin
 from hub.recorder import RunRecorder
 from hub.runs import RunOutcome, Turn, drive_run, new_run_id
 from hub.scopes import check_session_key
 from hub.session_registry import SessionRegistry
-from hub.sessions import HistoryEntry, Session, SessionStore, validate_id
+from hub.sessions import CompactionEntry, HistoryEntry, Session, SessionStore, validate_id
 
 log = logging.getLogger("agenthub.agent")
 
@@ -51,6 +51,7 @@ class AsyncAgent:
         store: SessionStore,
         *,
         compactor: Compactor | None = None,
+        models: tuple[Model, ...] = (),
         max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
         max_queued_turns: int = 64,
         max_concurrent_runs: int = DEFAULT_MAX_CONCURRENT_RUNS,
@@ -61,6 +62,11 @@ class AsyncAgent:
         self.agent_id = validate_id("agent id", agent_id)
         self.model = model
         self.compactor = compactor
+        # The models a session may switch to (`use_model`), by name; the agent's own first.
+        self.models: dict[str, Model] = {model.name: model}
+        for other in models:
+            self.models.setdefault(other.name, other)
+        self._session_models: dict[str, str] = {}
         self.store = store
         self.sessions = SessionRegistry(store, agent_id, loaded=loaded_sessions)
         self.max_input_chars = max_input_chars
@@ -134,6 +140,25 @@ class AsyncAgent:
         """Entries of a key's current session, by seq range, the last `limit` of them."""
         session = self.sessions.current(session_key)
         return session.history(limit=limit, before=before, after=after)
+
+    def model_for(self, session_key: str) -> Model:
+        """The model that answers `session_key`: its switched one, else the agent's."""
+        return self.models.get(self._session_models.get(session_key, ""), self.model)
+
+    def use_model(self, session_key: str, name: str) -> Model:
+        """Answer `session_key` with model `name` (one of `models`) from its next turn on,
+        until the hub restarts. Raises `CodedError` `unknown_model` for another name."""
+        model = self.models.get(name)
+        if model is None:
+            known = ", ".join(self.models)
+            raise CodedError(
+                f"no model {name!r} for this agent (configured: {known})", "unknown_model"
+            )
+        if model is self.model:
+            self._session_models.pop(session_key, None)
+        else:
+            self._session_models[session_key] = name
+        return model
 
     # -- input ------------------------------------------------------------------------------
 
@@ -254,6 +279,33 @@ class AsyncAgent:
         log.info("agent %s: new session %s for %s", self.agent_id, session.session_id, session_key)
         return session
 
+    async def compact(self, session_key: str) -> CompactionEntry | None:
+        """Compact `session_key`'s context now (a chat's /compact), between its turns: the
+        new compaction entry, or None when there is nothing old enough to fold in. Raises
+        `CodedError` `unavailable` for an agent without a compactor, `busy` while the
+        session is answering."""
+        if self.compactor is None:
+            raise CodedError("this agent's model has no compaction configured", "unavailable")
+        lane = self.lane(session_key)
+        if lane.busy:
+            raise CodedError("a reply is in progress; compact once it is done", "busy")
+        async with lane.lock:
+            session = self.sessions.current(session_key)
+            before = session.last_compaction()
+            recorder = RunRecorder(
+                agent_id=self.agent_id,
+                run_id=new_run_id(),
+                session_key=session_key,
+                session=session,
+                emit=self._emit,
+                next_seq=self._next_seq,
+            )
+            await recorder.compact(_Requested(self.compactor))
+        if not lane.busy:
+            self._lane_idle(lane)
+        after = session.last_compaction()
+        return after if after is not before else None
+
     async def end_interrupted(self, run_id: str, session_key: str, note: str) -> None:
         """Close run `run_id`, found unfinished at start-up (`hub.recovery`): `note` as an
         assistant message marked aborted, then its `run` entry with status `interrupted` and
@@ -312,7 +364,23 @@ class AsyncAgent:
             emit=self._emit,
             next_seq=self._next_seq,
         )
-        self.last_run = await drive_run(turn, recorder, self.model, self.compactor)
+        model = self.model_for(turn.session_key)
+        self.last_run = await drive_run(turn, recorder, model, self.compactor)
+
+
+class _Requested:
+    """A compactor asked to compact now, whatever its own measure says."""
+
+    def __init__(self, compactor: Compactor) -> None:
+        self._compactor = compactor
+
+    def reason(self, context: Sequence[HistoryEntry], usage: UsageReport | None) -> str | None:
+        return "requested"
+
+    async def compact(
+        self, context: Sequence[HistoryEntry], reason: str, previous_summary: str | None = None
+    ) -> CompactionPlan:
+        return await self._compactor.compact(context, reason, previous_summary)
 
 
 def check_text(text: str, limit: int) -> None:

@@ -6,7 +6,7 @@ Every surface asks `forward(surface, event)`; none writes its own filter.
 |--------------------------------|----------------|----------------|----------------|
 | agent_start / agent_end        | yes            | yes            | lifecycle only |
 | message_start / update / end   | assistant only | assistant only | assistant only |
-| tool_execution_start / end     | yes            | yes            | no             |
+| tool_execution_start / end     | yes            | yes            | status only    |
 | compaction_start / end         | yes            | yes            | no             |
 | agent_error                    | yes            | yes            | as text        |
 | approval_request / resolved    | yes            | yes            | yes            |
@@ -14,8 +14,10 @@ Every surface asks `forward(surface, event)`; none writes its own filter.
 
 `LIFECYCLE` rows reach the channel manager so it can bind a run to its route and stop the
 typing indicator; they are never shown in the chat. `AS_TEXT` means the surface renders the
-event as plain text (`[Error] …`). A channel renders approval events itself (buttons on the
-chat where the run started, edited to show the outcome), never as raw events.
+event as plain text (`[Error] …`). `STATUS` means only the tool's name reaches the chat, as
+a short status line under a live reply while the tool runs: arguments and results stay
+private. A channel renders approval events itself (buttons on the chat where the run
+started, edited to show the outcome), never as raw events.
 """
 
 from __future__ import annotations
@@ -35,14 +37,16 @@ class Forward(Enum):
     ASSISTANT_ONLY = "assistant_only"
     AS_TEXT = "as_text"
     LIFECYCLE = "lifecycle"
+    STATUS = "status"
 
 
-_Y, _N, _A, _T, _L = (
+_Y, _N, _A, _T, _L, _S = (
     Forward.YES,
     Forward.NO,
     Forward.ASSISTANT_ONLY,
     Forward.AS_TEXT,
     Forward.LIFECYCLE,
+    Forward.STATUS,
 )
 
 FILTER_TABLE: Final[Mapping[EventType, Mapping[Surface, Forward]]] = MappingProxyType(
@@ -52,8 +56,8 @@ FILTER_TABLE: Final[Mapping[EventType, Mapping[Surface, Forward]]] = MappingProx
         "message_start": {"desktop": _A, "web": _A, "channel": _A},
         "message_update": {"desktop": _A, "web": _A, "channel": _A},
         "message_end": {"desktop": _A, "web": _A, "channel": _A},
-        "tool_execution_start": {"desktop": _Y, "web": _Y, "channel": _N},
-        "tool_execution_end": {"desktop": _Y, "web": _Y, "channel": _N},
+        "tool_execution_start": {"desktop": _Y, "web": _Y, "channel": _S},
+        "tool_execution_end": {"desktop": _Y, "web": _Y, "channel": _S},
         "compaction_start": {"desktop": _Y, "web": _Y, "channel": _N},
         "compaction_end": {"desktop": _Y, "web": _Y, "channel": _N},
         "agent_error": {"desktop": _Y, "web": _Y, "channel": _T},

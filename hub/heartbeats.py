@@ -25,9 +25,9 @@ from hub.events import AgentEvent, AgentStart
 from hub.health import Probe, SubsystemHealth
 from hub.hub import Hub
 from hub.origin import ChannelRoute, Origin
+from hub.run_watch import WatchedRun, submit_watched
 from hub.schedules import ScheduleSpec
 from hub.schedules_service import route_for
-from hub.schedules_watch import RunResult, RunWatch
 from hub.tasks import TaskFunnel
 from hub.usage_meter import UsageMeter
 from hub.wire import WireModel
@@ -83,7 +83,6 @@ class Heartbeats:
         self.specs = specs
         self.meter = meter
         self.deliver = deliver
-        self.watch = RunWatch(hub)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._next: list[datetime] = []
         self._last_user: dict[tuple[str, str], datetime] = {}
@@ -116,7 +115,6 @@ class Heartbeats:
             if meta is not None:
                 seen = datetime.fromtimestamp(meta.updated_at / 1000, UTC)
                 self._last_user[(self.agent_of(spec), spec.session)] = seen
-        self.watch.start()
         for agent in self.hub.agents.values():
             self._unsubscribe.append(agent.subscribe(self._on_event, name="heartbeats"))
         if self.specs:
@@ -128,7 +126,6 @@ class Heartbeats:
             await asyncio.gather(self._loop, return_exceptions=True)
             self._loop = None
         await self._tasks.close()
-        self.watch.stop()
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
@@ -175,15 +172,15 @@ class Heartbeats:
             return False
         origin = Origin(surface="desktop", source="heartbeat")
         try:
-            run_id = self.hub.submit(agent_id, spec.prompt, origin, session_key=spec.session)
+            run = submit_watched(self.hub, agent_id, spec.prompt, origin, session_key=spec.session)
         except CodedError as exc:
             log.warning("heartbeat of %s could not start: %s", agent_id, exc.message)
             return False
-        self._tasks.spawn(self._finish(spec, self.watch.watch(run_id)), name="heartbeat")
+        self._tasks.spawn(self._finish(spec, run), name="heartbeat")
         return True
 
-    async def _finish(self, spec: HeartbeatSpec, result: asyncio.Future[RunResult]) -> None:
-        outcome = await result
+    async def _finish(self, spec: HeartbeatSpec, run: WatchedRun) -> None:
+        outcome = await run.result()
         text = outcome.text
         if outcome.status != "completed" or nothing_to_report(text):
             self.dropped += 1

@@ -44,12 +44,14 @@ class AgentInfo(WireModel):
 
 @dataclass(frozen=True)
 class AgentSetup:
-    """One configured agent: its id, the name people see, its model and compactor."""
+    """One configured agent: its id, the name people see, its model and compactor, and the
+    other models a session may switch to (`models`)."""
 
     agent_id: str
     name: str
     model: Model
     compactor: Compactor | None = None
+    models: tuple[Model, ...] = ()
 
 
 class Hub:
@@ -99,6 +101,7 @@ class Hub:
                 setup.model,
                 self.store,
                 compactor=setup.compactor,
+                models=setup.models,
                 max_concurrent_runs=self.conversation_config.max_concurrent_runs,
             )
         self.sessions = Conversations(self.agents, self.conversation_config)

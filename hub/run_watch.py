@@ -1,9 +1,11 @@
-"""Submitting a turn and waiting for its run to end, with what it answered: for callers that
-want a reply rather than a stream (`messages.send`, agents messaging each other)."""
+"""Submitting a turn and learning how its run ended and what it answered: for callers that
+want a reply rather than a stream (`messages.send`, agents messaging each other, schedules,
+heartbeats)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hub.events import AgentEnd, AgentError, AgentEvent, MessageEnd, RunStatus
@@ -21,6 +23,10 @@ class RunResult:
     status: RunStatus | None
     replies: list[str] = field(default_factory=list)
     error: tuple[str, str] | None = None
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(self.replies)
 
 
 class RunWatch:
@@ -56,6 +62,50 @@ class RunWatch:
             self.ended.set_result(event.status)
 
 
+@dataclass
+class WatchedRun:
+    """A submitted run whose end can be awaited once with `result()`."""
+
+    run_id: str
+    watch: RunWatch
+    unsubscribe: Callable[[], None]
+
+    async def result(self, wait_seconds: float | None = None) -> RunResult:
+        """The run's outcome; status None when `wait_seconds` ran out first."""
+        status: RunStatus | None = None
+        try:
+            async with asyncio.timeout(wait_seconds):
+                status = await asyncio.shield(self.watch.ended)
+        except TimeoutError:
+            pass
+        finally:
+            self.unsubscribe()
+        return RunResult(self.run_id, status, self.watch.replies, self.watch.error)
+
+
+def submit_watched(
+    hub: Hub,
+    agent_id: str,
+    text: str,
+    origin: Origin,
+    *,
+    session_key: str | None = None,
+    mode: WriteMode | None = None,
+) -> WatchedRun:
+    """`Hub.submit`, listening to the run from before it is written (so none of its events
+    can slip by). Raises what `Hub.submit` raises."""
+    agent = hub.agent(agent_id)
+    watch = RunWatch()
+    unsubscribe = agent.subscribe(watch, name="run-watch")
+    try:
+        run_id = hub.submit(agent_id, text, origin, session_key=session_key, mode=mode)
+    except BaseException:
+        unsubscribe()
+        raise
+    watch.bind(run_id)
+    return WatchedRun(run_id, watch, unsubscribe)
+
+
 async def submit_and_wait(
     hub: Hub,
     agent_id: str,
@@ -67,18 +117,5 @@ async def submit_and_wait(
     wait_seconds: float,
 ) -> RunResult:
     """`Hub.submit`, then wait up to `wait_seconds` for the run to end."""
-    agent = hub.agent(agent_id)
-    watch = RunWatch()
-    # Listen before writing, so none of the run's events can slip by.
-    unsubscribe = agent.subscribe(watch, name="run-watch")
-    try:
-        run_id = hub.submit(agent_id, text, origin, session_key=session_key, mode=mode)
-        watch.bind(run_id)
-        try:
-            async with asyncio.timeout(wait_seconds):
-                status: RunStatus | None = await asyncio.shield(watch.ended)
-        except TimeoutError:
-            status = None
-    finally:
-        unsubscribe()
-    return RunResult(run_id, status, watch.replies, watch.error)
+    run = submit_watched(hub, agent_id, text, origin, session_key=session_key, mode=mode)
+    return await run.result(wait_seconds)

@@ -27,9 +27,9 @@ from hub.errors import CodedError
 from hub.health import Probe, SubsystemHealth
 from hub.hub import Hub
 from hub.origin import ChannelRoute, Origin
+from hub.run_watch import WatchedRun, submit_watched
 from hub.schedules import ScheduleError, ScheduleSpec, next_fire
 from hub.schedules_store import LastRun, LastStatus, ScheduleStore
-from hub.schedules_watch import RunResult, RunWatch
 from hub.tasks import TaskFunnel
 from hub.usage_meter import UsageMeter
 from hub.wire import WireModel
@@ -102,7 +102,6 @@ class Scheduler:
         self.channels = channels
         self.chat_known = chat_known or (lambda channel, chat: True)
         self.configured = {spec.name: spec for spec in configured}
-        self.watch = RunWatch(hub)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._next: dict[str, datetime | None] = {}
         self._tasks = TaskFunnel("schedules", log)
@@ -167,7 +166,6 @@ class Scheduler:
         for name, spec in self.specs().items():
             if name not in self._next:
                 self._next[name] = self._first(name, spec, now)
-        self.watch.start()
         self._loop = asyncio.get_running_loop().create_task(self._run(), name="schedules")
 
     async def stop(self) -> None:
@@ -178,7 +176,6 @@ class Scheduler:
         # Results already known are saved; runs still going are recorded as `running`.
         await asyncio.gather(*self._saving, return_exceptions=True)
         await self._tasks.close()
-        self.watch.stop()
 
     def _first(self, name: str, spec: ScheduleSpec, now: datetime) -> datetime | None:
         """When `spec` is due first: after its last fire, or after it was added (`ctl`), or
@@ -274,17 +271,16 @@ class Scheduler:
             return None
         agent = spec.agent or self.hub.default_agent.agent_id
         try:
-            run_id = self.hub.submit(
-                agent, spec.prompt, self._origin(spec), session_key=spec.session
+            run = submit_watched(
+                self.hub, agent, spec.prompt, self._origin(spec), session_key=spec.session
             )
         except CodedError as exc:
             log.warning("schedule %r could not start: %s", name, exc.message)
             self._record(name, LastRun(due=_ms(moment), status="refused", detail=exc.message))
             return None
-        result = self.watch.watch(run_id)
-        self._record(name, LastRun(due=_ms(moment), run_id=run_id, status="running"))
-        self._tasks.spawn(self._finish(name, _ms(moment), run_id, result), name=f"schedule:{name}")
-        return run_id
+        self._record(name, LastRun(due=_ms(moment), run_id=run.run_id, status="running"))
+        self._tasks.spawn(self._finish(name, _ms(moment), run), name=f"schedule:{name}")
+        return run.run_id
 
     def _origin(self, spec: ScheduleSpec) -> Origin:
         route: ChannelRoute | None = None
@@ -298,13 +294,11 @@ class Scheduler:
         route = route.model_copy(update={"reply_to_message_id": None})
         return Origin(surface="channel", route=route, source="schedule")
 
-    async def _finish(
-        self, name: str, due: int, run_id: str, result: asyncio.Future[RunResult]
-    ) -> None:
-        outcome = await result
-        detail = outcome.error or outcome.text
-        status: LastStatus = outcome.status
-        last = LastRun(due=due, run_id=run_id, status=status, detail=detail[:DETAIL_CHARS])
+    async def _finish(self, name: str, due: int, run: WatchedRun) -> None:
+        outcome = await run.result()
+        detail = outcome.error[1] if outcome.error else outcome.text
+        status: LastStatus = outcome.status or "interrupted"
+        last = LastRun(due=due, run_id=run.run_id, status=status, detail=detail[:DETAIL_CHARS])
         if name in self.specs():
             self.store.last[name] = last
         await self._save_last(name, last)

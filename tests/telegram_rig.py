@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,7 @@ from hub.agent import AsyncAgent
 from hub.aggregator import MessageAggregator
 from hub.approvals import Approvals
 from hub.errors import ModelError
-from hub.hub import Hub
+from hub.hub import AgentSetup, Hub
 from hub.model import Model, ModelPart, ModelTurn, TextDelta, ToolCallFinished, ToolCallStarted
 from hub.scopes import ConversationConfig
 from hub.service import attach_probes
@@ -167,12 +167,20 @@ async def telegram_rig(
     api: FakeBotApi | None = None,
     conversations: ConversationConfig | None = None,
     approvals: Approvals | None = None,
+    agents: Sequence[AgentSetup] = (),
     **config: Any,
 ) -> AsyncIterator[Rig]:
+    """`agents`, when given, replace the one agent answering with `model`."""
     fake = api or FakeBotApi(hang_seconds=1.5)
     if api is None:
         await fake.start()
-    hub = Hub(data_dir, lambda: model, conversations=conversations, approvals=approvals)
+    hub = Hub(
+        data_dir,
+        lambda: model,
+        conversations=conversations,
+        approvals=approvals,
+        agents=agents,
+    )
     plugin = TelegramPlugin(fast_config(fake, **config), hub.access)
     manager = ChannelManager(hub, typing_interval=typing_interval)
     manager.register(plugin)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from channels.base import (
+    AckStage,
     BlockLimits,
     ChannelMessage,
     ChannelPlugin,
@@ -49,7 +50,7 @@ class MemoryChat:
     typing_calls: int = 0
     asked: list[tuple[str, str, list[Choice]]] = field(default_factory=list)
     settled: list[tuple[str, str]] = field(default_factory=list)
-    reactions: list[str | None] = field(default_factory=list)
+    reactions: list[AckStage | None] = field(default_factory=list)
     started: bool = False
     _deliver: InboundCallback | None = None
 
@@ -97,8 +98,8 @@ class MemoryChat:
     async def typing(self, route: ChannelRoute) -> None:
         self.typing_calls += 1
 
-    async def react(self, route: ChannelRoute, emoji: str | None) -> None:
-        self.reactions.append(emoji)
+    async def react(self, route: ChannelRoute, stage: AckStage | None) -> None:
+        self.reactions.append(stage)
 
     @property
     def live(self) -> LiveSurface | None:
@@ -168,6 +169,7 @@ async def test_a_second_chat_app_gets_blocks_reply_first(data_dir: Path) -> None
         assert "".join(s.text for s in chat.sent).replace("\n", "") == text.replace("\n", "")
         assert [s.kind for s in chat.sent] == ["reply"] + ["send"] * (len(chat.sent) - 1)
         assert chat.sent[0].reply_to == "c1-m"
+        await until(lambda: chat.reactions == ["working", "done"], "the acks")
         assert hub.last_route.route is not None
         assert hub.last_route.route.channel == "memory"
         # A desktop message takes the conversation back from the chat.
@@ -238,6 +240,8 @@ async def test_error_text_and_typing_stop_on_failure_and_abort(data_dir: Path) -
         await settle(hub, manager)
         assert chat.texts() == ["hi", "[Error] the API key was refused"]
         assert chat.sent[1].plain
+        # A failed run takes its working mark back and leaves no done mark.
+        await until(lambda: chat.reactions == ["working", None], "the acks")
         assert manager.typing_chats() == set()
         assert chat.typing_calls >= 1
 

@@ -61,7 +61,7 @@ def make(event_type: EventType, role: Role) -> AgentEvent:
             return ApprovalResolved(**BASE, approval_id="a", decision="denied", by="owner")
 
 
-Y, N, T, L = Forward.YES, Forward.NO, Forward.AS_TEXT, Forward.LIFECYCLE
+Y, N, T, L, S = Forward.YES, Forward.NO, Forward.AS_TEXT, Forward.LIFECYCLE, Forward.STATUS
 MESSAGE: tuple[EventType, ...] = ("message_start", "message_update", "message_end")
 
 # The expected table, written out independently of hub/filters.py: (desktop, web, channel),
@@ -72,8 +72,8 @@ EXPECTED: dict[EventType, tuple[Forward, Forward, Forward]] = {
     "message_start": (Y, Y, Y),
     "message_update": (Y, Y, Y),
     "message_end": (Y, Y, Y),
-    "tool_execution_start": (Y, Y, N),
-    "tool_execution_end": (Y, Y, N),
+    "tool_execution_start": (Y, Y, S),
+    "tool_execution_end": (Y, Y, S),
     "compaction_start": (Y, Y, N),
     "compaction_end": (Y, Y, N),
     "agent_error": (Y, Y, T),

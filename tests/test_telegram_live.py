@@ -158,7 +158,19 @@ async def test_commands_are_registered_and_answered_without_a_model_turn(
     async with telegram_rig(data_dir, ScriptedModel()) as rig:
         await until(lambda: bool(rig.api.commands), "setMyCommands")
         names = [c["command"] for c in rig.api.commands if isinstance(c, dict)]
-        assert names == ["new", "stop", "status", "whoami", "help"]
+        assert names == [
+            "new",
+            "stop",
+            "status",
+            "model",
+            "compact",
+            "queue",
+            "sessions",
+            "usage",
+            "activation",
+            "whoami",
+            "help",
+        ]
         await rig.api.user_says("/whoami")
         await rig.api.user_says("/frobnicate now")
         await rig.api.user_says("/help")

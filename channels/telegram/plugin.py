@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from telegram import Bot, BotCommand, Update
 
-from channels.base import BlockLimits, Choice, InboundCallback, LiveSurface
+from channels.base import AckStage, BlockLimits, Choice, InboundCallback, LiveSurface
+from channels.commands import COMMAND_HELP
 from channels.telegram import buttons
 from channels.telegram.config import TelegramConfig
 from channels.telegram.connection import BotConnection, TelegramStartError, build_application
@@ -37,13 +38,8 @@ __all__ = ["BOT_COMMANDS", "TelegramPlugin", "TelegramStartError"]
 
 log = logging.getLogger("agenthub.telegram")
 
-BOT_COMMANDS = [
-    BotCommand("new", "Start a fresh conversation"),
-    BotCommand("stop", "Stop the reply in progress"),
-    BotCommand("status", "Model, conversation and what is running"),
-    BotCommand("whoami", "Your Telegram ids, for allow lists"),
-    BotCommand("help", "What this bot understands"),
-]
+# The command menu: the same commands and words as /help.
+BOT_COMMANDS = [BotCommand(name, what[0].upper() + what[1:]) for name, _, what in COMMAND_HELP]
 
 
 class TelegramPlugin:
@@ -166,7 +162,10 @@ class TelegramPlugin:
         if bot is not None and self._connected:
             await buttons.settle(bot, route, message_id, text)
 
-    async def react(self, route: ChannelRoute, emoji: str | None) -> None:
+    async def react(self, route: ChannelRoute, stage: AckStage | None) -> None:
+        emoji = {"working": self.config.ack_reaction, "done": self.config.done_reaction}.get(
+            stage or ""
+        )
         if self._live is not None and self._connected:
             await self._live.react(route, emoji)
 

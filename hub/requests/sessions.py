@@ -19,12 +19,11 @@ SessionKey = Annotated[str, StringConstraints(min_length=1, max_length=160)]
 
 
 def viewer_of_caller(caller: Caller) -> Viewer:
-    """The session viewer behind a request's caller (a web device is `web:<deviceId>`)."""
+    """The session viewer behind a request's caller (a web device is `web:<deviceId>`, a
+    chat user their channel identity)."""
+    identity = f"web:{caller.device_id}" if caller.device_id else caller.identity
     return Viewer(
-        surface=caller.surface,
-        device_id=caller.device_id,
-        identity=f"web:{caller.device_id}" if caller.device_id else None,
-        owner=caller.owner,
+        surface=caller.surface, device_id=caller.device_id, identity=identity, owner=caller.owner
     )
 
 

@@ -29,10 +29,12 @@ CallerSurface = Literal["desktop", "web", "control", "channel"]
 class Caller(WireModel):
     """Who asks: the surface, the device (web) and whether it is the hub's owner. `program`:
     a client with an API token (`ctl tokens new`): it talks in the owner's conversations but
-    may not administer the hub (owner-only requests refuse it)."""
+    may not administer the hub (owner-only requests refuse it). `identity`: a chat user's
+    `<channel>:<userId>` (a chat command asking), whose sessions it may see."""
 
     surface: CallerSurface
     device_id: str | None = None
+    identity: str | None = None
     owner: bool = False
     program: bool = False
 

@@ -6,6 +6,8 @@ import asyncio
 
 from pydantic import field_validator
 
+from hub.errors import CodedError
+from hub.requests.sessions import viewer_of_caller
 from hub.requests.table import Caller, RequestHost, request
 from hub.usage import UsageFile, UsageReport, parse_since, summarise
 from hub.wire import WireModel
@@ -29,9 +31,21 @@ class UsageParams(WireModel):
         return value
 
 
-@request("usage", UsageParams, UsageReport, owner_only=True)
+@request("usage", UsageParams, UsageReport)
 async def usage(host: RequestHost, caller: Caller, params: UsageParams) -> UsageReport:
+    """The owner may ask about anything; anyone else only about one session they may see
+    (`agentId` and `sessionKey` given)."""
     hub = host.need_hub()
+    if not caller.owner or caller.program:
+        if params.agent_id is None or params.session_key is None:
+            raise CodedError(
+                "usage across sessions is for the hub's owner only; name a session of yours",
+                "forbidden",
+            )
+        agent = hub.agent(params.agent_id)
+        meta = agent.sessions.meta(params.session_key)
+        if not hub.sessions.may_see(meta, viewer_of_caller(caller)):
+            raise CodedError(f"session {params.session_key!r} is not yours to see", "forbidden")
     since = parse_since(params.since) if params.since is not None else 0
     ledger = UsageFile(hub.data_dir / USAGE_FILE)
 
