@@ -1,7 +1,7 @@
 // The usage line of the shown session: its runs, tokens and cost so far (the `usage` request
 // with agentId and sessionKey, docs/usage.md). Refreshed when the session is shown and when
-// one of its runs ends. Usage is the owner's to see: on a device that may not ask (or a hub
-// without usage) the line stays hidden.
+// one of its runs ends. Where the hub refuses (a guest device asking about a session not its
+// own) or has no usage, the line stays hidden.
 
 const RECHECK_MS = [150, 300, 600, 1200, 2400];
 const COUNT = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
@@ -56,7 +56,9 @@ export class UsageLine {
     try {
       report = await this.transport.request("usage", { agentId, sessionKey });
     } catch (error) {
-      if (error.code === "forbidden" || error.code === "unknown_method") this.allowed = false;
+      // An older hub has no usage at all; `forbidden` is about this session only (a guest
+      // may ask about its own sessions).
+      if (error.code === "unknown_method") this.allowed = false;
       if (asked === this._asked) this.node.hidden = true;
       return false;
     }
