@@ -2,8 +2,9 @@
 
 One turn is one `Agent.iter()` run over the session context. Its stream maps onto model parts:
 text deltas become `TextDelta`; each function tool call becomes `ToolCallStarted` and, once it
-ran, `ToolCallFinished`; the run's usage ends the stream as `UsageReport`. Provider failures
-leave as `ModelError` (see `failures`), after `RetryingModel` retried the transient ones.
+ran, `ToolCallFinished`; the run's usage ends the stream as `UsageReport`. Messages steered into
+the turn (write mode `steer`) join each model request after the first as user prompts. Provider
+failures leave as `ModelError` (see `failures`), after `RetryingModel` retried the transient ones.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from pydantic_ai.exceptions import ModelAPIError, OutputTokenLimitExceeded
 from pydantic_ai.messages import (
     FunctionToolCallEvent,
     FunctionToolResultEvent,
+    ModelRequest,
     ModelResponse,
     PartDeltaEvent,
     PartStartEvent,
     TextPart,
     TextPartDelta,
     ToolCallPart,
+    UserPromptPart,
 )
 from pydantic_ai.models import Model as PydanticModel
 from pydantic_ai.settings import ModelSettings
@@ -142,8 +145,12 @@ class PydanticAIModel:
                 announce=turn.announce,
             ),
         ) as run:
+            requests = 0
             async for node in run:
                 if Agent.is_model_request_node(node):
+                    requests += 1
+                    if requests > 1:
+                        _steer(node.request, turn.steering())
                     async with node.stream(run.ctx) as events:
                         async for event in events:
                             if text := _text_of(event):
@@ -209,6 +216,13 @@ class PydanticAIModel:
             error = to_model_error(exc, self.endpoint)
             return f"{error.code}: {error.message}"
         return None
+
+
+def _steer(request: ModelRequest, texts: list[str]) -> None:
+    """Add messages the user wrote meanwhile to `request` (before it is sent): after the tool
+    results it carries, so the model reads them as the user's latest words."""
+    if texts:
+        request.parts = [*request.parts, *(UserPromptPart(text) for text in texts)]
 
 
 def _text_of(event: object) -> str:
