@@ -6,7 +6,9 @@ The server (this script, `--serve`) is `agenthub serve` in small: hub + gateway 
 one process, echo model in 20 pieces, updates coalesced as in the product (40 ms), or not at
 all with `--no-coalescing` (every update is an event: the worst case). It counts the
 stream frames its hub link emits and the distinct events they carry (`GET /bench`). The
-clients are raw Engine.IO websockets in this process (cheap: receivers only count frames).
+clients are raw Engine.IO websockets: the sending and the asking device in this process, the
+other devices (receivers that only count frames) in one more process, as each would be its
+own browser.
 Per device count:
 - runs/s: one device sends messages one after another, each waiting for its `agent_end`;
 - frames per event: stream frames from the hub / distinct (stream, seq) events;
@@ -32,7 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +78,11 @@ async def _serve(port: int, devices: int, window: float) -> None:
     emit = socketio.AsyncClient.emit
 
     async def counting_emit(
-        self: socketio.AsyncClient, event: str, data: JsonValue = None, **kwargs: object
+        self: socketio.AsyncClient,
+        event: str,
+        data: JsonValue = None,
+        emit: Callable[..., Awaitable[None]] = emit,
+        **kwargs: object,
     ) -> None:
         nonlocal frames
         if event == "send" and isinstance(data, dict) and data.get("action") == "stream":
@@ -87,6 +93,19 @@ async def _serve(port: int, devices: int, window: float) -> None:
         await emit(self, event, data, **kwargs)
 
     socketio.AsyncClient.emit = counting_emit
+    try:  # stream frames take their own emit where the client has two lanes
+        from gateway.sio import LanedClient
+
+        emit_stream = LanedClient.emit_stream
+
+        async def counting_emit_stream(
+            self: LanedClient, event: str, data: JsonValue = None, **kwargs: object
+        ) -> None:
+            await counting_emit(self, event, data, emit=emit_stream, **kwargs)
+
+        LanedClient.emit_stream = counting_emit_stream  # type: ignore[method-assign,assignment]
+    except ImportError:
+        pass
 
     data = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     hub = Hub(data, lambda: EchoModel(pieces=20, delay=0.0))
@@ -215,6 +234,41 @@ async def server(devices: int, tree: Path | None, window: float) -> AsyncIterato
         await process.wait()
 
 
+async def _listen() -> None:
+    """`--listen`: connect the devices given on stdin as receivers, say so, and hold them
+    until stdin closes (the other devices of a run, each of which would be its own browser,
+    so their reading does not load the process that times the answers)."""
+    ready = Ready.model_validate_json(sys.stdin.readline())
+    async with clients(ready):
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+@asynccontextmanager
+async def listeners(ready: Ready) -> AsyncIterator[None]:
+    if not ready.devices:
+        yield
+        return
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--listen",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        process.stdin.write(ready.model_dump_json().encode() + b"\n")
+        await process.stdin.drain()
+        async with asyncio.timeout(120):
+            assert (await process.stdout.readline()).strip() == b"ready"
+        yield
+    finally:
+        process.stdin.close()
+        async with asyncio.timeout(30):
+            await process.wait()
+
+
 @asynccontextmanager
 async def clients(ready: Ready) -> AsyncIterator[list[RawClient]]:
     url = f"ws://127.0.0.1:{ready.port}/socket.io/?EIO=4&transport=websocket"
@@ -257,41 +311,49 @@ async def _counts(http: aiohttp.ClientSession, port: int) -> Counts:
 
 
 async def measure(devices: int, tree: Path | None, window: float) -> Figures:
-    async with server(devices, tree, window) as ready, clients(ready) as connected:
-        sender, requester = connected[0], connected[-1]
-        sender.listen = requester.listen = True
-        for _ in range(3):
+    async with server(devices, tree, window) as ready:
+        others = ready.model_copy(update={"devices": ready.devices[1:-1]})
+        own = ready.model_copy(update={"devices": [ready.devices[0], ready.devices[-1]][:devices]})
+        async with listeners(others), clients(own) as connected:
+            return await _measure(ready, connected)
+
+
+async def _measure(ready: Ready, connected: list[RawClient]) -> Figures:
+    devices = len(ready.devices)
+    sender, requester = connected[0], connected[-1]
+    sender.listen = requester.listen = True
+    for _ in range(3):
+        await run_and_wait(sender)
+    async with aiohttp.ClientSession() as http:
+        before = await _counts(http, ready.port)
+        started = time.perf_counter()
+        for _ in range(RUNS):
             await run_and_wait(sender)
-        async with aiohttp.ClientSession() as http:
-            before = await _counts(http, ready.port)
-            started = time.perf_counter()
-            for _ in range(RUNS):
-                await run_and_wait(sender)
-            elapsed = time.perf_counter() - started
-            after = await _counts(http, ready.port)
-        frames = after.frames - before.frames
-        events = max(1, after.events - before.events)
+        elapsed = time.perf_counter() - started
+        after = await _counts(http, ready.port)
+    frames = after.frames - before.frames
+    events = max(1, after.events - before.events)
 
-        flooding = True
+    flooding = True
 
-        async def flood() -> None:
-            while flooding:
-                await run_and_wait(sender)
+    async def flood() -> None:
+        while flooding:
+            await run_and_wait(sender)
 
-        flooder = asyncio.get_running_loop().create_task(flood())
-        latencies: list[float] = []
-        deadline = time.perf_counter() + FLOOD_SECONDS
-        asks: list[tuple[str, dict[str, JsonValue]]] = [
-            ("history", {"agentId": "main", "limit": 50}),
-            ("agents.list", {}),
-        ]
-        methods = itertools.cycle(asks)
-        while time.perf_counter() < deadline:
-            method, params = next(methods)
-            latencies.append(await ask(requester, method, params))
-            await asyncio.sleep(1.0 / REQUEST_RATE)
-        flooding = False
-        await flooder
+    flooder = asyncio.get_running_loop().create_task(flood())
+    latencies: list[float] = []
+    deadline = time.perf_counter() + FLOOD_SECONDS
+    asks: list[tuple[str, dict[str, JsonValue]]] = [
+        ("history", {"agentId": "main", "limit": 50}),
+        ("agents.list", {}),
+    ]
+    methods = itertools.cycle(asks)
+    while time.perf_counter() < deadline:
+        method, params = next(methods)
+        latencies.append(await ask(requester, method, params))
+        await asyncio.sleep(1.0 / REQUEST_RATE)
+    flooding = False
+    await flooder
     cuts = statistics.quantiles(latencies, n=100)
     return Figures(
         devices=devices,
@@ -335,6 +397,7 @@ async def main(device_counts: list[int], before: Path | None, window: float) -> 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--listen", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--before", type=Path, help="another checkout to compare against")
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 20, 200])
     parser.add_argument("--no-coalescing", action="store_true", help="every update an event")
@@ -342,6 +405,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.serve is not None:
         asyncio.run(_serve(0, args.serve, args.window))
+    elif args.listen:
+        asyncio.run(_listen())
     else:
         window = 0.0 if args.no_coalescing else args.window
         sys.exit(asyncio.run(main(args.devices, args.before, window)))

@@ -35,6 +35,7 @@ from gateway.protocol import (
     StreamPayload,
 )
 from gateway.sio import close_client
+from hub.access import AccessStore
 from hub.errors import CodedError
 from hub.tasks import TaskFunnel
 
@@ -48,6 +49,38 @@ PRESENCE_SECONDS = 2.0
 # arrive after its first frames).
 UNCLAIMED_FRAMES = 1024
 IDLE_SECONDS = 300.0
+
+
+def bearer_device(access: AccessStore, authorization: str | None) -> tuple[str, str] | None:
+    """The device id and token of an `Authorization: Bearer <device token>` header, or None
+    for a missing, unknown or revoked token."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    record = access.device_for_token(token) if scheme == "Bearer" and token else None
+    return (record.device_id, token) if record is not None else None
+
+
+class ReplyText:
+    """A run's assistant text as its events arrive (a blank line between its messages):
+    `take(event)` returns what the event added."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._written: dict[str, int] = {}  # message id -> characters taken
+
+    def take(self, event: dict[str, JsonValue]) -> str:
+        if event.get("type") not in ("message_update", "message_end"):
+            return ""
+        if event.get("role") != "assistant":
+            return ""
+        message_id, full = str(event.get("messageId")), str(event.get("text", ""))
+        added = "\n\n" if message_id not in self._written and self._written else ""
+        taken = self._written.setdefault(message_id, 0)
+        if len(full) > taken:
+            added += full[taken:]
+            self._written[message_id] = len(full)
+        self.text += added
+        return added
 
 
 class ApiDeviceError(CodedError):

@@ -7,9 +7,10 @@
 - `emit()` drops (and counts) a frame when the link is down or the send fails: nothing is
   buffered while the gateway is away.
 - Stream frames are paced by the gateway's acks: at most `STREAM_WINDOW` are unacknowledged
-  at once, so neither this process nor the gateway ever holds a long backlog of them, and an
-  answer (a response frame, never paced) waits behind a few stream frames at most. While the
+  at once, so neither this process nor the gateway ever holds a long backlog of them. While the
   window is full the stream waits, and the agent's bounded read channel coalesces or drops.
+- Answers (response frames) are never paced, and stream frames take the socket's back lane
+  (`LanedClient.emit_stream`): an answer goes out ahead of stream frames already queued.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.outage import OutageLog
 from gateway.protocol import Devices, SendError
-from gateway.sio import close_client
+from gateway.sio import LanedClient, close_client
 
 log = logging.getLogger("agenthub.hub_link")
 
@@ -59,7 +60,7 @@ class GatewayConnection:
         self.clients: set[str] | None = None
         self._token = token
         self._on_receive = on_receive
-        self._client: socketio.AsyncClient | None = None
+        self._client: LanedClient | None = None
         self._linked = asyncio.Event()
         self._down = asyncio.Event()
         self._refusal = False
@@ -124,9 +125,9 @@ class GatewayConnection:
             await client.disconnect()
         return True
 
-    def _new_client(self) -> socketio.AsyncClient:
+    def _new_client(self) -> LanedClient:
         # handle_sigint=False: signals belong to the process (graceful shutdown), not the client.
-        client = socketio.AsyncClient(
+        client = LanedClient(
             reconnection=False,
             logger=logging.getLogger("socketio.client"),
             engineio_logger=logging.getLogger("engineio.client"),
@@ -183,7 +184,8 @@ class GatewayConnection:
 
     async def emit(self, frame: BaseModel, *, answer: bool = False) -> bool:
         """Send one frame; False (and dropped) when the link is down or the send fails.
-        Stream frames wait for room in the ack window; answers (`answer=True`) never wait."""
+        Stream frames wait for room in the ack window; answers (`answer=True`) never wait,
+        and go out ahead of any stream frame already queued."""
         client = self._client
         if client is None or not self.linked:
             self.dropped_frames += 1
@@ -197,7 +199,7 @@ class GatewayConnection:
             async with asyncio.timeout(ACK_WAIT_SECONDS):
                 await window.acquire()
             try:
-                await client.emit("send", data, callback=lambda *_: window.release())
+                await client.emit_stream("send", data, callback=lambda *_: window.release())
             except BaseException:
                 window.release()
                 raise

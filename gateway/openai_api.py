@@ -25,7 +25,7 @@ from typing import Annotated, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
-from gateway.api_device import ApiDevice, ApiDevices, RunStream
+from gateway.api_device import ApiDevice, ApiDevices, ReplyText, RunStream, bearer_device
 from hub.access import AccessStore
 from hub.errors import CodedError, describe_validation
 from hub.requests.agents import AgentsAnswer
@@ -144,17 +144,15 @@ class OpenAIApi:
 
     def _key(self, request: web.Request) -> tuple[str, str]:
         """The device id and token of the call's API key, or 401."""
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        token = token.strip()
-        record = self._access.device_for_token(token) if scheme == "Bearer" else None
-        if record is None:
+        key = bearer_device(self._access, request.headers.get("Authorization"))
+        if key is None:
             raise ApiError(
                 401,
                 "missing, unknown or revoked API key: send `Authorization: Bearer <token>` "
                 "with a token from `agenthub ctl tokens new`",
                 "invalid_api_key",
             )
-        return record.device_id, token
+        return key
 
     async def _models(self, request: web.Request, device: ApiDevice) -> web.Response:
         answer = await device.request("agents.list", {}, seconds=REQUEST_SECONDS)
@@ -267,20 +265,14 @@ async def _relay(
     """The run's assistant text as chunks (a blank line between its messages), then the end
     (or the failure), then `[DONE]`."""
     await send(chunk({"role": "assistant", "content": ""}))
-    written: dict[str, int] = {}  # message id -> characters sent
+    reply = ReplyText()
     try:
         async with asyncio.timeout(REPLY_SECONDS):
             while True:
                 event = (await stream.next()).event
                 kind = event.get("type")
-                if kind in ("message_update", "message_end") and event.get("role") == "assistant":
-                    message_id, full = str(event.get("messageId")), str(event.get("text", ""))
-                    if message_id not in written and written:
-                        await send(chunk({"content": "\n\n"}))
-                    sent = written.setdefault(message_id, 0)
-                    if len(full) > sent:
-                        await send(chunk({"content": full[sent:]}))
-                        written[message_id] = len(full)
+                if delta := reply.take(event):
+                    await send(chunk({"content": delta}))
                 elif kind == "agent_error":
                     error = {"message": str(event.get("message")), "code": event.get("code")}
                     await send({"error": {**error, "type": "server_error", "param": None}})

@@ -4,11 +4,15 @@ its target, or answers the sender with `send_error`.
 Checks run in this order: registered, rate, size, shape, `from`, action, target. A stream
 frame for `*` goes to the room of every client device (pairing sockets are never in it).
 `on_send` returns normally whatever the outcome, so a sender that asked for an ack gets one
-once the frame was handled: the hub paces its stream frames by these acks.
+once the frame was handled; a stream frame's ack waits until the frame is in every
+recipient's queue (the fan-out goes a slice of sockets per loop turn), without holding up
+the hub's next frames: the hub paces its stream frames by these acks, and its answers
+overtake them.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
@@ -63,6 +67,11 @@ def parse_frame(data: object) -> Frame:
         raise FrameRefused("INVALID_MESSAGE", reason) from None
 
 
+def is_stream(event: str, data: object) -> bool:
+    """Stream frames take the back lane: answers, errors and notices overtake them."""
+    return event == "receive" and isinstance(data, dict) and data.get("action") == "stream"
+
+
 def frame_id(data: object) -> str | None:
     if isinstance(data, dict):
         value = data.get("id")
@@ -81,23 +90,28 @@ class Relay:
         presence: Presence,
         to_room: Deliver,
         to_sid: Deliver,
+        delivered: Callable[[], asyncio.Future[None]],
     ) -> None:
         self.config = config
         self.table = table
         self.presence = presence
         self._to_room = to_room
         self._to_sid = to_sid
+        self._delivered = delivered
 
-    async def on_send(self, sid: str, data: object = None) -> None:
+    async def on_send(self, sid: str, data: object = None) -> asyncio.Future[None] | None:
+        """Relay one frame. For a stream frame, the future its acknowledgement waits for: the
+        frame is in every recipient's queue (the hub paces its streams by these)."""
         try:
             frame = await self._check(sid, data)
         except FrameRefused as exc:
             error = SendError(message_id=frame_id(data), code=exc.code, message=exc.message)
             await self._to_sid("send_error", error.model_dump(), sid)
-            return
+            return None
         # `*` (stream frames, which only hubs may send): every client device, in one emit.
         room = CLIENTS_ROOM if frame.to == ALL_CLIENTS else device_room(frame.to)
         await self._to_room("receive", data, room)
+        return self._delivered() if frame.action == "stream" else None
 
     async def _check(self, sid: str, data: object) -> Frame:
         conn = self.table.get(sid)

@@ -18,20 +18,20 @@ import secrets
 from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
-import socketio
 from aiohttp import web
 
 from gateway.admission import Admission, refuse
 from gateway.config import GatewayConfig
 from gateway.connections import ConnectionTable
 from gateway.http import GatewayStatus, add_health_routes
+from gateway.mcp_http import McpHttpEndpoint
 from gateway.openai_api import OpenAIApi
 from gateway.origins import OriginPolicy
 from gateway.pairing import PairingDesk
 from gateway.presence import LocalPresence, Presence, RedisPresence
 from gateway.protocol import DeviceInfo, Devices, GoingAway, Registered, Role
-from gateway.relay import CLIENTS_ROOM, HUBS_ROOM, Relay, device_room
-from gateway.sio import JsonPacket, RedisManager, close_transports
+from gateway.relay import CLIENTS_ROOM, HUBS_ROOM, Relay, device_room, is_stream
+from gateway.sio import FanOutManager, JsonPacket, LanedServer, RedisManager, close_transports
 from gateway.static import WebClientFiles
 from hub.access import AccessStore, Decision, DeviceRecord
 from hub.health import HealthRegistry, Probe, SubsystemHealth
@@ -55,12 +55,14 @@ class GatewayServer:
         self._redis: RedisManager | None = None
         if config.redis_url:
             self._redis = RedisManager(config.redis_url, channel=f"{config.redis_prefix}:sio")
-        self.sio = socketio.AsyncServer(
+        self.fan_out: FanOutManager = self._redis or FanOutManager()
+        self.sio = LanedServer(
+            streams=is_stream,
             async_mode="aiohttp",
             # The web client and the hub link use WebSocket only; long-polling would be exposure
             # without use (a big POST on a polling session held its request for 30 s or more).
             transports=["websocket"],
-            client_manager=self._redis,
+            client_manager=self.fan_out,
             cors_allowed_origins=self.origins.origin_allowed,
             # Frames up to 4x the limit reach the handler and get TOO_LARGE; past that the
             # transport itself is closed (parsing them would be the attack).
@@ -85,6 +87,8 @@ class GatewayServer:
         add_health_routes(self.app, health, self._status)
         self.openai_api = OpenAIApi(access, self._local_url)
         self.openai_api.add_routes(self.app)
+        self.mcp_http = McpHttpEndpoint(access, self.openai_api.devices)
+        self.mcp_http.add_routes(self.app)
         self.presence: Presence = (
             RedisPresence(config.redis_url, config.redis_prefix, self.node_id)
             if config.redis_url
@@ -94,7 +98,9 @@ class GatewayServer:
         self.table = ConnectionTable(config)
         self.admission = Admission(config, access, self.presence)
         self.pairing = PairingDesk(config, access, self._to_sid, self._tasks)
-        self.relay = Relay(config, self.table, self.presence, self._to_room, self._to_sid)
+        self.relay = Relay(
+            config, self.table, self.presence, self._to_room, self._to_sid, self.fan_out.delivered
+        )
         self._devices_push: asyncio.TimerHandle | None = None
         self._runner: web.AppRunner | None = None
         self._unlisten: Callable[[], None] | None = None
@@ -158,8 +164,10 @@ class GatewayServer:
                 await self._push_devices()
             except Exception as exc:
                 log.warning("could not tell other nodes about departed devices: %s", exc)
+        await self.mcp_http.close()
         await self.openai_api.close()
         await self._tasks.close()
+        await self.fan_out.close_fan_out()
         await close_transports(self.sio)
         await self.sio.shutdown()
         if self._redis is not None:

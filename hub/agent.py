@@ -10,6 +10,9 @@
   have their own bounded channel (see `hub.fanout` for delivery and the overflow policy).
 - A failed run emits `agent_error`; the next turn runs normally. `abort()` stops a session's
   current run, ending its open message; `close()` drains.
+- Every accepted message is saved in its session before its run starts (`hub.accepted`), so a
+  restart answers turns that were waiting; `hold()` keeps runs from starting until
+  `release()` (start-up recovery).
 - Each run is recorded by a `RunRecorder` (`hub.recorder`: seq stamping, persistence before
   announcement) and driven by `hub.runs.drive_run`.
 """
@@ -21,6 +24,7 @@ import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 
+from hub.accepted import AcceptedMessages
 from hub.errors import AgentClosedError, CodedError, InvalidInputError, QueueFullError
 from hub.events import MAIN_SESSION, AgentEvent, ReadItem
 from hub.fanout import Broadcast, Callback, GapCallback
@@ -85,6 +89,9 @@ class AsyncAgent:
         self._idle = asyncio.Event()
         self._idle.set()
         self._broadcast = Broadcast(self.agent_id, read_limit, subscriber_limit)
+        self._opened = asyncio.Event()
+        self._opened.set()
+        self.accepted = AcceptedMessages(self.agent_id, self.sessions, lambda: self._seq)
         self._closed = False
         self._closing: asyncio.Future[int] | None = None
 
@@ -189,11 +196,40 @@ class AsyncAgent:
         self._idle.clear()
         return lane.place(turn, mode or lane.mode, hold).run_id
 
+    def queue_first(self, session_key: str, turns: Sequence[tuple[Turn, str | None]]) -> None:
+        """Queue turns recovered at start-up ahead of what `session_key` has queued, in order.
+        Each comes with the session its message is saved in as accepted, or None to save it
+        now (`hub.recovery`)."""
+        if self._closed:
+            raise AgentClosedError(f"agent {self.agent_id} is closed and takes no more messages")
+        lane = self.lane(session_key)
+        for turn, saved_in in turns:
+            if saved_in is None:
+                self.accepted.record(turn, turn.text, False)
+            else:
+                self.accepted.announce(turn, saved_in, steer=False)
+        self._idle.clear()
+        lane.queue_first([turn for turn, _ in turns])
+
+    def hold(self) -> None:
+        """Start no run until `release()` (writes are still taken and queued)."""
+        self._opened.clear()
+
+    def release(self) -> None:
+        self._opened.set()
+
     def lane(self, session_key: str) -> SessionLane:
         """The run queue of `session_key` (made when it has none)."""
         lane = self._lanes.get(session_key)
         if lane is None:
-            lane = SessionLane(session_key, self._run, self._slots, self._lane_idle)
+            lane = SessionLane(
+                session_key,
+                self._run,
+                self._slots,
+                self._lane_idle,
+                record=self.accepted.record,
+                opened=self._opened,
+            )
             lane.mode = self.sessions.mode(session_key)
             self._lanes[session_key] = lane
         return lane
@@ -341,17 +377,24 @@ class AsyncAgent:
             except TimeoutError:
                 log.warning("agent %s: run still going after %.1fs; aborting", self.agent_id, grace)
         lanes = list(self._lanes.values())
-        dropped = sum(len(lane.drop_queued()) for lane in lanes)
+        dropped = [turn for lane in lanes for turn in lane.drop_queued()]
         if dropped:
-            log.warning("agent %s: %d queued messages never ran", self.agent_id, dropped)
-        for lane in lanes:
-            if lane.current is not None:
-                lane.current.steering.clear()
-                lane.current.abort()
-        await asyncio.gather(*(lane.join() for lane in lanes))
+            log.warning(
+                "agent %s: %d queued messages never ran (saved: the next start answers them)",
+                self.agent_id,
+                len(dropped),
+            )
+        running = [lane.current for lane in lanes if lane.current is not None]
+        for turn in running:
+            turn.steering.clear()
+            turn.abort()
+        self._opened.set()
+        saved = (turn.recorded() for turn in [*dropped, *running])
+        await asyncio.gather(*(lane.join() for lane in lanes), *saved)
+        await self.accepted.close()
         self.sessions.flush()
         await self._broadcast.close(drain)
-        return dropped
+        return len(dropped)
 
     # -- runs -------------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ Priority = Literal["normal", "urgent"]
 Delivery = Literal["turn", "inbox"]
 SESSION_PREFIX = "agent:"
 MAX_TRACKED_RUNS = 10_000
+MAIL_DIR = "mail"
 
 
 class MailError(CodedError):
@@ -127,6 +128,11 @@ class Inbox:
         return [m for m in self.messages.values() if m.id not in self.read]
 
 
+def inbox_path(data_dir: Path, agent_id: str) -> Path:
+    """Where `agent_id`'s inbox is kept (`Inbox(path)` reads it afresh)."""
+    return data_dir / MAIL_DIR / f"{agent_id}.jsonl"
+
+
 class AgentMail:
     """The message broker between one hub's agents. Built before the hub (the agents' tools
     hold it), then `attach`ed to it."""
@@ -141,7 +147,8 @@ class AgentMail:
         reply_timeout: float = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.root = data_dir / "mail"
+        self.data_dir = data_dir
+        self.root = data_dir / MAIL_DIR
         self.delivery = dict(delivery or {})
         self.max_hops = max_hops
         self.per_minute = per_minute
@@ -166,7 +173,7 @@ class AgentMail:
 
     def inbox(self, agent_id: str) -> Inbox:
         if agent_id not in self._inboxes:
-            self._inboxes[agent_id] = Inbox(self.root / f"{agent_id}.jsonl")
+            self._inboxes[agent_id] = Inbox(inbox_path(self.data_dir, agent_id))
         return self._inboxes[agent_id]
 
     def directory(self) -> list[AgentCard]:

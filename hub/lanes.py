@@ -12,6 +12,11 @@ Write modes (`WriteMode`) decide what a message does when its session is busy:
   steering (or the run ends first) it becomes the next turn.
 - `interrupt`: abort the running turn, then answer this message first.
 
+Every message placed is handed to `record` with the turn that carries it, so the agent saves it
+as accepted before that turn runs (a restart answers it if it never started); a run's steering
+it never took is recorded again as the leftover turn's. `opened` holds every run back while it
+is clear (start-up recovery queues its turns first).
+
 Debounce (chat channels): a message placed with `hold=(idle, cap)` waits `idle` seconds for
 another; each one that arrives in time joins the same turn and restarts the wait, but the turn
 starts at the latest `cap` seconds after its first message. A burst becomes one turn.
@@ -30,6 +35,8 @@ from hub.runs import Turn
 log = logging.getLogger("agenthub.agent")
 
 WriteMode = Literal["queue", "collect", "steer", "interrupt"]
+# (the turn carrying a message, its text, whether it was steered into the running turn)
+Record = Callable[[Turn, str, bool], None]
 WRITE_MODES: tuple[WriteMode, ...] = ("queue", "collect", "steer", "interrupt")
 
 
@@ -51,6 +58,9 @@ class SessionLane:
         run: Callable[[Turn], Awaitable[None]],
         slots: asyncio.Semaphore,
         on_idle: Callable[[SessionLane], None],
+        *,
+        record: Record,
+        opened: asyncio.Event,
     ) -> None:
         self.key = key
         self.mode: WriteMode = "queue"
@@ -61,6 +71,8 @@ class SessionLane:
         self._run = run
         self._slots = slots
         self._on_idle = on_idle
+        self._record = record
+        self._opened = opened
         self._worker: asyncio.Task[None] | None = None
         self._nap: asyncio.Future[None] | None = None
 
@@ -71,6 +83,16 @@ class SessionLane:
     def place(self, turn: Turn, mode: WriteMode, hold: tuple[float, float] | None = None) -> Turn:
         """Queue `turn` as `mode` says, debounced by `hold` (idle, cap seconds); returns the
         turn that will carry its text (another one for `collect`, `steer` and a debounce)."""
+        carrier = self._carrier(turn, mode, hold)
+        self._record(carrier, turn.text, carrier is not turn and carrier is self.current)
+        return carrier
+
+    def queue_first(self, turns: list[Turn]) -> None:
+        """Put `turns` (recovered at start-up, recorded already) ahead of the queue, in order."""
+        self.turns.extendleft(reversed(turns))
+        self._start()
+
+    def _carrier(self, turn: Turn, mode: WriteMode, hold: tuple[float, float] | None) -> Turn:
         current = self.current
         if hold is not None and mode in ("queue", "collect"):
             now = asyncio.get_running_loop().time()
@@ -105,6 +127,9 @@ class SessionLane:
         loop = asyncio.get_running_loop()
         try:
             while self.turns:
+                await self._opened.wait()
+                if not self.turns:
+                    break  # dropped by close() while runs were held
                 wait = self.turns[0].ready_at - loop.time()
                 if wait > 0:
                     await self._sleep(loop, wait)
@@ -123,7 +148,9 @@ class SessionLane:
                         self.current = None
                     if turn.steering:
                         # Steering the model never took: answer it as the next turn.
-                        self.turns.appendleft(turn.leftover())
+                        leftover = turn.leftover()
+                        self._record(leftover, leftover.text, False)
+                        self.turns.appendleft(leftover)
         finally:
             self._worker = None
             self._on_idle(self)

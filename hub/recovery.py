@@ -1,9 +1,10 @@
 """Crash recovery: runs that began but never ended are closed at start-up, and answered again
 when that is safe.
 
-`RunJournal` keeps `<data-dir>/runs.jsonl`: a line when a run starts (agent, session key and
-the full origin, including the chat route that events never carry), a line
-per tool call it starts, and a line when it ends. The lines are written as the events happen,
+`RunJournal` keeps `<data-dir>/runs.jsonl`: a line when a message is accepted for a run (where
+its `AcceptedEntry` was saved), a line when a run starts (agent, session key and the full
+origin, including the chat route that events never carry), a line per tool call it starts, and
+a line when it ends. The lines are written as the events happen,
 each with one `write()` (no fsync: a killed process loses nothing the kernel has; the session
 files are the fsynced truth), so a `kill -9` leaves the journal saying which runs were going.
 
@@ -16,6 +17,9 @@ At the next start, `Recovery` takes every run the journal left open and:
    (none, or only tools in `read_only_tools`); otherwise tells the surface it came from that
    the hub restarted before the reply and nothing was re-run.
 Runs the hub started itself (schedules, heartbeats, recoveries) are only closed.
+3. queues again, in the order they were accepted and behind the runs answered again, the turns
+   that were accepted but never started (and steering an interrupted run never took), before
+   any new input: runs are held until recovery is done.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from hub.events import AgentEnd, AgentEvent, AgentStart, ToolExecutionStart
 from hub.origin import ChannelRoute, Origin
+from hub.runs import Accepted
 from hub.wire import WireModel
 
 log = logging.getLogger("agenthub.recovery")
@@ -77,8 +82,19 @@ class _Ended(WireModel):
     run_id: str
 
 
-_Line = Annotated[_Started | _Tool | _Ended, Field(discriminator="op")]
-_LINE: TypeAdapter[_Started | _Tool | _Ended] = TypeAdapter(_Line)
+class AcceptedLine(WireModel):
+    """A message accepted for run `run_id`, saved in session `session_id`."""
+
+    op: Literal["accept"] = "accept"
+    run_id: str
+    agent_id: str
+    session_key: str
+    session_id: str
+    steer: bool = False
+
+
+_Line = Annotated[_Started | _Tool | _Ended | AcceptedLine, Field(discriminator="op")]
+_LINE: TypeAdapter[_Started | _Tool | _Ended | AcceptedLine] = TypeAdapter(_Line)
 
 
 class OpenRun(WireModel):
@@ -90,22 +106,36 @@ class OpenRun(WireModel):
     origin: Origin
     route: ChannelRoute | None = None
     tools: list[str] = Field(default_factory=list)
+    # Messages steered into it (their `AcceptedEntry` is in its session).
+    steered: bool = False
 
     def full_origin(self) -> Origin:
         return self.origin.model_copy(update={"route": self.route})
 
 
+class JournalState(WireModel):
+    """What the journal left open: runs that started and never ended, and messages accepted
+    for runs that never started (oldest first, one line per run)."""
+
+    runs: list[OpenRun] = Field(default_factory=list)
+    waiting: list[AcceptedLine] = Field(default_factory=list)
+
+
 class RunJournal:
-    """`runs.jsonl`: written by a sync subscriber as runs start, call tools and end."""
+    """`runs.jsonl`: written by a sync subscriber as runs start, call tools and end, and by an
+    accept watcher as messages are accepted."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._open: set[str] = set()
+        # Accepted for runs not started yet: kept when the journal is compacted.
+        self._waiting: dict[str, AcceptedLine] = {}
         self._lines = 0
 
-    def load(self) -> list[OpenRun]:
-        """The runs the file leaves open (torn or unreadable lines skipped, warned once)."""
+    def load(self) -> JournalState:
+        """What the file leaves open (torn or unreadable lines skipped, warned once)."""
         open_runs: dict[str, OpenRun] = {}
+        waiting: dict[str, AcceptedLine] = {}
         bad = 0
         for raw in _lines(self.path):
             try:
@@ -113,7 +143,14 @@ class RunJournal:
             except ValidationError:
                 bad += 1
                 continue
-            if isinstance(line, _Started):
+            if isinstance(line, AcceptedLine):
+                if line.run_id in open_runs:
+                    run = open_runs[line.run_id]
+                    open_runs[line.run_id] = run.model_copy(update={"steered": True})
+                else:
+                    waiting.setdefault(line.run_id, line)
+            elif isinstance(line, _Started):
+                waiting.pop(line.run_id, None)
                 open_runs[line.run_id] = OpenRun(
                     **line.model_dump(exclude={"op", "origin"}), origin=line.origin
                 )
@@ -123,13 +160,28 @@ class RunJournal:
                 open_runs.pop(line.run_id, None)
         if bad:
             log.warning("%s: skipped %d unreadable line(s); kept the rest", self.path, bad)
-        return list(open_runs.values())
+        return JournalState(runs=list(open_runs.values()), waiting=list(waiting.values()))
 
     def reset(self) -> None:
-        """Start an empty journal (after recovery handled what the old one left open)."""
+        """Start a journal holding only the messages still waiting (none after recovery
+        loaded the old one: it queues them again, which records them anew)."""
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.close(fd)
         self._lines = 0
+        for line in list(self._waiting.values()):
+            self._append(line)
+
+    def on_accepted(self, accepted: Accepted) -> None:
+        line = AcceptedLine(
+            run_id=accepted.run_id,
+            agent_id=accepted.agent_id,
+            session_key=accepted.session_key,
+            session_id=accepted.session_id,
+            steer=accepted.steer,
+        )
+        if not accepted.steer:
+            self._waiting.setdefault(accepted.run_id, line)
+        self._append(line)
 
     def on_event(self, event: AgentEvent) -> None:
         if isinstance(event, AgentStart):
@@ -143,6 +195,7 @@ class RunJournal:
                 )
             )
             self._open.add(event.run_id)
+            self._waiting.pop(event.run_id, None)
         elif isinstance(event, ToolExecutionStart) and event.run_id in self._open:
             self._append(_Tool(run_id=event.run_id, tool=event.tool_name))
         elif isinstance(event, AgentEnd) and event.run_id in self._open:
@@ -151,7 +204,7 @@ class RunJournal:
             if self._lines > COMPACT_AFTER and not self._open:
                 self.reset()
 
-    def _append(self, line: _Started | _Tool | _Ended) -> None:
+    def _append(self, line: _Started | _Tool | _Ended | AcceptedLine) -> None:
         data = _LINE.dump_json(line) + b"\n"
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -1,24 +1,29 @@
 """The two halves of crash recovery as services (see `hub.recovery` for the whole story).
 
-`Recovery.closing` starts first of all parts: it closes every run the journal left open, then
-starts journaling new runs, before any surface can start one. `Recovery.resuming` starts last,
-once the channels listen: it answers the safe ones again and tells the others' surfaces.
+`Recovery.closing` starts first of all parts: it holds every agent's runs, closes every run the
+journal left open, then starts journaling new runs, before any surface can start one.
+`Recovery.resuming` starts last, once the channels listen: it queues, ahead of anything written
+meanwhile, the safe interrupted runs again, steering they never took and the turns that were
+accepted but never started (in the order they were accepted), tells the other interrupted runs'
+surfaces, and lets the runs go.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hub.agent import AsyncAgent
 from hub.errors import CodedError
 from hub.health import Probe, SubsystemHealth
 from hub.hub import Hub
 from hub.origin import ChannelRoute
-from hub.recovery import OpenRun, RecoveryConfig, RunJournal
-from hub.sessions import MessageEntry, RunEntry, ToolEntry
+from hub.recovery import AcceptedLine, OpenRun, RecoveryConfig, RunJournal
+from hub.runs import Turn, new_run_id
+from hub.sessions import AcceptedEntry, MessageEntry, RunEntry, Session, ToolEntry
 
 log = logging.getLogger("agenthub.recovery")
 
@@ -40,6 +45,13 @@ class _Plan:
     rerun: bool
     replay: bool
     notice: str | None
+    # Messages steered into the run that it never took.
+    leftover: list[AcceptedEntry]
+
+
+# Turns to queue first, per (agent id, session key), each with the session its message is
+# saved in as accepted (None: not saved yet).
+_Queue = dict[tuple[str, str], list[tuple[Turn, str | None]]]
 
 
 class Recovery:
@@ -51,13 +63,19 @@ class Recovery:
         self.closed: list[str] = []
         self.rerun: list[str] = []
         self.told: list[str] = []
+        self.requeued: list[str] = []
         self._plans: list[_Plan] = []
+        self._waiting: list[AcceptedLine] = []
         self._unsubscribe: list[Callable[[], None]] = []
         self.closing = _Closing(self)
         self.resuming = _Resuming(self)
 
     async def close_interrupted(self) -> None:
-        for run in await asyncio.to_thread(self.journal.load):
+        for agent in self.hub.agents.values():
+            agent.hold()
+        state = await asyncio.to_thread(self.journal.load)
+        self._waiting = state.waiting
+        for run in state.runs:
             try:
                 plan = await self._close(run)
             except (OSError, CodedError) as exc:
@@ -68,6 +86,7 @@ class Recovery:
         await asyncio.to_thread(self.journal.reset)
         for agent in self.hub.agents.values():
             self._unsubscribe.append(agent.subscribe(self.journal.on_event, name="recovery"))
+            self._unsubscribe.append(agent.accepted.watch(self.journal.on_accepted))
 
     def stop(self) -> None:
         for unsubscribe in self._unsubscribe:
@@ -112,29 +131,85 @@ class Recovery:
             "answering again" if rerun else "closed" if not by_person else "told the user",
         )
         notice = None if rerun or not by_person else note
-        return _Plan(run, rerun=rerun, replay=asked is not None, notice=notice)
+        return _Plan(
+            run,
+            rerun=rerun,
+            replay=asked is not None,
+            notice=notice,
+            leftover=_steering_left(run, mine) if run.steered else [],
+        )
 
     def resume(self) -> None:
+        """Queue what recovery found ahead of new input, tell the told, then let runs go."""
         plans, self._plans = self._plans, []
-        for plan in plans:
-            run = plan.run
-            if plan.rerun:
-                assert plan.replay
-                origin = run.full_origin().model_copy(
-                    update={"source": "recovery", "replay_of": run.run_id}
-                )
-                text = self._question(run)
+        queue: _Queue = {}
+        try:
+            for plan in plans:
+                self._resume_run(plan, queue)
+            for line in self._waiting:
+                self._requeue(line, queue)
+            for (agent_id, key), turns in queue.items():
                 try:
-                    self.hub.submit(run.agent_id, text, origin, session_key=run.session_key)
+                    self.hub.agent(agent_id).queue_first(key, turns)
                 except CodedError as exc:
-                    log.error("could not answer run %s again (%s)", run.run_id, exc.message)
-                    continue
-                self.rerun.append(run.run_id)
-            elif plan.notice is not None:
-                self.told.append(run.run_id)
-                if run.route is not None and self.deliver is not None:
-                    self.deliver(run.route, plan.notice)
-                # Desktop and web clients see the note in the session.
+                    log.error("could not queue recovered turns in %s (%s)", key, exc.message)
+        finally:
+            self._waiting = []
+            for agent in self.hub.agents.values():
+                agent.release()
+
+    def _resume_run(self, plan: _Plan, queue: _Queue) -> None:
+        run = plan.run
+        turns = queue.setdefault((run.agent_id, run.session_key), [])
+        if plan.rerun:
+            assert plan.replay
+            origin = run.full_origin().model_copy(
+                update={"source": "recovery", "replay_of": run.run_id}
+            )
+            turns.append((Turn(new_run_id(), self._question(run), origin, run.session_key), None))
+            self.rerun.append(run.run_id)
+        elif plan.notice is not None:
+            self.told.append(run.run_id)
+            if run.route is not None and self.deliver is not None:
+                self.deliver(run.route, plan.notice)
+            # Desktop and web clients see the note in the session.
+        if plan.leftover:
+            text = "\n\n".join(entry.text for entry in plan.leftover)
+            origin = plan.leftover[0].full_origin()
+            turns.append((Turn(new_run_id(), text, origin, run.session_key), None))
+
+    def _requeue(self, line: AcceptedLine, queue: _Queue) -> None:
+        """Queue again a turn accepted before the restart whose run never started."""
+        agent = self.hub.agents.get(line.agent_id)
+        if agent is None:
+            log.warning("waiting message for run %s: agent %s is gone", line.run_id, line.agent_id)
+            return
+        session = _saved_in(agent, line)
+        if session is None:
+            return
+        pieces = [
+            e
+            for e in session.entries
+            if isinstance(e, AcceptedEntry) and e.run_id == line.run_id and not e.steer
+        ]
+        started = any(
+            isinstance(e, MessageEntry | ToolEntry | RunEntry) and e.run_id == line.run_id
+            for e in [*session.entries, *agent.sessions.current(line.session_key).entries]
+        )
+        if started or not pieces:
+            if not pieces:
+                log.warning("waiting message for run %s was not saved; not answered", line.run_id)
+            return
+        text = "\n\n".join(piece.text for piece in pieces)
+        turn = Turn(line.run_id, text, pieces[0].full_origin(), line.session_key)
+        queue.setdefault((line.agent_id, line.session_key), []).append((turn, line.session_id))
+        self.requeued.append(line.run_id)
+        log.warning(
+            "run %s of %s/%s was waiting when the hub stopped: answering it now",
+            line.run_id,
+            line.agent_id,
+            line.session_key,
+        )
 
     def _question(self, run: OpenRun) -> str:
         session = self.hub.agent(run.agent_id).sessions.current(run.session_key)
@@ -150,9 +225,27 @@ class Recovery:
     def probe(self) -> SubsystemHealth:
         detail = (
             f"{len(self.closed)} interrupted run(s) closed at start-up, "
-            f"{len(self.rerun)} answered again, {len(self.told)} told"
+            f"{len(self.rerun)} answered again, {len(self.told)} told; "
+            f"{len(self.requeued)} waiting message(s) queued again"
         )
         return SubsystemHealth(name="recovery", status="ok", detail=detail)
+
+
+def _steering_left(run: OpenRun, mine: Sequence[object]) -> list[AcceptedEntry]:
+    """The messages steered into `run` that it never recorded (it takes them in order)."""
+    steered = [e for e in mine if isinstance(e, AcceptedEntry) and e.steer]
+    said = [e for e in mine if isinstance(e, MessageEntry) and e.role == "user"]
+    # A replay records no question of its own; any other run's first user message is it.
+    taken = len(said) if run.origin.replay_of else max(0, len(said) - 1)
+    return steered[taken:]
+
+
+def _saved_in(agent: AsyncAgent, line: AcceptedLine) -> Session | None:
+    try:
+        return agent.sessions.open(line.session_key, line.session_id)
+    except (KeyError, OSError, ValueError) as exc:
+        log.warning("waiting message for run %s: its session is unreadable (%s)", line.run_id, exc)
+        return None
 
 
 class _Closing:

@@ -37,6 +37,17 @@ def new_run_id() -> str:
     return f"r-{secrets.token_hex(6)}"
 
 
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A message accepted for run `run_id`, saved in session `session_id` of `session_key`."""
+
+    agent_id: str
+    session_key: str
+    session_id: str
+    run_id: str
+    steer: bool
+
+
 @dataclass(slots=True)
 class Turn:
     """A written message waiting for, or being answered by, a run."""
@@ -57,6 +68,8 @@ class Turn:
     # recorded yet.
     steering: list[str] = field(default_factory=list)
     steered: list[str] = field(default_factory=list)
+    # Saving the accepted entries of the messages this turn carries (`hub.lanes`).
+    recording: list[asyncio.Task[None]] = field(default_factory=list)
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def abort(self) -> bool:
@@ -73,6 +86,11 @@ class Turn:
         text, self.steering = "\n\n".join(self.steering), []
         return Turn(new_run_id(), text, self.origin, self.session_key)
 
+    async def recorded(self) -> None:
+        """Wait until this turn's messages are saved as accepted (they precede its run)."""
+        if self.recording:
+            await asyncio.wait(self.recording)
+
     def take_steering(self) -> list[str]:
         taken, self.steering = self.steering, []
         self.steered.extend(taken)
@@ -83,6 +101,7 @@ async def drive_run(
     turn: Turn, recorder: RunRecorder, model: Model, compactor: Compactor | None
 ) -> RunOutcome:
     """Run `turn` to its end; never raises (a failure becomes the run's `agent_error`)."""
+    await turn.recorded()
     recorder.start(turn.origin)
     session = recorder.session
     outcome: BaseException | None

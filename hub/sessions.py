@@ -1,8 +1,9 @@
 """Sessions persisted as JSONL: `<data-dir>/sessions/<agentId>/<sessionId>.jsonl`.
 
 The first line is a `SessionHeader`; then one entry per message, tool call, compaction and
-finished run. Each append is written whole and fsynced before `append` returns. A crash can tear
-only the line being written: on load a torn (unterminated) or unparsable line is skipped with a
+finished run, and one per message accepted for a run (so a restart can answer it). Each append
+is written whole and fsynced before `append` returns. A crash can tear only the line being
+written: on load a torn (unterminated) or unparsable line is skipped with a
 warning, and the next append first cuts a torn tail off so it never glues onto a good entry.
 Loading never modifies the file, so a reader (e.g. `agenthub ctl`) is safe beside the writer.
 
@@ -23,6 +24,7 @@ from pydantic import Field, JsonValue, TypeAdapter, ValidationError
 
 from hub.events import Role, RunStatus, now_ms
 from hub.jsonl_files import append_line, create_file, fsync_dir, make_private_dir
+from hub.origin import ChannelRoute, Origin
 from hub.wire import WireModel
 
 log = logging.getLogger("agenthub.sessions")
@@ -114,8 +116,29 @@ class RunEntry(WireModel):
     ts: int = Field(default_factory=now_ms)
 
 
+class AcceptedEntry(WireModel):
+    """A message `write` accepted for run `run_id` (its returned id), saved when accepted, so
+    a restart answers it if that run never started (`hub.recovery`). Pieces merged into one
+    turn share its `run_id`; `steer` ones were handed to the running run `run_id`. It has no
+    event of its own: `seq` is the agent's last seq when it was accepted."""
+
+    type: Literal["accepted"] = "accepted"
+    id: str
+    run_id: str
+    seq: int
+    text: str
+    origin: Origin
+    route: ChannelRoute | None = None
+    steer: bool = False
+    ts: int = Field(default_factory=now_ms)
+
+    def full_origin(self) -> Origin:
+        return self.origin.model_copy(update={"route": self.route})
+
+
 SessionEntry = Annotated[
-    MessageEntry | ToolEntry | CompactionEntry | RunEntry, Field(discriminator="type")
+    MessageEntry | ToolEntry | CompactionEntry | RunEntry | AcceptedEntry,
+    Field(discriminator="type"),
 ]
 HistoryEntry = MessageEntry | ToolEntry
 _ENTRY: TypeAdapter[SessionEntry] = TypeAdapter(SessionEntry)
@@ -174,7 +197,8 @@ class Session:
     def resume_seq(self) -> int:
         """The seq an agent continues from: `last_seq` when the last run ended cleanly (or
         nothing ran), else `last_seq + UNCLEAN_SEQ_GAP`, past any seq emitted but not saved."""
-        clean = not self.entries or isinstance(self.entries[-1], RunEntry)
+        last = next((e for e in reversed(self.entries) if not isinstance(e, AcceptedEntry)), None)
+        clean = last is None or isinstance(last, RunEntry)
         return self.last_seq if clean else self.last_seq + UNCLEAN_SEQ_GAP
 
     async def append(self, entry: SessionEntry) -> None:

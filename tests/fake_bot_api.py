@@ -51,6 +51,20 @@ ALLOWED_TAGS = {
 }  # fmt: skip
 LIMIT = 4096
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# The rights a getChatMember answer for an administrator carries.
+ADMIN_RIGHTS = (
+    "be_edited",
+    "manage_chat",
+    "delete_messages",
+    "manage_video_chats",
+    "restrict_members",
+    "promote_members",
+    "change_info",
+    "invite_users",
+    "post_stories",
+    "edit_stories",
+    "delete_stories",
+)
 
 
 def utf16_len(text: str) -> int:
@@ -110,6 +124,8 @@ class StoredMessage:
     parse_mode: str | None
     reply_to: int | None
     at: float
+    # The forum topic it was sent in (`message_thread_id`), if any.
+    thread_id: int | None = None
 
 
 @dataclass
@@ -177,6 +193,8 @@ class FakeBotApi:
         self.webhook_secret = ""
         self.webhook_statuses: list[int] = []
         self.commands: list[JsonValue] = []
+        # chat_id -> user ids that getChatMember reports as administrators.
+        self.admins: dict[int, set[int]] = {}
         self._rng = random.Random(seed)
         self._updates: list[dict[str, JsonValue]] = []
         self._next_update = 1
@@ -238,9 +256,10 @@ class FakeBotApi:
         username: str = "alice",
         reply_to: int | None = None,
         update_id: int | None = None,
+        thread_id: int | None = None,
     ) -> int:
         """A user writes `text`; returns its message id. Commands and @mentions get entities
-        as Telegram would create them."""
+        as Telegram would create them. `thread_id`: a forum topic of a supergroup."""
         chat = self.chat(chat_id, chat_type)
         message_id = chat.next_id
         chat.next_id += 1
@@ -263,6 +282,10 @@ class FakeBotApi:
         entities = _entities(text)
         if entities:
             message["entities"] = entities
+        if thread_id is not None:
+            message["message_thread_id"] = thread_id
+            message["is_topic_message"] = True
+            chat_json["is_forum"] = True
         if reply_to is not None:
             original = chat.messages[reply_to]
             message["reply_to_message"] = self._message_json(original, chat)
@@ -435,6 +458,20 @@ class FakeBotApi:
         self.commands = json.loads(params.get("commands", "[]"))
         return True
 
+    async def _m_getChatMember(
+        self, params: dict[str, str], request: web.Request
+    ) -> JsonValue | web.StreamResponse:
+        """`administrator` for the ids in `admins[chat_id]`, else `member`."""
+        fault = self._next_fault("getChatMember")
+        if fault is not None and fault != "parse":
+            return await self._fail(request, fault, landed=False)
+        chat_id, user_id = int(params["chat_id"]), int(params["user_id"])
+        user: dict[str, JsonValue] = {"id": user_id, "is_bot": False, "first_name": "User"}
+        if user_id in self.admins.get(chat_id, set()):
+            rights: dict[str, JsonValue] = {f"can_{right}": True for right in ADMIN_RIGHTS}
+            return {"status": "administrator", "user": user, "is_anonymous": False, **rights}
+        return {"status": "member", "user": user}
+
     async def _m_sendChatAction(
         self, params: dict[str, str], request: web.Request
     ) -> JsonValue | web.StreamResponse:
@@ -514,6 +551,8 @@ class FakeBotApi:
             chat_id, chat.next_id, True, shown, text, parse_mode, reply_to, time.monotonic()
         )
         chat.next_id += 1
+        if params.get("message_thread_id"):
+            message.thread_id = int(params["message_thread_id"])
         chat.messages[message.message_id] = message
         self.bot_messages.append(message)
         if "reply_markup" in params:

@@ -8,10 +8,13 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+from engineio.packet import MESSAGE, Packet
 from pydantic import BaseModel, JsonValue
 
+from gateway import relay
 from gateway.link_connection import STREAM_WINDOW, GatewayConnection
 from gateway.protocol import StreamFrame, StreamPayload
+from gateway.sio import LanedClient, StreamPacket, _LanedQueue
 from tests.test_gateway_support import (
     GATEWAY_TOKEN,
     connect_client,
@@ -75,19 +78,25 @@ async def test_only_hubs_may_address_every_client(data_dir: Path) -> None:
         await client.close()
 
 
-class _SilentGateway:
+class _SilentGateway(LanedClient):
     """Stands in for the Socket.IO client of a gateway that never acknowledges."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.sent: list[dict[str, object]] = []
         self.acks: list[Callable[..., object]] = []
+        self.streams: list[dict[str, object]] = []
 
-    async def emit(
-        self, event: str, data: dict[str, object], callback: Callable[..., object] | None = None
-    ) -> None:
+    async def emit(self, event: str, data: dict[str, object]) -> None:
         self.sent.append(data)
-        if callback is not None:
-            self.acks.append(callback)
+
+    async def emit_stream(
+        self, event: str, data: object, callback: Callable[..., object] | None = None
+    ) -> None:
+        assert isinstance(data, dict) and callback is not None
+        self.sent.append(data)
+        self.streams.append(data)
+        self.acks.append(callback)
 
 
 async def test_answers_never_wait_behind_unacknowledged_stream_frames() -> None:
@@ -114,6 +123,32 @@ async def test_answers_never_wait_behind_unacknowledged_stream_frames() -> None:
     assert not held.done()  # the window is full: the stream waits for an ack
     assert await connection.emit(frame("response", 100), answer=True)
     assert [d["id"] for d in gateway.sent][-1:] == ["f100"]  # the answer went out at once
+    assert "f100" not in [d["id"] for d in gateway.streams]  # ahead of queued stream frames
     gateway.acks.pop(0)()
     assert await held
     assert [d["id"] for d in gateway.sent][-1:] == ["f99"]
+
+
+def _data(item: object) -> object:
+    return item.data if isinstance(item, Packet) else item
+
+
+async def test_every_packet_overtakes_queued_stream_packets_and_each_lane_keeps_order() -> None:
+    queue = _LanedQueue()
+    for name in ("s1", "s2"):
+        queue.put_nowait(StreamPacket(MESSAGE, name))
+    queue.put_nowait(Packet(MESSAGE, "a1"))
+    queue.put_nowait(StreamPacket(MESSAGE, "s3"))
+    queue.put_nowait(Packet(MESSAGE, "a2"))
+    assert [_data(queue.get_nowait()) for _ in range(3)] == ["a1", "a2", "s1"]
+    queue.put_nowait(Packet(MESSAGE, "a3"))
+    queue.put_nowait(None)  # the writer's stop mark: queued stream packets are not waited for
+    assert [_data(queue.get_nowait()) for _ in range(queue.qsize())] == ["a3", None, "s2", "s3"]
+
+
+def test_only_stream_frames_take_the_back_lane() -> None:
+    assert relay.is_stream("receive", {"action": "stream", "payload": {}})
+    for data in ({"action": "response"}, {"action": "message"}, {"action": "request"}):
+        assert not relay.is_stream("receive", data)
+    assert not relay.is_stream("send_error", {"code": "RATE_LIMITED"})
+    assert not relay.is_stream("devices", {"devices": []})

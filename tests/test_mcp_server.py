@@ -58,7 +58,7 @@ def data_of(result: CallToolResult) -> Any:
 async def test_tools_list_message_and_read_back(env: dict[str, str]) -> None:
     async with mcp_session(env) as mcp:
         tools = {t.name for t in (await mcp.list_tools()).tools}
-        assert tools == {"list_agents", "send_message", "read_history", "list_sessions"}
+        assert tools == {"list_agents", "send_message", "read_history", "list_sessions", "inbox"}
 
         agents = data_of(await mcp.call_tool("list_agents", {}))
         assert [a["agent_id"] for a in agents] == ["main"]
@@ -76,6 +76,7 @@ async def test_tools_list_message_and_read_back(env: dict[str, str]) -> None:
         ]
         main = data_of(await mcp.call_tool("read_history", {"agent": "main", "session": "main"}))
         assert main == []
+        assert data_of(await mcp.call_tool("inbox", {"agent": "main"})) == []
 
 
 async def test_list_sessions_names_the_hosts_session(env: dict[str, str]) -> None:
@@ -91,6 +92,8 @@ async def test_bad_input_and_withheld_agents_are_clear_tool_errors(env: dict[str
         cases: list[tuple[str, dict[str, Any], str]] = [
             ("send_message", {"agent": "nobody", "text": "x"}, "not available to this MCP"),
             ("read_history", {"agent": "nobody"}, "not available to this MCP"),
+            ("inbox", {"agent": "nobody"}, "not available to this MCP"),
+            ("inbox", {"agent": "main", "limit": 0}, "limit"),
             ("send_message", {"agent": "main", "text": "   "}, "empty"),
             ("send_message", {"agent": "main", "text": "x", "session": "a b"}, "session key"),
             ("send_message", {"agent": "main"}, "text"),

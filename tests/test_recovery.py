@@ -14,7 +14,7 @@ from hub.echo import EchoModel
 from hub.events import AgentEvent, AgentStart
 from hub.hub import Hub
 from hub.origin import ChannelRoute, Origin
-from hub.recovery import RecoveryConfig, RunJournal
+from hub.recovery import JournalState, RecoveryConfig, RunJournal
 from hub.recovery_service import LOST_NOTE, RERUN_NOTE, Recovery
 from hub.sessions import MessageEntry, RunEntry, SessionStore, ToolEntry, new_entry_id
 from tests.telegram_rig import until
@@ -164,7 +164,7 @@ async def test_a_safe_run_is_closed_then_answered_again(data_dir: Path) -> None:
     seqs = [e.seq for e in entries]
     assert seqs == sorted(seqs) and seqs[1] > 10
     # The journal starts over, holding only the new run (started and ended).
-    assert RunJournal(data_dir / "runs.jsonl").load() == []
+    assert RunJournal(data_dir / "runs.jsonl").load() == JournalState()
 
 
 async def test_a_run_with_side_effects_is_told_not_rerun(
@@ -250,6 +250,7 @@ async def test_the_journal_follows_live_runs(data_dir: Path, recover: Recovered)
     recover.hub.submit("main", "hello", route_origin)
     await recover.hub.default_agent.wait_idle()
     lines = [json.loads(line) for line in (data_dir / "runs.jsonl").read_bytes().splitlines()]
-    assert [line["op"] for line in lines] == ["start", "end"]
-    assert lines[0]["route"]["chatId"] == "900"  # the route events never carry
+    assert [line["op"] for line in lines] == ["accept", "start", "end"]
+    assert lines[0]["sessionKey"] == lines[1]["sessionKey"]
+    assert lines[1]["route"]["chatId"] == "900"  # the route events never carry
     assert (data_dir / "runs.jsonl").stat().st_mode & 0o777 == 0o600

@@ -189,7 +189,8 @@ async def test_dm_policies(
 
 async def test_group_answers_only_mentions_and_replies(data_dir: Path) -> None:
     group = -100555
-    async with telegram_rig(data_dir, ScriptedModel()) as rig:
+    # Without recent-context lines, so the echoed turns are exactly what was addressed.
+    async with telegram_rig(data_dir, ScriptedModel(), group_context_messages=0) as rig:
         await rig.api.user_says(
             "chatting among ourselves", chat_id=group, user_id=7, chat_type="supergroup"
         )

@@ -61,6 +61,10 @@ class TelegramConfig(BaseModel):
     # long runs of failures (each try waits its backoff, up to `backoff_max`).
     live_attempts: int = Field(default=12, ge=1, le=50)
     # Reactions on the user's message: when the run starts, and when its reply is final.
+    # Group messages the bot saw but did not answer, given to the model when it is next
+    # addressed there (`groups.py`): at most this many, within this many characters.
+    group_context_messages: int = Field(default=20, ge=0, le=200)
+    group_context_chars: int = Field(default=4000, ge=0, le=50_000)
     ack_reaction: str | None = "👀"
     done_reaction: str | None = "👍"
 

@@ -1,8 +1,10 @@
 """Reading an incoming Telegram update: is it for us, who wrote it, is it a command.
 
-Private chats are always addressed to the bot. In groups the bot answers only when
-mentioned (`@botname`, stripped from the text) or when the message replies to one of the
-bot's messages; a command in a group must name the bot (`/new@botname`) or reply to it.
+Private chats are always addressed to the bot. In groups a message is addressed to it when
+it mentions the bot (`@botname`, stripped from the text) or replies to one of the bot's
+messages; a command in a group must name the bot (`/new@botname`) or reply to it. Other
+group text comes back marked `addressed=False` (the group's activation and recent context
+decide what happens to it); other group commands and files are ignored.
 Entity offsets are UTF-16 code units, as Telegram counts them; offsets that are out of range
 or split a character never raise.
 """
@@ -31,6 +33,8 @@ class Inbound:
     document: DocumentRef | None = None
     # A kind of media the bot does not read (photo, voice…): the user is told.
     unread: str | None = None
+    # False for a group's text message the bot was not asked about (`groups.py` decides).
+    addressed: bool = True
 
 
 def _span16(text: str, offset: int, length: int) -> tuple[bytes, int, int]:
@@ -124,8 +128,8 @@ def parse_message(update: Update, bot_id: int, bot_username: str) -> Inbound | N
                 text = _cut16(text, entity.offset, entity.length)
             elif name:
                 unknown = name[:64]
-    if not addressed:
-        return None
+    if not addressed and (command is not None or unknown is not None or message.text is None):
+        return None  # a group's command or file for nobody in particular
     text = text.strip()
     if not text and command is None and unknown is None and document is None and unread is None:
         return None
@@ -141,4 +145,5 @@ def parse_message(update: Update, bot_id: int, bot_username: str) -> Inbound | N
         unknown_command=unknown if command is None else None,
         document=document,
         unread=unread,
+        addressed=addressed,
     )

@@ -22,6 +22,7 @@ from channels.telegram.config import TelegramConfig
 from channels.telegram.connection import BotConnection, TelegramStartError, build_application
 from channels.telegram.delivery import deliver, show_typing
 from channels.telegram.formatting import measure
+from channels.telegram.groups import GroupActivations, GroupContext, GroupGate
 from channels.telegram.health import telegram_health
 from channels.telegram.live import TelegramLive
 from channels.telegram.policy import CHANNEL, AccessPolicy
@@ -51,8 +52,13 @@ class TelegramPlugin:
         self.access = access
         self.policy = AccessPolicy(config.dm_policy, config.allowed_users, access)
         self.limiter = RateLimiter(config.rate_limits)
+        # Group settings live next to the access records, in the data directory.
+        self.groups = GroupGate(
+            GroupActivations(access.path.parent / "telegram-groups.json"),
+            GroupContext(config.group_context_messages, config.group_context_chars),
+        )
         self.receiver = UpdateReceiver(
-            self.policy, self._identity, self._note_message, self._current_bot
+            self.policy, self._identity, self._note_message, self._current_bot, self.groups
         )
         self._connection: BotConnection | None = None
         self._sender: ReliableSender | None = None

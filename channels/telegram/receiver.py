@@ -1,7 +1,8 @@
 """From a Telegram update to a `ChannelMessage` for the manager, or to nothing.
 
 Updates are deduplicated by `update_id` (the last `DEDUPE_SIZE`), parsed (`inbound.py`),
-checked against the DM policy (`policy.py`), and only then handed on. A stranger in a
+checked against the DM policy (`policy.py`), passed through the group gate (`groups.py`:
+activation and recent context), and only then handed on. A stranger in a
 private chat gets a pairing code; the owner's decision is announced to them. An update that
 cannot be read or handled is logged once, one line, and counted as skipped: it never stops
 the updates behind it.
@@ -21,6 +22,7 @@ from telegram import Bot, Update
 from channels.base import ChannelMessage, InboundCallback
 from channels.error_text import coded_error_text
 from channels.telegram import buttons
+from channels.telegram.groups import GroupGate
 from channels.telegram.inbound import Inbound, parse_message
 from channels.telegram.media import UNREAD_KINDS, MediaRefused, document_text
 from channels.telegram.policy import CHANNEL, AccessPolicy, Allowed, NeedsPairing
@@ -49,8 +51,10 @@ class UpdateReceiver:
         identity: BotIdentity,
         note: NoteMessage,
         bot: Callable[[], Bot | None],
+        groups: GroupGate | None = None,
     ) -> None:
         self.policy = policy
+        self._groups = groups
         self._identity = identity
         self._bot = bot
         self._note = note
@@ -123,9 +127,20 @@ class UpdateReceiver:
                     self._notify(route_of(inbound), verdict.reason)
                 return
         elif not self.policy.is_allowed(inbound.user_id):
-            log.info("telegram: group message from unauthorised user %s ignored", inbound.user_id)
+            if inbound.addressed:
+                log.info(
+                    "telegram: group message from unauthorised user %s ignored", inbound.user_id
+                )
             return
-        text = inbound.text
+        text: str | None = inbound.text
+        if not inbound.private and self._groups is not None:
+            bot = self._bot()
+            if inbound.command == "activation" and bot is not None:
+                self._notify(route_of(inbound), await self._groups.activation(bot, inbound))
+                return
+            text = self._groups.admit(inbound)
+        if text is None:
+            return
         if inbound.unread is not None:
             if UNREAD_KINDS[inbound.unread]:
                 self._notify(route_of(inbound), UNREAD_KINDS[inbound.unread])

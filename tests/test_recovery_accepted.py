@@ -1,0 +1,216 @@
+"""Accepted turns survive a stop: every message `write` took is saved in its session before its
+run starts, and the next start queues the ones that never started, in order, ahead of new
+input; steering an interrupted run never took is answered too."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from hub.echo import EchoModel
+from hub.events import AgentEnd, AgentEvent, AgentStart
+from hub.hub import Hub
+from hub.model import ModelPart, ModelTurn, TextDelta
+from hub.origin import Origin
+from hub.recovery_service import Recovery
+from hub.sessions import AcceptedEntry, MessageEntry, SessionStore, new_entry_id
+from tests.test_recovery import ROUTE, Recovered, crashed, journal_line
+
+DESK = Origin(surface="desktop")
+
+
+@pytest.fixture
+async def recover(data_dir: Path) -> AsyncIterator[Recovered]:
+    state = Recovered(data_dir)
+    yield state
+    await state.close()
+
+
+class Stuck:
+    """Answers nothing until the process ends: the first turn holds the session."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return "stuck"
+
+    async def stream(self, turn: ModelTurn) -> AsyncGenerator[ModelPart, None]:
+        self.started.set()
+        yield TextDelta("working")
+        await asyncio.Event().wait()
+
+
+async def started_hub(data_dir: Path, model: object) -> tuple[Hub, Recovery, list[AgentEvent]]:
+    hub = Hub(data_dir, lambda: model)  # type: ignore[arg-type,return-value]
+    recovery = Recovery(hub, data_dir / "runs.jsonl")
+    events: list[AgentEvent] = []
+    hub.default_agent.subscribe(events.append)
+    await recovery.closing.start()
+    return hub, recovery, events
+
+
+async def test_turns_waiting_at_a_stop_are_answered_at_the_next_start(data_dir: Path) -> None:
+    stuck = Stuck()
+    hub, recovery, _ = await started_hub(data_dir, stuck)
+    await recovery.resuming.start()
+    hub.submit("main", "one", DESK)
+    await stuck.started.wait()
+    waiting = [hub.submit("main", text, DESK) for text in ("two", "three")]
+    assert await hub.default_agent.close() == 2
+    saved = [e for e in hub.default_agent.session.entries if isinstance(e, AcceptedEntry)]
+    assert [(e.text, e.run_id) for e in saved[1:]] == list(
+        zip(("two", "three"), waiting, strict=True)
+    )
+    await recovery.closing.stop()
+    await hub.close()
+
+    again, recovery, events = await started_hub(data_dir, EchoModel())
+    # Written after the restart but before recovery let runs go: answered after the others.
+    later = again.submit("main", "four", DESK)
+    await recovery.resuming.start()
+    await again.default_agent.wait_idle()
+    starts = [e.run_id for e in events if isinstance(e, AgentStart)]
+    assert starts == [*waiting, later]
+    assert recovery.requeued == waiting
+    said = [
+        (e.role, e.text)
+        for e in again.default_agent.session.entries
+        if isinstance(e, MessageEntry) and e.run_id in starts
+    ]
+    assert said == [(role, t) for t in ("two", "three", "four") for role in ("user", "assistant")]
+    await recovery.closing.stop()
+    await again.close()
+
+    # Answered once: a third start finds nothing waiting.
+    third, recovery, events = await started_hub(data_dir, EchoModel())
+    await recovery.resuming.start()
+    await third.default_agent.wait_idle()
+    assert recovery.requeued == [] and not events
+    await recovery.closing.stop()
+    await third.close()
+
+
+async def test_a_collected_burst_comes_back_as_one_turn(data_dir: Path) -> None:
+    stuck = Stuck()
+    hub, recovery, _ = await started_hub(data_dir, stuck)
+    await recovery.resuming.start()
+    hub.submit("main", "one", DESK)
+    await stuck.started.wait()
+    burst = {hub.submit("main", text, DESK, mode="collect") for text in ("a", "b")}
+    await hub.close()
+    await recovery.closing.stop()
+
+    again, recovery, _ = await started_hub(data_dir, EchoModel())
+    await recovery.resuming.start()
+    await again.default_agent.wait_idle()
+    ((run_id, text),) = [
+        (e.run_id, e.text)
+        for e in again.default_agent.session.entries
+        if isinstance(e, MessageEntry) and e.role == "user" and e.text != "one"
+    ]
+    assert {run_id} == burst and text == "a\n\nb"
+    await recovery.closing.stop()
+    await again.close()
+
+
+async def steered_crash(data_dir: Path) -> None:
+    """Run r-crashed took one of two steered messages before the crash."""
+    await crashed(data_dir)
+    session = SessionStore(data_dir).current("main")
+    for text in ("make it cheap", "and fast"):
+        await session.append(
+            AcceptedEntry(
+                id=new_entry_id("a"),
+                run_id="r-crashed",
+                seq=11,
+                text=text,
+                origin=Origin(surface="channel", route=ROUTE),
+                route=ROUTE,
+                steer=True,
+            )
+        )
+    await session.append(
+        MessageEntry(
+            id=new_entry_id("m"), run_id="r-crashed", seq=12, role="user", text="make it cheap"
+        )
+    )
+    with (data_dir / "runs.jsonl").open("ab") as handle:
+        for _ in range(2):
+            handle.write(
+                journal_line(
+                    "accept",
+                    runId="r-crashed",
+                    agentId="main",
+                    sessionKey="main",
+                    sessionId=session.session_id,
+                    steer=True,
+                )
+            )
+
+
+async def test_steering_the_interrupted_run_never_took_is_answered_after_it(
+    data_dir: Path, recover: Recovered
+) -> None:
+    await steered_crash(data_dir)
+    await recover.run()
+    texts = [e.origin.replay_of for e in recover.starts]
+    assert texts == ["r-crashed", None]
+    leftover = recover.starts[1]
+    assert leftover.origin.route == ROUTE  # answered in the chat it came from
+    answers = [
+        e.text
+        for e in recover.entries
+        if isinstance(e, MessageEntry) and e.run_id == leftover.run_id
+    ]
+    assert answers == ["and fast", "and fast"]  # the user's message, then the echo
+
+
+async def test_a_waiting_message_that_was_never_saved_is_reported(
+    data_dir: Path, recover: Recovered, caplog: pytest.LogCaptureFixture
+) -> None:
+    session = SessionStore(data_dir).create("main", session_key="main")
+    lines = [
+        journal_line(
+            "accept",
+            runId="r-lost",
+            agentId="main",
+            sessionKey="main",
+            sessionId=session.session_id,
+        ),
+        journal_line(
+            "accept", runId="r-gone", agentId="main", sessionKey="main", sessionId="no-such-file"
+        ),
+        journal_line(
+            "accept", runId="r-x", agentId="nobody", sessionKey="main", sessionId=session.session_id
+        ),
+    ]
+    (data_dir / "runs.jsonl").write_bytes(b"".join(lines))
+    with caplog.at_level(logging.WARNING, logger="agenthub.recovery"):
+        await recover.run()
+    assert recover.starts == [] and recover.recovery.requeued == []
+    warnings = " | ".join(r.getMessage() for r in caplog.records)
+    assert "r-lost was not saved" in warnings
+    assert "r-gone: its session is unreadable" in warnings
+    assert "agent nobody is gone" in warnings
+
+
+async def test_the_journal_keeps_waiting_messages_when_it_starts_over(data_dir: Path) -> None:
+    stuck = Stuck()
+    hub, recovery, events = await started_hub(data_dir, stuck)
+    await recovery.resuming.start()
+    hub.submit("main", "one", DESK)
+    await stuck.started.wait()
+    waiting = hub.submit("main", "two", DESK)
+    recovery.journal.reset()  # as compaction does
+    lines = [json.loads(line) for line in (data_dir / "runs.jsonl").read_bytes().splitlines()]
+    assert [(line["op"], line["runId"]) for line in lines] == [("accept", waiting)]
+    assert not any(isinstance(e, AgentEnd) for e in events)
+    await hub.close()
+    await recovery.closing.stop()
