@@ -334,6 +334,7 @@ def _add_telegram(runtime: Runtime, hub: Hub) -> None:
             dm_policy=settings.telegram_dm_policy,
             allowed_users=settings.telegram_allowed_users,
             streaming=settings.telegram_streaming,
+            send_retry_seconds=settings.telegram_send_retry_seconds,
             webhook_url=settings.telegram_webhook_url,
             webhook_secret=settings.telegram_webhook_secret,
             **(

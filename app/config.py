@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         default="edit",
         validation_alias=AliasChoices("TELEGRAM_STREAMING", "telegram_streaming"),
     )
+    telegram_send_retry_seconds: float = Field(
+        default=900.0,
+        ge=0,
+        validation_alias=AliasChoices("TELEGRAM_SEND_RETRY_SECONDS", "telegram_send_retry_seconds"),
+    )
     telegram_webhook_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("AGENTHUB_TELEGRAM_WEBHOOK_URL", "telegram_webhook_url"),

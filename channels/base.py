@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
+from channels.outbox_store import Ticket
 from hub.health import SubsystemHealth
 from hub.origin import ChannelRoute
 from hub.wire import WireModel
@@ -92,13 +93,26 @@ class LiveSurface(Protocol):
         """The message text for this Markdown, or None when it would not fit one message."""
         ...
 
-    async def post(self, route: ChannelRoute, text: str, *, reply: bool, plain: bool) -> str | None:
+    async def post(
+        self,
+        route: ChannelRoute,
+        text: str,
+        *,
+        reply: bool,
+        plain: bool,
+        ticket: Ticket | None = None,
+    ) -> str | None:
         """Send `text` (rendered, or plain) as a new message, exactly once; its id, or None
-        when it was given up on."""
+        when it was given up on. With a `ticket` (an outbox entry), what the attempt needs
+        to be resumed after a crash is noted on it first, and a transient failure is retried
+        for as long as the plugin's retry time allows, counted from the entry's creation."""
         ...
 
-    async def edit(self, route: ChannelRoute, message_id: str, text: str) -> bool:
-        """Make the message show `text` (rendered); False when it cannot be edited any more."""
+    async def edit(
+        self, route: ChannelRoute, message_id: str, text: str, *, ticket: Ticket | None = None
+    ) -> bool:
+        """Make the message show `text` (rendered); False when it cannot be edited any more.
+        With a `ticket` (a final text), retried like a post with one."""
         ...
 
     async def delete(self, route: ChannelRoute, message_id: str) -> None:
@@ -143,14 +157,20 @@ class ChannelPlugin(Protocol):
         """Replace an `ask` message by `text`, without its buttons (best effort)."""
         ...
 
-    async def reply_text(self, route: ChannelRoute, text: str, *, plain: bool = False) -> bool:
+    async def reply_text(
+        self, route: ChannelRoute, text: str, *, plain: bool = False, ticket: Ticket | None = None
+    ) -> bool:
         """Send Markdown `text` (or plain text) as a reply to `route.reply_to_message_id`.
 
         Returns whether the chat app accepted it. Never raises for delivery failures: the
-        plugin retries what is safe to retry and logs what it gave up on."""
+        plugin retries what is safe to retry and logs what it gave up on. With a `ticket`
+        (the outbox entry), it notes its progress there first, resumes from what an earlier
+        process noted, and waits for its transport to come up rather than failing."""
         ...
 
-    async def send_text(self, route: ChannelRoute, text: str, *, plain: bool = False) -> bool:
+    async def send_text(
+        self, route: ChannelRoute, text: str, *, plain: bool = False, ticket: Ticket | None = None
+    ) -> bool:
         """Like `reply_text`, as a plain follow-up message in the route's chat."""
         ...
 

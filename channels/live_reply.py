@@ -17,6 +17,12 @@ it:
 - a message that only showed a tool's status becomes the next text's message, or is deleted
   when the run ends without more text;
 - notes (the run's error) follow as plain messages once the reply is complete.
+
+Each message is an outbox entry (`Outbox.record_live`) from the moment it is first posted or
+its text is finished, whichever comes first: its final text and message id are noted on it
+as they become known, and it is done once the message shows its final text. After a crash
+the outbox finishes what was recorded (`channels.outbox`); previews in between are not
+recorded, as the final edit supersedes them.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import time
 from dataclasses import dataclass
 
 from channels.base import BlockLimits, LiveSurface
+from channels.outbox import Outbox
+from channels.outbox_store import Facts, Ticket
 from channels.replies import MessageEvent
 from hub.aggregator import Block, Measure, MessageAggregator
 from hub.events import MessageEnd, MessageStart
@@ -52,9 +60,14 @@ class LiveReply:
         limits: BlockLimits,
         measure: Measure,
         *,
+        outbox: Outbox,
         after: asyncio.Task[None] | None = None,
     ) -> None:
         self._surface = surface
+        self._outbox = outbox
+        # The outbox entry of each message (by index), and of each note.
+        self._tickets: dict[int, Ticket] = {}
+        self._note_tickets: list[Ticket] = []
         self._route = route
         self._limits = limits
         self._measure = measure
@@ -100,6 +113,9 @@ class LiveReply:
         self._wake.set()
 
     def note(self, text: str) -> None:
+        reply = not self._posted and not self._blocks
+        facts: Facts = {"final": text, "plain": True, "reply": reply}
+        self._note_tickets.append(self._outbox.record_live(self._route, facts))
         self._notes.append(text)
         self._wake.set()
 
@@ -114,7 +130,26 @@ class LiveReply:
         self._wake.set()
 
     def _block(self, block: Block) -> None:
+        index = len(self._blocks)
         self._blocks.append(block.text)
+        ticket = self._tickets.get(index)
+        if ticket is None:
+            self._ticket(index, final=block.text)
+        else:
+            ticket.note(final=block.text)
+
+    def _ticket(self, index: int, **facts: str) -> Ticket:
+        ticket = self._tickets.get(index)
+        if ticket is None:
+            ticket = self._outbox.record_live(self._route, {"reply": index == 0, **facts})
+            self._tickets[index] = ticket
+        return ticket
+
+    def _settle(self, index: int, outcome: str = "sent") -> None:
+        """The message at `index` shows its final text (or never will): its entry is done."""
+        ticket = self._tickets.get(index)
+        if ticket is not None:
+            ticket.done(outcome)
 
     # -- the worker -------------------------------------------------------------------------
 
@@ -170,54 +205,75 @@ class LiveReply:
                     if not settled:
                         return False  # nothing to show yet, or too long: its block will fit
                     self._posted.append(_Posted(None, "", final=True))  # nothing visible
+                    self._settle(index, "nothing to show")
                     continue
                 continue  # keep showing the last text that fitted
             if index >= len(self._posted):
-                await self._post(text, settled, reply=index == 0)
+                await self._post(index, text, settled)
                 return True
             posted = self._posted[index]
             if posted.shown == text:
                 posted.final = settled
+                if settled:
+                    self._settle(index)
                 continue
             if not settled:
                 wait = self._last_edit + self._surface.edit_interval - time.monotonic()
                 if wait > 0:
                     self._wake_in(wait)
                     return False
-            await self._edit(posted, text, settled)
+            await self._edit(index, posted, text, settled)
             return True
         if self._ended and len(self._posted) > len(view):
             # A message that only showed a tool's status, with no text after the tool.
             extra = self._posted.pop()
+            self._settle(len(self._posted), "deleted: it only showed a tool's status")
             if extra.message_id is not None:
                 await self._surface.delete(self._route, extra.message_id)
             return True
         if self._ended and self._notes_sent < len(self._notes):
-            note = self._notes[self._notes_sent]
+            note, ticket = self._notes[self._notes_sent], self._note_tickets[self._notes_sent]
             self._notes_sent += 1
-            await self._surface.post(self._route, note, reply=not self._posted, plain=True)
+            note_id = await self._surface.post(
+                self._route, note, reply=not self._posted, plain=True, ticket=ticket
+            )
+            ticket.done("sent" if note_id is not None else "ended")
             return True
         return False
 
-    async def _post(self, text: str, settled: bool, *, reply: bool) -> None:
-        message_id = await self._surface.post(self._route, text, reply=reply, plain=False)
+    async def _post(self, index: int, text: str, settled: bool) -> None:
+        ticket = self._ticket(index)
+        message_id = await self._surface.post(
+            self._route, text, reply=index == 0, plain=False, ticket=ticket
+        )
         self._last_edit = time.monotonic()
         if message_id is None:
             log.error("channel %s: a live reply's message was lost", self._route.channel)
-        elif self.first_visible_at is None:
-            self.first_visible_at = self._last_edit
+            self._settle(index, "ended")
+        else:
+            ticket.note(message=message_id)
+            if settled:
+                self._settle(index)
+            if self.first_visible_at is None:
+                self.first_visible_at = self._last_edit
         self._posted.append(_Posted(message_id, text, settled))
 
-    async def _edit(self, posted: _Posted, text: str, settled: bool) -> None:
+    async def _edit(self, index: int, posted: _Posted, text: str, settled: bool) -> None:
+        """Edits go through the message's outbox entry, retried as long as a send is: the
+        chat waits meanwhile, and the next edit shows the newest text."""
         assert posted.message_id is not None
-        ok = await self._surface.edit(self._route, posted.message_id, text)
+        ticket = self._tickets.get(index)
+        ok = await self._surface.edit(self._route, posted.message_id, text, ticket=ticket)
         self._last_edit = time.monotonic()
         if ok:
             posted.shown, posted.final = text, settled
+            if settled:
+                self._settle(index)
         else:
             log.error("channel %s: a live reply's message can no longer be edited",
                       self._route.channel)  # fmt: skip
             posted.message_id = None
+            self._settle(index, "ended: the message can no longer be edited")
 
     def _wake_in(self, delay: float) -> None:
         if self._timer is None or self._timer.when() <= asyncio.get_running_loop().time():

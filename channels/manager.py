@@ -29,6 +29,7 @@ from channels.commands import HELP_TEXT, START_TEXT, answer_command
 from channels.error_text import coded_error_text, error_text
 from channels.live_reply import LiveReply
 from channels.outbox import Outbox, Outgoing
+from channels.outbox_store import OutboxStore
 from channels.replies import BlockReply, Reply
 from hub.aggregator import MessageAggregator
 from hub.errors import CodedError
@@ -83,7 +84,7 @@ class ChannelManager:
         self.hub = hub
         self.typing_interval = typing_interval
         self.drain_grace = drain_grace
-        self.outbox = Outbox()
+        self.outbox = Outbox(OutboxStore(hub.data_dir / "outbox.jsonl"))
         self._plugins: dict[str, ChannelPlugin] = {}
         self._runs: dict[str, _Run] = {}
         self._unsubscribe: list[Callable[[], None]] = []
@@ -100,7 +101,10 @@ class ChannelManager:
         return "channels"
 
     def probes(self) -> dict[str, Probe]:
-        return {name: plugin.probe for name, plugin in self._plugins.items()}
+        return {name: self._probe(plugin) for name, plugin in self._plugins.items()}
+
+    def _probe(self, plugin: ChannelPlugin) -> Probe:
+        return lambda: self.outbox.with_backlog(plugin.probe())
 
     @property
     def plugins(self) -> dict[str, ChannelPlugin]:
@@ -124,6 +128,10 @@ class ChannelManager:
             self._unsubscribe.append(
                 agent.subscribe(self._on_event, on_gap=self._on_gap, name="channels")
             )
+        # What the last process left undelivered goes first; a new live reply in such a
+        # chat waits for it.
+        for key in self.outbox.resume(self._plugins):
+            self._last_live[key] = self._live.spawn(self.outbox.wait_idle(*key), name="resume")
         started: list[ChannelPlugin] = []
         try:
             for plugin in self._plugins.values():
@@ -133,6 +141,7 @@ class ChannelManager:
             for plugin in reversed(started):
                 await plugin.stop()
             raise
+        self.outbox.open()
 
     async def drain(self) -> None:
         """Wait until every reply is shown and every queued send went out."""
@@ -278,7 +287,12 @@ class ChannelManager:
         worker = None
         if live is not None:
             live_reply = LiveReply(
-                live, route, plugin.limits, plugin.measure, after=self._last_live.get(key)
+                live,
+                route,
+                plugin.limits,
+                plugin.measure,
+                outbox=self.outbox,
+                after=self._last_live.get(key),
             )
             worker = self._live.spawn(live_reply.run(), name=f"live:{key[0]}:{key[1]}")
             self._last_live[key] = worker

@@ -10,7 +10,8 @@ balanced, text <= 4096 UTF-16 units after parsing); `bot_command` / `mention` en
 Also `editMessageText`, `setMessageReaction`, `sendChatAction`, `deleteMessage`, `getFile` and
 file downloads (`/file/bot<token>/<path>`), each recorded.
 
-Fault injection, on every method named in `fault_methods` (default `sendMessage` only):
+`refusing` makes a chat refuse the bot for good (blocked, chat not found). Fault injection,
+on every method named in `fault_methods` (default `sendMessage` only):
 queued or random faults (429 with retry_after, 502, timeouts and dropped connections either
 before or after the call took effect, refused HTML), optionally in runs (`burst`: after a
 random fault, the next calls fail too); stalled or 409-conflicting polls; and optional
@@ -165,6 +166,8 @@ class FakeBotApi:
         self.reaction_log: list[tuple[int, int, tuple[str, ...]]] = []
         self.deleted: list[tuple[int, int]] = []
         self.fault_methods: set[str] = {"sendMessage"}
+        # Chats that refuse the bot for good: sends and edits there answer with this error.
+        self.refusing: dict[int, ApiError] = {}
         # file_id -> (file_path, content) for getFile and downloads.
         self.files: dict[str, tuple[str, bytes]] = {}
         # Inline keyboards under the bot's messages, and the button presses it acknowledged.
@@ -377,6 +380,17 @@ class FakeBotApi:
             self._new_update.set()
         return update_id
 
+    def bot_said(self, chat_id: int, text: str) -> int:
+        """A message of the bot's that is already in the chat (sent by an earlier process)."""
+        chat = self.chat(chat_id)
+        message = StoredMessage(
+            chat_id, chat.next_id, True, text, text, None, None, time.monotonic()
+        )
+        chat.next_id += 1
+        chat.messages[message.message_id] = message
+        self.bot_messages.append(message)
+        return message.message_id
+
     async def _post_webhook(self, update: dict[str, JsonValue]) -> None:
         assert self._client is not None
         headers = {SECRET_HEADER: self.webhook_secret} if self.webhook_secret else {}
@@ -535,6 +549,8 @@ class FakeBotApi:
         parse_mode = params.get("parse_mode") or None
         reply = json.loads(params["reply_parameters"]) if "reply_parameters" in params else None
         reply_to = reply.get("message_id") if isinstance(reply, dict) else None
+        if chat_id in self.refusing:
+            raise self.refusing[chat_id]
         fault = self._next_fault("sendMessage")
         if fault == "parse" and parse_mode:
             raise ApiError(400, "Bad Request: can't parse entities: injected fault at offset 0")
@@ -586,6 +602,8 @@ class FakeBotApi:
         return True
 
     def _edit(self, params: dict[str, str]) -> JsonValue:
+        if int(params["chat_id"]) in self.refusing:
+            raise self.refusing[int(params["chat_id"])]
         chat = self.chats.get(int(params["chat_id"]))
         message = chat.messages.get(int(params["message_id"])) if chat else None
         if chat is None or message is None:

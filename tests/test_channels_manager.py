@@ -22,6 +22,7 @@ from channels.base import (
 )
 from channels.error_text import error_text
 from channels.manager import ChannelManager
+from channels.outbox_store import Ticket
 from hub.errors import ModelError
 from hub.health import SubsystemHealth
 from hub.hub import Hub
@@ -85,12 +86,16 @@ class MemoryChat:
     def is_allowed(self, user_id: str) -> bool:
         return user_id in self.allowed
 
-    async def reply_text(self, route: ChannelRoute, text: str, *, plain: bool = False) -> bool:
+    async def reply_text(
+        self, route: ChannelRoute, text: str, *, plain: bool = False, ticket: Ticket | None = None
+    ) -> bool:
         await asyncio.sleep(self.send_delay)
         self.sent.append(Sent("reply", route.chat_id, text, route.reply_to_message_id, plain))
         return True
 
-    async def send_text(self, route: ChannelRoute, text: str, *, plain: bool = False) -> bool:
+    async def send_text(
+        self, route: ChannelRoute, text: str, *, plain: bool = False, ticket: Ticket | None = None
+    ) -> bool:
         await asyncio.sleep(self.send_delay)
         self.sent.append(Sent("send", route.chat_id, text, None, plain))
         return True

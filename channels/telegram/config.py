@@ -44,7 +44,11 @@ class TelegramConfig(BaseModel):
     write_timeout: float = Field(default=15.0, gt=0)
     # First wait before retrying to reach the Bot API when it was unreachable at start.
     reconnect_initial: float = Field(default=2.0, gt=0)
+    # Tries for a send that is not an outbox entry (a pairing notice).
     send_attempts: int = Field(default=5, ge=1, le=20)
+    # How long an outbox entry (a reply's block or edit) is retried through transient
+    # failures, counted from when it was recorded, across restarts.
+    send_retry_seconds: float = Field(default=900.0, ge=0)
     backoff_initial: float = Field(default=0.5, ge=0)
     backoff_max: float = Field(default=30.0, ge=0)
     # Longest RetryAfter we wait out before giving up on a block.

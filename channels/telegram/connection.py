@@ -79,6 +79,8 @@ class BotConnection:
         self.polling = polling
         self.live = False
         self.live_since = 0.0
+        # Set while live: outbox entries waiting for the connection await it.
+        self.up = asyncio.Event()
         self.error: str | None = None
         self._tasks = TaskFunnel("telegram:connect", log)
         self._stopping = False
@@ -121,6 +123,7 @@ class BotConnection:
             log.info("telegram: @%s long polling %s", app.bot.username, cfg.api_base_url)
         self.live = True
         self.live_since = time.monotonic()
+        self.up.set()
         self.error = None
 
     async def _keep_connecting(self) -> None:
@@ -143,6 +146,7 @@ class BotConnection:
     async def stop(self) -> None:
         self._stopping = True
         self.live = False
+        self.up.clear()
         await self._tasks.close()
         if self.polling is not None:
             await self.polling.stop()

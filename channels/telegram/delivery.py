@@ -9,6 +9,7 @@ from telegram import Bot
 from telegram.constants import ChatAction
 from telegram.error import TelegramError
 
+from channels.outbox_store import Ticket
 from channels.telegram.formatting import (
     TELEGRAM_LIMIT,
     html_to_plain,
@@ -31,9 +32,16 @@ def is_group(route: ChannelRoute) -> bool:
 
 
 async def deliver(
-    sender: ReliableSender, route: ChannelRoute, text: str, *, plain: bool, reply: bool
+    sender: ReliableSender,
+    route: ChannelRoute,
+    text: str,
+    *,
+    plain: bool,
+    reply: bool,
+    ticket: Ticket | None = None,
 ) -> bool:
-    """Send Markdown (or plain) `text` to the route's chat; True when all of it arrived."""
+    """Send Markdown (or plain) `text` to the route's chat; True when all of it arrived.
+    Each message it takes is a numbered part of the `ticket` (a restart resumes there)."""
     html = not plain
     if plain:
         chunks = plain_chunks(text)
@@ -55,6 +63,8 @@ async def deliver(
             reply_to=reply_to if index == 0 else None,
             thread_id=thread_of(route),
             group=is_group(route),
+            ticket=ticket,
+            part=index,
         )
         delivered = delivered and sent is not None
     return delivered

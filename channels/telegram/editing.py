@@ -15,8 +15,9 @@ from enum import Enum
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
+from channels.telegram.attempts import Budget, retry_after_seconds
 from channels.telegram.formatting import html_to_plain
-from channels.telegram.reliability import ReliableSender, retry_after_seconds
+from channels.telegram.reliability import ReliableSender
 
 log = logging.getLogger("agenthub.telegram")
 
@@ -35,15 +36,16 @@ async def edit_message(
     *,
     html: bool,
     group: bool,
-    attempts: int,
+    budget: Budget,
 ) -> Edit:
-    """Make message `message_id` show `text` (<= 4096 after parsing)."""
+    """Make message `message_id` show `text` (<= 4096 after parsing), trying as long as the
+    `budget` allows."""
     parse_mode: str | None = ParseMode.HTML if html else None
     backoff = sender.config.backoff_initial
     stats = sender.stats
     failures = flood_waits = 0
     async with sender.lock(chat_id):
-        while failures < attempts:
+        while budget.allows(failures):
             stats.edit_calls += 1
             try:
                 async with sender.limiter.slot(chat_id, group=group):
@@ -54,7 +56,7 @@ async def edit_message(
                 wait = retry_after_seconds(exc)
                 stats.rate_limited += 1
                 flood_waits += 1
-                if wait > sender.config.max_retry_after or flood_waits > 10:
+                if not budget.waits(wait, flood_waits, sender.config):
                     break
                 await asyncio.sleep(wait)
                 continue

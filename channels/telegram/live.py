@@ -8,6 +8,8 @@ import logging
 from telegram import ReactionTypeEmoji
 from telegram.error import TelegramError
 
+from channels.outbox_store import Ticket
+from channels.telegram.attempts import Budget
 from channels.telegram.config import TelegramConfig
 from channels.telegram.delivery import is_group, thread_of
 from channels.telegram.editing import Edit, edit_message
@@ -35,7 +37,15 @@ class TelegramLive:
             return None  # nothing to show yet (e.g. an empty code block), or too long
         return html
 
-    async def post(self, route: ChannelRoute, text: str, *, reply: bool, plain: bool) -> str | None:
+    async def post(
+        self,
+        route: ChannelRoute,
+        text: str,
+        *,
+        reply: bool,
+        plain: bool,
+        ticket: Ticket | None = None,
+    ) -> str | None:
         reply_to = int(route.reply_to_message_id) if reply and route.reply_to_message_id else None
         message_id = await self.sender.send(
             route.chat_id,
@@ -45,10 +55,13 @@ class TelegramLive:
             thread_id=thread_of(route),
             group=is_group(route),
             attempts=self.config.live_attempts,
+            ticket=ticket,
         )
         return str(message_id) if message_id is not None else None
 
-    async def edit(self, route: ChannelRoute, message_id: str, text: str) -> bool:
+    async def edit(
+        self, route: ChannelRoute, message_id: str, text: str, *, ticket: Ticket | None = None
+    ) -> bool:
         outcome = await edit_message(
             self.sender,
             route.chat_id,
@@ -56,7 +69,7 @@ class TelegramLive:
             text,
             html=True,
             group=is_group(route),
-            attempts=self.config.live_attempts,
+            budget=Budget.of(ticket, self.config.live_attempts, self.config),
         )
         return outcome is Edit.DONE
 

@@ -17,6 +17,7 @@ from telegram import Bot, BotCommand, Update
 
 from channels.base import AckStage, BlockLimits, Choice, InboundCallback, LiveSurface
 from channels.commands import COMMAND_HELP
+from channels.outbox_store import Ticket
 from channels.telegram import buttons
 from channels.telegram.config import TelegramConfig
 from channels.telegram.connection import BotConnection, TelegramStartError, build_application
@@ -149,11 +150,15 @@ class TelegramPlugin:
         if connection is not None:
             await connection.stop()
 
-    async def reply_text(self, route: ChannelRoute, text: str, *, plain: bool = False) -> bool:
-        return await self._deliver(route, text, plain=plain, reply=True)
+    async def reply_text(
+        self, route: ChannelRoute, text: str, *, plain: bool = False, ticket: Ticket | None = None
+    ) -> bool:
+        return await self._deliver(route, text, plain=plain, reply=True, ticket=ticket)
 
-    async def send_text(self, route: ChannelRoute, text: str, *, plain: bool = False) -> bool:
-        return await self._deliver(route, text, plain=plain, reply=False)
+    async def send_text(
+        self, route: ChannelRoute, text: str, *, plain: bool = False, ticket: Ticket | None = None
+    ) -> bool:
+        return await self._deliver(route, text, plain=plain, reply=False, ticket=ticket)
 
     async def typing(self, route: ChannelRoute) -> None:
         if self._connection is not None and self._connected:
@@ -219,13 +224,22 @@ class TelegramPlugin:
             self._sender.note_message(chat_id, message_id)
 
     async def _send_notice(self, route: ChannelRoute, text: str) -> bool:
-        return await self._deliver(route, text, plain=True, reply=True)
+        return await self._deliver(route, text, plain=True, reply=True, ticket=None)
 
-    async def _deliver(self, route: ChannelRoute, text: str, *, plain: bool, reply: bool) -> bool:
+    async def _deliver(
+        self, route: ChannelRoute, text: str, *, plain: bool, reply: bool, ticket: Ticket | None
+    ) -> bool:
+        if ticket is not None:
+            await self.connected()  # an outbox entry waits (its retry time runs meanwhile)
         if self._sender is None or not self._connected:
             log.error("telegram: not connected; a message to chat %s was dropped", route.chat_id)
             return False
-        return await deliver(self._sender, route, text, plain=plain, reply=reply)
+        return await deliver(self._sender, route, text, plain=plain, reply=reply, ticket=ticket)
+
+    async def connected(self) -> None:
+        """Until the Bot API connection is up (outbox entries resumed at start wait here)."""
+        if self._connection is not None:
+            await self._connection.up.wait()
 
     def probe(self) -> SubsystemHealth:
         connection = self._connection

@@ -7,8 +7,9 @@ are sorted by what they say about the message:
   request was fully written): the message was not accepted, so it is sent again: after
   `retry_after` for a 429, after an exponential backoff otherwise.
 - "can't parse entities": sent again at once as plain text.
-- The request was written but no answer came back (read timeout, connection dropped):
-  *ambiguous*. Peers simply never retry those (a possible loss). We ask Telegram instead:
+- The request was written but no answer came back (read timeout, connection dropped, a 504
+  from a gateway in front of the Bot API): *ambiguous*. Peers simply never retry those (a
+  possible loss). We ask Telegram instead:
   a message that landed is the bot's newest message in that chat, so its id is just above
   the highest id we knew when we sent it. We try `editMessageText` with the very same text
   on those few ids: "message is not modified" (or a successful edit) proves it landed; "not
@@ -18,68 +19,31 @@ are sorted by what they say about the message:
   If the probe itself cannot get an answer, the block is NOT resent (logged as lost): a
   duplicate is what users hate most, and the next block still follows. With no known id in
   the chat (nothing seen there yet) there is nothing to probe and the block is resent.
+- Telegram refused it for good (403: blocked by the user, kicked; 400: chat not found, and
+  other refusals): logged once with Telegram's reason, and given up.
+
+A send made for an outbox entry (a `Ticket`) is durable: the floor and text of its attempt
+are noted on the entry before the request goes out, its message id once Telegram confirmed
+it; transient failures are retried until `send_retry_seconds` after the entry was recorded
+(across restarts); and a process that finds an attempt noted but no id probes for it first,
+exactly as for an ambiguous send. A send without one has `send_attempts` tries.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dtm
 import logging
-import warnings
 from dataclasses import dataclass
-from enum import Enum
 
-import httpx
-from telegram import Bot, ReplyParameters
-from telegram.constants import ParseMode
-from telegram.error import (
-    BadRequest,
-    Forbidden,
-    NetworkError,
-    RetryAfter,
-    TelegramError,
-)
-from telegram.warnings import PTBDeprecationWarning
+from telegram import Bot
+from telegram.error import BadRequest, TelegramError
 
+from channels.outbox_store import Ticket
+from channels.telegram.attempts import Budget, OutgoingMessage, SendAttempt
 from channels.telegram.config import TelegramConfig
-from channels.telegram.formatting import html_to_plain
 from channels.telegram.ratelimit import RateLimiter
 
 log = logging.getLogger("agenthub.telegram")
-
-# httpx failures that happen before the request reached the server whole.
-_UNSENT = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.WriteError,
-    httpx.WriteTimeout,
-)
-
-
-class Failure(Enum):
-    UNSENT = "unsent"
-    AMBIGUOUS = "ambiguous"
-
-
-def classify(exc: NetworkError) -> Failure:
-    """Whether a network failure may have delivered the request (see module docstring)."""
-    cause = exc.__cause__
-    if isinstance(cause, _UNSENT):
-        return Failure.UNSENT
-    if isinstance(cause, httpx.HTTPError):
-        return Failure.AMBIGUOUS
-    # No transport cause: Telegram answered with an error status (e.g. 502), so nothing was
-    # accepted. A TimedOut without a cause is PTB's own pool timeout (never sent).
-    return Failure.UNSENT
-
-
-def retry_after_seconds(exc: RetryAfter) -> float:
-    with warnings.catch_warnings():
-        # PTB 22 warns that the int form will become a timedelta; both are handled here.
-        warnings.simplefilter("ignore", PTBDeprecationWarning)
-        value = exc.retry_after
-    return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
 
 
 @dataclass(slots=True)
@@ -96,6 +60,7 @@ class SendStats:
     gave_up: int = 0
     edit_calls: int = 0
     edits: int = 0
+    refused: int = 0
 
 
 class ReliableSender:
@@ -114,6 +79,10 @@ class ReliableSender:
         if message_id > self._known.get(chat_id, 0):
             self._known[chat_id] = message_id
 
+    def known(self, chat_id: str) -> int | None:
+        """The highest message id seen in a chat, if any."""
+        return self._known.get(chat_id)
+
     def lock(self, chat_id: str) -> asyncio.Lock:
         """The chat's lock: every call that sends or edits in that chat holds it."""
         lock = self._locks.get(chat_id)
@@ -131,146 +100,28 @@ class ReliableSender:
         thread_id: int | None = None,
         group: bool = False,
         attempts: int | None = None,
+        ticket: Ticket | None = None,
+        part: int = 0,
     ) -> int | None:
         """Deliver one message (<= 4096 after parsing); its message id once Telegram accepted
-        it, None when it was given up on."""
+        it, None when it was given up on. `part` names this message among the ticket's."""
+        message = OutgoingMessage(chat_id, text, html, reply_to, thread_id, group)
+        budget = Budget.of(ticket, attempts or self.config.send_attempts, self.config)
         async with self.lock(chat_id):
-            return await self._send_locked(
-                chat_id,
-                text,
-                html,
-                reply_to,
-                thread_id,
-                group,
-                attempts or self.config.send_attempts,
-            )
+            return await SendAttempt(self, message, budget, ticket, f"{part}.").run()
 
-    async def _send_locked(
-        self,
-        chat_id: str,
-        text: str,
-        html: bool,
-        reply_to: int | None,
-        thread_id: int | None,
-        group: bool,
-        attempts: int,
-    ) -> int | None:
-        floor = self._known.get(chat_id)
-        parse_mode: str | None = ParseMode.HTML if html else None
-        backoff = self.config.backoff_initial
-        attempt = flood_waits = 0
-        while attempt < attempts:
-            attempt += 1
-            self.stats.calls += 1
-            try:
-                async with self.limiter.slot(chat_id, group=group):
-                    message = await self.bot.send_message(
-                        chat_id=chat_id,
-                        text=text,
-                        parse_mode=parse_mode,
-                        reply_parameters=(
-                            ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
-                            if reply_to is not None
-                            else None
-                        ),
-                        message_thread_id=thread_id,
-                    )
-            except RetryAfter as exc:
-                wait = retry_after_seconds(exc)
-                self.stats.rate_limited += 1
-                flood_waits += 1
-                if wait > self.config.max_retry_after or flood_waits > 10:
-                    log.error(
-                        "telegram: chat %s flood-limited for %.0fs; block dropped", chat_id, wait
-                    )
-                    break
-                log.warning("telegram: 429 for chat %s, retrying in %.1fs", chat_id, wait)
-                attempt -= 1  # waiting out a 429 is Telegram's instruction, not a failure
-                await asyncio.sleep(wait)
-                continue
-            except BadRequest as exc:
-                if parse_mode is not None and "can't parse entities" in exc.message.lower():
-                    log.warning("telegram: HTML refused (%s); resending as plain text", exc.message)
-                    self.stats.plain_fallbacks += 1
-                    parse_mode, text = None, html_to_plain(text)
-                    attempt -= 1
-                    continue
-                log.error("telegram: chat %s refused a message: %s", chat_id, exc.message)
-                break
-            except Forbidden as exc:
-                log.warning("telegram: cannot write to chat %s: %s", chat_id, exc.message)
-                break
-            except NetworkError as exc:
-                if classify(exc) is Failure.AMBIGUOUS:
-                    self.stats.ambiguous += 1
-                    landed = await self._resolve(
-                        chat_id,
-                        floor,
-                        text,
-                        parse_mode,
-                        group,
-                        self._probe_tries(attempts, attempt),
-                    )
-                    if landed is None:
-                        log.error(
-                            "telegram: a message to chat %s may or may not have arrived (%s);"
-                            " not resending it, to avoid a duplicate",
-                            chat_id,
-                            exc.message,
-                        )
-                        break
-                    if landed is not False:
-                        self.stats.probe_landed += 1
-                        self.stats.delivered += 1
-                        return landed
-                    log.warning(
-                        "telegram: send to chat %s lost in transit (%s); resending",
-                        chat_id,
-                        exc.message,
-                    )
-                else:
-                    log.warning(
-                        "telegram: send to chat %s failed (%s); retrying in %.1fs",
-                        chat_id,
-                        exc.message,
-                        backoff,
-                    )
-                self.stats.retries += 1
-                await asyncio.sleep(backoff)
-                backoff = min(self.config.backoff_max, max(backoff * 2, 0.1))
-                continue
-            except TelegramError as exc:
-                log.error("telegram: send to chat %s failed: %s", chat_id, exc.message)
-                break
-            self.stats.delivered += 1
-            self.note_message(chat_id, message.message_id)
-            return message.message_id
-        self.stats.gave_up += 1
-        log.error("telegram: gave up on a message to chat %s after %d attempts", chat_id, attempt)
-        return None
-
-    def _probe_tries(self, attempts: int, attempt: int) -> int:
-        """Three probes; more for a send that was given more attempts than usual (a live
-        reply's message, whose id the edits that follow need)."""
-        if attempts <= self.config.send_attempts:
-            return 3
-        return max(3, attempts - attempt)
-
-    async def _resolve(
-        self,
-        chat_id: str,
-        floor: int | None,
-        text: str,
-        parse_mode: str | None,
-        group: bool,
-        tries: int,
-    ) -> int | bool | None:
+    async def resolve(
+        self, chat_id: str, floor: int | None, text: str, parse_mode: str | None,
+        group: bool, budget: Budget, tries: int,
+    ) -> int | bool | None:  # fmt: skip
         """The id an ambiguous send landed as; False when it did not land, None when
-        Telegram would not tell us."""
+        Telegram would not tell us (within `tries` probes, or the budget's deadline)."""
         if floor is None or self.config.probe_window == 0:
             return False
         delay = max(self.config.probe_delay, 0.05)
-        for _ in range(tries):
+        probes = 0
+        while budget.allows(probes) if budget.attempts is None else probes < tries:
+            probes += 1
             await asyncio.sleep(delay)
             landed = await self._probe(chat_id, floor, text, parse_mode, group)
             if landed is not None:
