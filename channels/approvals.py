@@ -2,9 +2,12 @@
 from, with buttons; the button pressed decides it, and the question is edited to show the
 outcome however it was decided (in this chat, from another surface, or by expiry).
 
-Who may decide from a chat: the hub's owner, or the person whose message started the run.
-Anyone else pressing a button is told so and decides nothing; a button for an approval that is
-unknown or already decided (a forged or stale press) changes nothing either.
+Who may decide from a chat: the hub's owner, or the person whose message started the run, as
+long as they may see its session. A press is decided through the one request table
+(`approvals.decide`) as that chat user, so `by` names them (`telegram:<userId>`) and the
+table's visibility rule applies (`forbidden` otherwise). Anyone else pressing a button is told
+so and decides nothing; a button for an approval that is unknown or already decided (a forged
+or stale press) changes nothing either.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from channels.base import ChannelMessage, ChannelPlugin, Choice
-from hub.approvals import Decision
+from hub.approvals import ApprovalAnswer, Decision
 from hub.errors import CodedError
 from hub.events import ApprovalRequest, ApprovalResolved
 from hub.origin import ChannelRoute
+from hub.requests.table import Caller, RequestHost, dispatch
 from hub.tasks import TaskFunnel
 
 if TYPE_CHECKING:
@@ -90,13 +94,20 @@ class ChannelApprovals:
         who = f"{message.route.channel}:{user}"
         asked = self._asked.get(approval_id)
         starter = asked.route.user_id if asked is not None else None
-        if not (self.hub.scope_config().is_owner(who) or (user and user == starter)):
+        owner = self.hub.scope_config().is_owner(who)
+        if not (owner or (user and user == starter)):
             log.warning("approval %s: %s may not decide it", approval_id, who)
             return "Only the owner (or whoever started this request) can decide it."
+        caller = Caller(surface="channel", identity=who if user else None, owner=owner)
+        host = RequestHost(access=self.hub.access, health=self.hub.health, hub=self.hub)
+        params = {"approvalId": approval_id, "decision": decision}
         try:
-            answer = self.hub.approvals.decide(approval_id, decision, who)
+            answer = await dispatch(host, caller, "approvals.decide", params)
         except CodedError as exc:
+            if exc.code == "forbidden":
+                log.warning("approval %s: %s may not see its session", approval_id, who)
             return exc.message
+        assert isinstance(answer, ApprovalAnswer)
         return f"{answer.decision.capitalize()}."
 
 

@@ -31,7 +31,7 @@ from hub.fanout import Broadcast, Callback, GapCallback
 from hub.lanes import SessionLane, WriteMode
 from hub.model import CompactionPlan, Compactor, Model, UsageReport
 from hub.origin import Origin
-from hub.recorder import RunRecorder
+from hub.recorder import RunRecorder, Unanswered
 from hub.runs import RunOutcome, Turn, drive_run, new_run_id
 from hub.scopes import check_session_key
 from hub.session_registry import SessionRegistry
@@ -342,10 +342,13 @@ class AsyncAgent:
         after = session.last_compaction()
         return after if after is not before else None
 
-    async def end_interrupted(self, run_id: str, session_key: str, note: str) -> None:
-        """Close run `run_id`, found unfinished at start-up (`hub.recovery`): `note` as an
-        assistant message marked aborted, then its `run` entry with status `interrupted` and
-        the `agent_end` that tells every client the run is over."""
+    async def end_interrupted(
+        self, run_id: str, session_key: str, note: str, unanswered: Sequence[Unanswered] = ()
+    ) -> None:
+        """Close run `run_id`, found unfinished at start-up (`hub.recovery`): the approvals it
+        waited for denied by `restart` (`approval_resolved`, and each call's refusal), `note`
+        as an assistant message marked aborted, then its `run` entry with status
+        `interrupted` and the `agent_end` that tells every client the run is over."""
         recorder = RunRecorder(
             agent_id=self.agent_id,
             run_id=run_id,
@@ -354,6 +357,8 @@ class AsyncAgent:
             emit=self._emit,
             next_seq=self._next_seq,
         )
+        for approval in unanswered:
+            await recorder.deny_unanswered(approval, "restart")
         recorder.text(note)
         await recorder.end_message(aborted=True)
         await recorder.finish("interrupted", None)

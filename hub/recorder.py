@@ -14,12 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypedDict
 
+from pydantic import JsonValue
+
 from hub.errors import ModelError
 from hub.events import (
     AgentEnd,
     AgentError,
     AgentEvent,
     AgentStart,
+    ApprovalResolved,
     CompactionEnd,
     CompactionStart,
     MessageEnd,
@@ -51,6 +54,17 @@ class _Stamp(TypedDict):
     run_id: str
     session_key: str
     seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unanswered:
+    """An approval a run was still waiting for when the hub stopped, and the tool call that
+    waited for it (None when unknown)."""
+
+    approval_id: str
+    tool: str
+    args: JsonValue
+    tool_call_id: str | None
 
 
 @dataclass(slots=True)
@@ -225,6 +239,22 @@ class RunRecorder:
             await self._persist_then_emit(entry, end)
         except OSError:
             log.warning("agent %s: compaction was not saved; context unchanged", self.agent_id)
+
+    async def deny_unanswered(self, approval: Unanswered, by: str) -> None:
+        """Resolve an approval nobody answered before the hub stopped as denied `by`, and
+        record its tool call's refusal, as a run denied while it waited would have."""
+        self._emit(
+            ApprovalResolved(
+                **self._stamp(), approval_id=approval.approval_id, decision="denied", by=by
+            )
+        )
+        if approval.tool_call_id is not None:
+            refusal = f"ToolDeniedError: {approval.tool} was not run: denied by {by}"
+            await self.tool_end(
+                ToolCallFinished(
+                    approval.tool_call_id, approval.tool, approval.args, refusal, is_error=True
+                )
+            )
 
     def error(self, error: ModelError) -> None:
         self._emit(

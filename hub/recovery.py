@@ -3,15 +3,17 @@ when that is safe.
 
 `RunJournal` keeps `<data-dir>/runs.jsonl`: a line when a message is accepted for a run (where
 its `AcceptedEntry` was saved), a line when a run starts (agent, session key and the full
-origin, including the chat route that events never carry), a line per tool call it starts, and
-a line when it ends. The lines are written as the events happen,
-each with one `write()` (no fsync: a killed process loses nothing the kernel has; the session
-files are the fsynced truth), so a `kill -9` leaves the journal saying which runs were going.
+origin, including the chat route that events never carry), a line per tool call it starts, a
+line per approval it waits for and one when that is decided, and a line when it ends. The lines
+are written as the events happen, each with one `write()` (no fsync: a killed process loses
+nothing the kernel has; the session files are the fsynced truth), so a `kill -9` leaves the
+journal saying which runs were going.
 
 At the next start, `Recovery` takes every run the journal left open and:
-1. closes it in its session with status `interrupted` (`AsyncAgent.end_interrupted`: a short
-   assistant note marked aborted, then the `run` entry and its `agent_end`), so history and
-   every client show it and nothing looks busy;
+1. closes it in its session with status `interrupted` (`AsyncAgent.end_interrupted`: an
+   approval it was waiting for resolved as denied by `restart`, with the tool call's refusal
+   as its result; a short assistant note marked aborted; then the `run` entry and its
+   `agent_end`), so history and every client show it and nothing looks busy;
 2. answers the user's message again (a turn with source `recovery`, replying where the
    original came from) when policy allows and the run started no tool with side effects
    (none, or only tools in `read_only_tools`); otherwise tells the surface it came from that
@@ -30,10 +32,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import Field, JsonValue, TypeAdapter, ValidationError
 
-from hub.events import AgentEnd, AgentEvent, AgentStart, ToolExecutionStart
+from hub.events import (
+    AgentEnd,
+    AgentEvent,
+    AgentStart,
+    ApprovalRequest,
+    ApprovalResolved,
+    ToolExecutionStart,
+)
 from hub.origin import ChannelRoute, Origin
+from hub.recorder import Unanswered
 from hub.runs import Accepted
 from hub.wire import WireModel
 
@@ -75,6 +85,21 @@ class _Tool(WireModel):
     op: Literal["tool"] = "tool"
     run_id: str
     tool: str
+    tool_call_id: str | None = None
+
+
+class _Asked(WireModel):
+    op: Literal["approval"] = "approval"
+    run_id: str
+    approval_id: str
+    tool: str
+    args: JsonValue = None
+
+
+class _Decided(WireModel):
+    op: Literal["decided"] = "decided"
+    run_id: str
+    approval_id: str
 
 
 class _Ended(WireModel):
@@ -93,8 +118,8 @@ class AcceptedLine(WireModel):
     steer: bool = False
 
 
-_Line = Annotated[_Started | _Tool | _Ended | AcceptedLine, Field(discriminator="op")]
-_LINE: TypeAdapter[_Started | _Tool | _Ended | AcceptedLine] = TypeAdapter(_Line)
+_Lines = _Started | _Tool | _Ended | AcceptedLine | _Asked | _Decided
+_LINE: TypeAdapter[_Lines] = TypeAdapter(Annotated[_Lines, Field(discriminator="op")])
 
 
 class OpenRun(WireModel):
@@ -106,11 +131,24 @@ class OpenRun(WireModel):
     origin: Origin
     route: ChannelRoute | None = None
     tools: list[str] = Field(default_factory=list)
+    # Tool calls it started (call id -> tool), and approvals it was still waiting for.
+    calls: dict[str, str] = Field(default_factory=dict)
+    waiting_for: dict[str, _Asked] = Field(default_factory=dict)
     # Messages steered into it (their `AcceptedEntry` is in its session).
     steered: bool = False
 
     def full_origin(self) -> Origin:
         return self.origin.model_copy(update={"route": self.route})
+
+    def unanswered(self, finished: set[str]) -> list[Unanswered]:
+        """The approvals it waited for, each with the latest call of its tool that did not
+        finish (not in `finished`), which is the one that waited."""
+        found = []
+        for asked in self.waiting_for.values():
+            calls = [c for c, tool in self.calls.items() if tool == asked.tool]
+            call = next((c for c in reversed(calls) if c not in finished), None)
+            found.append(Unanswered(asked.approval_id, asked.tool, asked.args, call))
+        return found
 
 
 class JournalState(WireModel):
@@ -156,6 +194,12 @@ class RunJournal:
                 )
             elif isinstance(line, _Tool) and line.run_id in open_runs:
                 open_runs[line.run_id].tools.append(line.tool)
+                if line.tool_call_id is not None:
+                    open_runs[line.run_id].calls[line.tool_call_id] = line.tool
+            elif isinstance(line, _Asked) and line.run_id in open_runs:
+                open_runs[line.run_id].waiting_for[line.approval_id] = line
+            elif isinstance(line, _Decided) and line.run_id in open_runs:
+                open_runs[line.run_id].waiting_for.pop(line.approval_id, None)
             elif isinstance(line, _Ended):
                 open_runs.pop(line.run_id, None)
         if bad:
@@ -196,15 +240,30 @@ class RunJournal:
             )
             self._open.add(event.run_id)
             self._waiting.pop(event.run_id, None)
-        elif isinstance(event, ToolExecutionStart) and event.run_id in self._open:
-            self._append(_Tool(run_id=event.run_id, tool=event.tool_name))
-        elif isinstance(event, AgentEnd) and event.run_id in self._open:
+        elif event.run_id not in self._open:
+            return
+        elif isinstance(event, ToolExecutionStart):
+            self._append(
+                _Tool(run_id=event.run_id, tool=event.tool_name, tool_call_id=event.tool_call_id)
+            )
+        elif isinstance(event, ApprovalRequest):
+            self._append(
+                _Asked(
+                    run_id=event.run_id,
+                    approval_id=event.approval_id,
+                    tool=event.tool,
+                    args=event.args,
+                )
+            )
+        elif isinstance(event, ApprovalResolved):
+            self._append(_Decided(run_id=event.run_id, approval_id=event.approval_id))
+        elif isinstance(event, AgentEnd):
             self._open.discard(event.run_id)
             self._append(_Ended(run_id=event.run_id))
             if self._lines > COMPACT_AFTER and not self._open:
                 self.reset()
 
-    def _append(self, line: _Started | _Tool | _Ended | AcceptedLine) -> None:
+    def _append(self, line: _Lines) -> None:
         data = _LINE.dump_json(line) + b"\n"
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -64,6 +64,8 @@ class Recovery:
         self.rerun: list[str] = []
         self.told: list[str] = []
         self.requeued: list[str] = []
+        # Approvals pending at the crash, denied at start-up.
+        self.denied: list[str] = []
         self._plans: list[_Plan] = []
         self._waiting: list[AcceptedLine] = []
         self._unsubscribe: list[Callable[[], None]] = []
@@ -103,7 +105,14 @@ class Recovery:
         if any(isinstance(e, RunEntry) for e in mine):
             return None  # it ended; only the journal's last line was lost
         asked = next((e for e in mine if isinstance(e, MessageEntry) and e.role == "user"), None)
-        tools = [*run.tools, *(e.tool_name for e in mine if isinstance(e, ToolEntry))]
+        finished = {e.tool_call_id for e in mine if isinstance(e, ToolEntry)}
+        unanswered = run.unanswered(finished)
+        # A call still waiting for its approval never ran: it changed nothing.
+        tools = list(run.tools)
+        for approval in unanswered:
+            if approval.tool in tools:
+                tools.remove(approval.tool)
+        tools += [e.tool_name for e in mine if isinstance(e, ToolEntry)]
         effects = sorted({t for t in tools if not self.config.read_only(t)})
         by_person = run.origin.source == "user"
         rerun = (
@@ -121,7 +130,8 @@ class Recovery:
         else:
             used = ", ".join(effects) if effects else "tools"
             note = TOLD_NOTE.format(tools=used)
-        await agent.end_interrupted(run.run_id, run.session_key, note)
+        await agent.end_interrupted(run.run_id, run.session_key, note, unanswered)
+        self.denied += [approval.approval_id for approval in unanswered]
         self.closed.append(run.run_id)
         log.warning(
             "run %s of %s/%s was interrupted by a restart: %s",
@@ -226,7 +236,8 @@ class Recovery:
         detail = (
             f"{len(self.closed)} interrupted run(s) closed at start-up, "
             f"{len(self.rerun)} answered again, {len(self.told)} told; "
-            f"{len(self.requeued)} waiting message(s) queued again"
+            f"{len(self.requeued)} waiting message(s) queued again, "
+            f"{len(self.denied)} pending approval(s) denied"
         )
         return SubsystemHealth(name="recovery", status="ok", detail=detail)
 

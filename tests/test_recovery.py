@@ -83,6 +83,7 @@ class Recovered:
         self.data_dir = data_dir
         self.delivered: list[tuple[ChannelRoute, str]] = []
         self.starts: list[AgentStart] = []
+        self.events: list[AgentEvent] = []
         self._hub: Hub | None = None
         self._recovery: Recovery | None = None
 
@@ -106,6 +107,7 @@ class Recovered:
         self._recovery.deliver = lambda route, text: self.delivered.append((route, text))
 
         def on_event(event: AgentEvent) -> None:
+            self.events.append(event)
             if isinstance(event, AgentStart):
                 self.starts.append(event)
 

@@ -1,8 +1,10 @@
 """Requests about tool calls waiting for a person: `approvals.list` and `approvals.decide`.
 
 Who may see an approval: whoever may see its session (`Conversations.may_see`): the hub's owner
-sees all of them, a guest only those of the sessions it takes part in; an approval of any other
-session is neither listed nor decided (`forbidden`).
+sees all of them, a guest (a web device, or a chat user pressing a button) only those of the
+sessions it takes part in; an approval of any other session is neither listed nor decided
+(`forbidden`). `by` names who decided: `ctl`, `web:<deviceId>`, a chat user's
+`<channel>:<userId>`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from pydantic import StringConstraints
 
 from hub.approvals import ApprovalAnswer, Decision, PendingApproval, Visible
 from hub.hub import Hub
+from hub.requests.sessions import viewer_of_caller
 from hub.requests.table import Caller, RequestHost, request
-from hub.scopes import Viewer
 from hub.wire import WireModel
 
 ApprovalId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -37,7 +39,7 @@ def visible_to(caller: Caller, hub: Hub) -> Visible:
     """What `caller` may see of pending approvals: those of the sessions it may see."""
     if caller.owner:
         return lambda pending: True
-    viewer = Viewer(surface=caller.surface, device_id=caller.device_id, owner=False)
+    viewer = viewer_of_caller(caller)
 
     def visible(pending: PendingApproval) -> bool:
         agent = hub.agents.get(pending.agent_id)
@@ -51,7 +53,9 @@ def decider(caller: Caller) -> str:
     """How `approval_resolved.by` names the caller."""
     if caller.surface == "control":
         return "ctl"
-    return f"{caller.surface}:{caller.device_id}" if caller.device_id else caller.surface
+    if caller.device_id:
+        return f"{caller.surface}:{caller.device_id}"
+    return caller.identity or caller.surface
 
 
 @request("approvals.list", ApprovalsListParams, ApprovalsAnswer)
