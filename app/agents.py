@@ -38,6 +38,9 @@ class AgentSettings(BaseModel):
         default=None, description="names of [[mcp_servers]] this agent may use (default: all)"
     )
     context_window: int | None = Field(default=None, ge=512)
+    image_input: bool | None = Field(
+        default=None, description="whether the model sees images (default: its profile says)"
+    )
     messages: Delivery = Field(
         default="turn",
         description="messages from other agents: run as a turn (`turn`) or wait in the inbox",
@@ -95,6 +98,7 @@ def agent_model_configs(
             ("system_prompt", prompt),
             ("tools", agent.tools),
             ("context_window", agent.context_window),
+            ("image_input", agent.image_input),
         ):
             if value is not None:
                 update[field] = value

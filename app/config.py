@@ -120,6 +120,13 @@ class Settings(BaseSettings):
     context_window: int | None = Field(
         default=None, validation_alias=AliasChoices("AGENTHUB_CONTEXT_WINDOW", "context_window")
     )
+    image_input: bool | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTHUB_IMAGE_INPUT", "image_input")
+    )
+    transcribe_model: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AGENTHUB_TRANSCRIBE_MODEL", "transcribe_model"),
+    )
     tools: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=AliasChoices("AGENTHUB_TOOLS", "tools")
     )

@@ -17,6 +17,7 @@ from hub.hub import AgentSetup, Hub
 from hub.providers import ModelConfig, build_compactor, build_model, describe_model
 from hub.scopes import ConversationConfig
 from hub.tools.config import TUNABLES, ToolsConfig
+from hub.transcribe import Transcriber
 
 if TYPE_CHECKING:
     from hub.tools.mcp import McpServers
@@ -73,12 +74,26 @@ def model_config(settings: Settings) -> ModelConfig:
         openai_base_url=settings.openai_base_url,
         anthropic_api_key=settings.anthropic_api_key,
         context_window=settings.context_window,
+        image_input=settings.image_input,
         tools=settings.tools,
         tooling=tools_config(settings),
     )
     if settings.system_prompt:
         config = config.model_copy(update={"system_prompt": settings.system_prompt})
     return config
+
+
+def transcriber(settings: Settings) -> Transcriber | None:
+    """Speech to text for voice notes, when `AGENTHUB_TRANSCRIBE_MODEL` names a model."""
+    if not settings.transcribe_model:
+        return None
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    try:
+        return Transcriber(
+            settings.transcribe_model, api_key=key, base_url=settings.openai_base_url
+        )
+    except ValueError as exc:
+        raise ConfigError(f"AGENTHUB_TRANSCRIBE_MODEL: {exc}") from None
 
 
 def build_hub(settings: Settings) -> tuple[Hub, McpServers | None, str]:
@@ -140,6 +155,7 @@ def build_hub(settings: Settings) -> tuple[Hub, McpServers | None, str]:
         known = ", ".join(configs)
         raise ConfigError(f"bindings: {exc} (configured: {known})") from None
     mail.attach(hub)
+    hub.transcriber = transcriber(settings)
     model_line = "\n".join(
         describe_model(agent_config)
         if len(configs) == 1

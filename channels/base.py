@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
 from channels.outbox_store import Ticket
+from hub.attachments import Attachment
 from hub.health import SubsystemHealth
 from hub.origin import ChannelRoute
 from hub.wire import WireModel
@@ -59,6 +60,8 @@ class ChannelMessage(WireModel):
     unknown_command: str | None = None
     # A button pressed (its `Choice.data`), instead of a message.
     choice: str | None = None
+    # Files sent with the message (`hub.attachments`); `text` is their caption.
+    attachments: tuple[Attachment, ...] = ()
 
 
 class Choice(WireModel):

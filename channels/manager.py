@@ -51,6 +51,7 @@ from hub.health import Probe
 from hub.hub import Hub
 from hub.origin import ChannelRoute, Origin
 from hub.tasks import TaskFunnel
+from hub.transcribe import hear, heard_quote
 
 log = logging.getLogger("agenthub.channels")
 
@@ -203,10 +204,15 @@ class ChannelManager:
             self._send(plugin, message.route, await self.approvals.on_choice(message))
             return
         try:
+            # A voice note becomes text first; the person sees what was heard.
+            heard = await hear(self.hub.transcriber, message.text, message.attachments)
+            if heard.transcripts:
+                self._send(plugin, message.route, heard_quote(heard.transcripts))
             self.hub.submit(
                 self.hub.agent_for(message.route),
-                message.text,
+                heard.text,
                 Origin(surface="channel", route=message.route),
+                attachments=heard.attachments,
             )
         except CodedError as exc:
             self._send(plugin, message.route, coded_error_text(exc))

@@ -19,7 +19,8 @@ class GatewayConfig(BaseModel):
     gateway_token: SecretStr = Field(description="the secret hub devices present")
     redis_url: str | None = Field(default=None, description="join other nodes through Redis")
     redis_prefix: str = "agenthub:gw"
-    max_frame_bytes: int = Field(default=1_048_576, ge=1024)
+    # 8 MiB: a 5 MB phone photo is about 6.7 MiB as base64 in a `message` frame.
+    max_frame_bytes: int = Field(default=8 * 1_048_576, ge=1024)
     client_rate: float = Field(default=20.0, gt=0, description="frames per second, per device")
     client_burst: int = Field(default=40, ge=1)
     hub_rate: float | None = Field(default=None, gt=0, description="None: hubs are not limited")

@@ -42,6 +42,7 @@ from hub.origin import Origin
 from hub.requests import Caller, RequestHost, dispatch
 from hub.requests.agents import HistoryAnswer
 from hub.tasks import TaskFunnel
+from hub.transcribe import hear
 
 log = logging.getLogger("agenthub.hub_link")
 
@@ -154,12 +155,17 @@ class HubLink:
     async def _on_message(self, frame: MessageFrame) -> None:
         agent_id = frame.payload.agent_id
         try:
+            # Audio becomes text first (`hub.transcribe`); history shows what was heard.
+            heard = await hear(
+                self.hub.transcriber, frame.payload.content, frame.payload.attachments or ()
+            )
             run_id = self.hub.submit(
                 agent_id,
-                frame.payload.content,
+                heard.text,
                 Origin(surface="web", device_id=frame.sender),
                 session_key=frame.payload.session_key,
                 mode=frame.payload.mode,
+                attachments=heard.attachments,
             )
         except CodedError as exc:
             await self._answer(frame, error=(exc.code, str(exc)))

@@ -31,6 +31,9 @@ from gateway.sio import LanedClient, close_client
 
 log = logging.getLogger("agenthub.hub_link")
 
+# The largest WebSocket message the hub accepts from the gateway.
+MAX_RECEIVE_BYTES = 64 * 1_048_576
+
 STREAM_WINDOW = 4
 ACK_WAIT_SECONDS = 10.0
 
@@ -132,6 +135,9 @@ class GatewayConnection:
             logger=logging.getLogger("socketio.client"),
             engineio_logger=logging.getLogger("engineio.client"),
             handle_sigint=False,
+            # The gateway checks every frame against its `max_frame_bytes`; the hub takes what
+            # it relays (aiohttp's default, 4 MiB, would drop the link on a photo's frame).
+            websocket_extra_options={"max_msg_size": MAX_RECEIVE_BYTES},
         )
         client.on("receive", self._on_receive)
         client.on("devices", self._on_devices)

@@ -13,6 +13,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import ConfigDict, Field, JsonValue, StringConstraints, TypeAdapter
 
+from hub.attachments import MAX_ATTACHMENTS, Attachment
 from hub.events import MAIN_SESSION
 from hub.lanes import WriteMode
 from hub.wire import WireModel
@@ -38,12 +39,14 @@ ErrorCode = Literal[
 
 class MessagePayload(WireModel):
     """A person's message for an agent: to the session `session_key` (default `main`), taken
-    in as `mode` says when a run of that session is going (default: the session's own)."""
+    in as `mode` says when a run of that session is going (default: the session's own), with
+    files (`attachments`, base64 `data`; the hub's rules in `hub.attachments`)."""
 
     agent_id: str
     content: str
     session_key: str | None = None
     mode: WriteMode | None = None
+    attachments: Annotated[list[Attachment], Field(max_length=MAX_ATTACHMENTS)] | None = None
 
 
 class StreamPayload(WireModel):

@@ -25,6 +25,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 
 from hub.accepted import AcceptedMessages
+from hub.attachments import TurnImage
 from hub.errors import AgentClosedError, CodedError, InvalidInputError, QueueFullError
 from hub.events import MAIN_SESSION, AgentEvent, ReadItem
 from hub.fanout import Broadcast, Callback, GapCallback
@@ -177,15 +178,17 @@ class AsyncAgent:
         session_key: str = MAIN_SESSION,
         mode: WriteMode | None = None,
         hold: tuple[float, float] | None = None,
+        images: tuple[TurnImage, ...] = (),
     ) -> str:
         """Queue a turn in `session_key`'s lane and return the id of the run that will answer
         it (`collect` and `steer` may join a run already queued or going). `mode` defaults to
         the session's; `hold` (idle, cap seconds) debounces a burst into one turn. Raises
         `AgentClosedError` after `close()`, `InvalidInputError` for empty,
-        oversized or unencodable text, `QueueFullError` when too many turns wait."""
+        oversized or unencodable text (empty is fine with `images`), `QueueFullError` when too
+        many turns wait."""
         if self._closed:
             raise AgentClosedError(f"agent {self.agent_id} is closed and takes no more messages")
-        check_text(text, self.max_input_chars)
+        check_text(text, self.max_input_chars, empty_ok=bool(images))
         check_session_key(session_key)
         lane = self.lane(session_key)
         if len(lane.turns) >= self._max_queued:
@@ -193,6 +196,7 @@ class AsyncAgent:
                 f"agent {self.agent_id} already has {len(lane.turns)} messages waiting"
             )
         turn = Turn(new_run_id(), text, origin or Origin(surface="desktop"), session_key)
+        turn.images = images
         self._idle.clear()
         return lane.place(turn, mode or lane.mode, hold).run_id
 
@@ -431,9 +435,10 @@ class _Requested:
         return await self._compactor.compact(context, reason, previous_summary)
 
 
-def check_text(text: str, limit: int) -> None:
-    """Refuse text no turn should carry: empty, over `limit` characters, not encodable."""
-    if not text.strip():
+def check_text(text: str, limit: int, *, empty_ok: bool = False) -> None:
+    """Refuse text no turn should carry: empty (unless `empty_ok`), over `limit` characters,
+    not encodable."""
+    if not text.strip() and not empty_ok:
         raise InvalidInputError("message is empty", "empty")
     if len(text) > limit:
         raise InvalidInputError(

@@ -14,6 +14,7 @@ from pathlib import Path
 from hub.access import AccessStore
 from hub.agent import AsyncAgent
 from hub.approvals import Approvals
+from hub.attachments import Attachment, MediaStore, TurnImage, prepare_turn
 from hub.bindings import Binding, bound_agent
 from hub.conversations import Conversations, ForbiddenSessionError
 from hub.errors import UnknownAgentError
@@ -25,6 +26,7 @@ from hub.origin import ChannelRoute, Origin
 from hub.routes import LastRoute
 from hub.scopes import ConversationConfig, channel_session_key, viewer_of
 from hub.sessions import SessionStore
+from hub.transcribe import Transcriber
 from hub.wire import WireModel
 
 log = logging.getLogger("agenthub.hub")
@@ -79,6 +81,9 @@ class Hub:
         # Tool calls waiting for a person; the model's tools ask through the same object.
         self.approvals = approvals or Approvals()
         self.store = SessionStore(data_dir)
+        self.media = MediaStore(data_dir)
+        # Speech to text for voice notes (`hub.transcribe`); the composition root sets it.
+        self.transcriber: Transcriber | None = None
         self.access = AccessStore(data_dir / "access.json")
         self.health = HealthRegistry()
         self.last_route = LastRoute()
@@ -149,9 +154,11 @@ class Hub:
         *,
         session_key: str | None = None,
         mode: WriteMode | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> str:
         """The one way into an agent: queue `text` as a turn of its session and return the
-        run id.
+        run id. `attachments` are read by the rules of `hub.attachments` (text files and PDFs
+        join the text, images go with the turn; audio is transcribed before, `hub.transcribe`).
 
         The session is `session_key_for(origin, session_key)`; a guest may write only to
         sessions they take part in. In `main`, an accepted channel message makes its chat the
@@ -159,7 +166,7 @@ class Hub:
         the window or the browser); other sessions leave it alone, and so do turns the hub
         starts itself (`origin.source` other than `user`). Raises `UnknownAgentError`,
         `forbidden` / `invalid_session_key`, and whatever `AsyncAgent.write` refuses with
-        (all `CodedError`).
+        (all `CodedError`), and `MediaRefused` for an attachment the rules refuse.
         """
         agent = self.agent(agent_id)
         if origin.source != "user":
@@ -172,13 +179,17 @@ class Hub:
         viewer = viewer_of(origin, self.scope_config())
         if origin.route is None:
             self.sessions.check_write(agent, viewer, key)
+        images: tuple[TurnImage, ...] = ()
+        if attachments:
+            prepared = prepare_turn(text, attachments, self.media, agent.agent_id)
+            text, images = prepared.text, prepared.images
         config = self.conversation_config
         hold = (config.debounce_idle, config.debounce_cap) if origin.route is not None else None
         chat = agent.sessions.chat_of(key) if origin.route is None else None
         if chat is not None:
             # A chat's session answers in its chat, whoever writes there.
             origin = origin.model_copy(update={"route": chat})
-        run_id = agent.write(text, origin, session_key=key, mode=mode, hold=hold)
+        run_id = agent.write(text, origin, session_key=key, mode=mode, hold=hold, images=images)
         agent.sessions.join(key, viewer.reader_id, route=None if chat else origin.route)
         if key == MAIN_SESSION:
             if origin.route is not None and origin.surface == "channel":
@@ -220,3 +231,5 @@ class Hub:
         are denied first, so a run waiting for one records the refusal and can finish."""
         self.approvals.close()
         await asyncio.gather(*(a.close(grace=grace) for a in self.agents.values()))
+        if self.transcriber is not None:
+            await self.transcriber.close()

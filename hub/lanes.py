@@ -99,14 +99,17 @@ class SessionLane:
             last = self.turns[-1] if self.turns else None
             if last is not None and last.ready_at > now and _same_chat(last, turn):
                 last.text = f"{last.text}\n\n{turn.text}"
+                last.images += turn.images
                 last.ready_at = min(last.ready_cap, now + hold[0])
                 return last
             turn.ready_at, turn.ready_cap = now + hold[0], now + hold[1]
         if mode == "collect" and self.turns:
             last = self.turns[-1]
             last.text = f"{last.text}\n\n{turn.text}"
+            last.images += turn.images
             return last
-        if mode == "steer" and current is not None and not current.streamed:
+        # Images wait for their own turn: a model step takes steering as text only.
+        if mode == "steer" and current is not None and not current.streamed and not turn.images:
             current.steering.append(turn.text)
             return current
         if mode == "interrupt" and current is not None:

@@ -16,6 +16,7 @@ from typing import Protocol
 from pydantic import JsonValue
 
 from hub.approvals import Announce
+from hub.attachments import TurnImage
 from hub.sessions import HistoryEntry
 
 
@@ -80,15 +81,25 @@ class ModelTurn:
     session_key: str = "main"
     session_id: str = ""
     announce: Announce | None = None
+    # Images sent with the text, for a model that sees images (`sees_images`).
+    images: tuple[TurnImage, ...] = ()
 
 
 class Model(Protocol):
-    """A provider behind the agent. `name` is its spec, e.g. `echo` or `openai:gpt-4o-mini`."""
+    """A provider behind the agent. `name` is its spec, e.g. `echo` or `openai:gpt-4o-mini`.
+
+    A model that takes image input has `accepts_images = True` (see `sees_images`); for the
+    others the agent tells the person and sends the text only."""
 
     @property
     def name(self) -> str: ...
 
     def stream(self, turn: ModelTurn) -> AsyncGenerator[ModelPart, None]: ...
+
+
+def sees_images(model: object) -> bool:
+    """Whether `model` takes images with a turn (its optional `accepts_images` attribute)."""
+    return getattr(model, "accepts_images", False) is True
 
 
 @dataclass(frozen=True, slots=True)

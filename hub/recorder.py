@@ -16,6 +16,7 @@ from typing import TypedDict
 
 from pydantic import JsonValue
 
+from hub.attachments import AttachmentRef
 from hub.errors import ModelError
 from hub.events import (
     AgentEnd,
@@ -123,11 +124,18 @@ class RunRecorder:
     def start(self, origin: Origin) -> None:
         self._emit(AgentStart(**self._stamp(), origin=origin))
 
-    async def user_message(self, text: str) -> None:
+    async def user_message(self, text: str, attachments: tuple[AttachmentRef, ...] = ()) -> None:
         message_id = new_entry_id("m")
         self._emit(MessageStart(**self._stamp(), message_id=message_id, role="user"))
         end = MessageEnd(**self._stamp(), message_id=message_id, role="user", text=text)
-        entry = MessageEntry(id=message_id, run_id=self.run_id, seq=end.seq, role="user", text=text)
+        entry = MessageEntry(
+            id=message_id,
+            run_id=self.run_id,
+            seq=end.seq,
+            role="user",
+            text=text,
+            attachments=attachments,
+        )
         await self._persist_then_emit(entry, end)
 
     def text(self, delta: str) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -206,9 +206,11 @@ class RunJournal:
             log.warning("%s: skipped %d unreadable line(s); kept the rest", self.path, bad)
         return JournalState(runs=list(open_runs.values()), waiting=list(waiting.values()))
 
-    def reset(self) -> None:
-        """Start a journal holding only the messages still waiting (none after recovery
-        loaded the old one: it queues them again, which records them anew)."""
+    def reset(self, keep: Sequence[AcceptedLine] = ()) -> None:
+        """Start a journal holding only the messages still waiting, and `keep` (those the old
+        journal left waiting, until recovery has queued them again)."""
+        for line in keep:
+            self._waiting.setdefault(line.run_id, line)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.close(fd)
         self._lines = 0

@@ -67,7 +67,7 @@ class Recovery:
         # Approvals pending at the crash, denied at start-up.
         self.denied: list[str] = []
         self._plans: list[_Plan] = []
-        self._waiting: list[AcceptedLine] = []
+        self._waiting: list[tuple[AcceptedLine, Turn]] = []
         self._unsubscribe: list[Callable[[], None]] = []
         self.closing = _Closing(self)
         self.resuming = _Resuming(self)
@@ -76,7 +76,6 @@ class Recovery:
         for agent in self.hub.agents.values():
             agent.hold()
         state = await asyncio.to_thread(self.journal.load)
-        self._waiting = state.waiting
         for run in state.runs:
             try:
                 plan = await self._close(run)
@@ -85,7 +84,10 @@ class Recovery:
                 continue
             if plan is not None:
                 self._plans.append(plan)
-        await asyncio.to_thread(self.journal.reset)
+        found = ((line, self._waiting_turn(line)) for line in state.waiting)
+        self._waiting = [(line, turn) for line, turn in found if turn is not None]
+        # A crash before `resume` queued them finds them again.
+        await asyncio.to_thread(self.journal.reset, [line for line, _ in self._waiting])
         for agent in self.hub.agents.values():
             self._unsubscribe.append(agent.subscribe(self.journal.on_event, name="recovery"))
             self._unsubscribe.append(agent.accepted.watch(self.journal.on_accepted))
@@ -156,8 +158,11 @@ class Recovery:
         try:
             for plan in plans:
                 self._resume_run(plan, queue)
-            for line in self._waiting:
-                self._requeue(line, queue)
+            for line, turn in self._waiting:
+                queue.setdefault((line.agent_id, line.session_key), []).append(
+                    (turn, line.session_id)
+                )
+                self.requeued.append(line.run_id)
             for (agent_id, key), turns in queue.items():
                 try:
                     self.hub.agent(agent_id).queue_first(key, turns)
@@ -188,15 +193,16 @@ class Recovery:
             origin = plan.leftover[0].full_origin()
             turns.append((Turn(new_run_id(), text, origin, run.session_key), None))
 
-    def _requeue(self, line: AcceptedLine, queue: _Queue) -> None:
-        """Queue again a turn accepted before the restart whose run never started."""
+    def _waiting_turn(self, line: AcceptedLine) -> Turn | None:
+        """The turn to answer again for a message accepted before the restart whose run never
+        started; None when it started after all, or cannot be read."""
         agent = self.hub.agents.get(line.agent_id)
         if agent is None:
             log.warning("waiting message for run %s: agent %s is gone", line.run_id, line.agent_id)
-            return
+            return None
         session = _saved_in(agent, line)
         if session is None:
-            return
+            return None
         pieces = [
             e
             for e in session.entries
@@ -209,17 +215,15 @@ class Recovery:
         if started or not pieces:
             if not pieces:
                 log.warning("waiting message for run %s was not saved; not answered", line.run_id)
-            return
-        text = "\n\n".join(piece.text for piece in pieces)
-        turn = Turn(line.run_id, text, pieces[0].full_origin(), line.session_key)
-        queue.setdefault((line.agent_id, line.session_key), []).append((turn, line.session_id))
-        self.requeued.append(line.run_id)
+            return None
         log.warning(
             "run %s of %s/%s was waiting when the hub stopped: answering it now",
             line.run_id,
             line.agent_id,
             line.session_key,
         )
+        text = "\n\n".join(piece.text for piece in pieces)
+        return Turn(line.run_id, text, pieces[0].full_origin(), line.session_key)
 
     def _question(self, run: OpenRun) -> str:
         session = self.hub.agent(run.agent_id).sessions.current(run.session_key)

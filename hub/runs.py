@@ -14,9 +14,18 @@ import secrets
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
+from hub.attachments import TurnImage, model_input
 from hub.errors import CodedError, ModelError
 from hub.events import RunStatus, now_ms
-from hub.model import Compactor, Model, ModelTurn, TextDelta, ToolCallFinished, ToolCallStarted
+from hub.model import (
+    Compactor,
+    Model,
+    ModelTurn,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    sees_images,
+)
 from hub.origin import Origin
 from hub.recorder import RunRecorder
 
@@ -68,6 +77,8 @@ class Turn:
     # recorded yet.
     steering: list[str] = field(default_factory=list)
     steered: list[str] = field(default_factory=list)
+    # Images sent with the text (`hub.attachments`).
+    images: tuple[TurnImage, ...] = ()
     # Saving the accepted entries of the messages this turn carries (`hub.lanes`).
     recording: list[asyncio.Task[None]] = field(default_factory=list)
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -110,15 +121,19 @@ async def drive_run(
         compaction = session.last_compaction()
         replay = turn.origin.replay_of
         if replay is None:
-            await recorder.user_message(turn.text)
+            await recorder.user_message(turn.text, tuple(image.ref for image in turn.images))
         else:
             # Answering an interrupted run's message again (`hub.recovery`): the message is
             # in the session already; the model gets it once, as this turn's text.
             context = [e for e in context if e.run_id != replay]
+        text, images, notice = model_input(turn.text, turn.images, sees_images(model))
+        if notice:
+            recorder.text(notice)
         model_turn = ModelTurn(
             agent_id=recorder.agent_id,
             run_id=turn.run_id,
-            text=turn.text,
+            text=text,
+            images=images,
             context=context,
             summary=compaction.summary if compaction else None,
             steering=turn.take_steering,

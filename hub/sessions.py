@@ -22,6 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, JsonValue, TypeAdapter, ValidationError
 
+from hub.attachments import AttachmentRef
 from hub.events import Role, RunStatus, now_ms
 from hub.jsonl_files import append_line, create_file, fsync_dir, make_private_dir
 from hub.origin import ChannelRoute, Origin
@@ -70,6 +71,8 @@ class MessageEntry(WireModel):
     text: str
     ts: int = Field(default_factory=now_ms)
     aborted: bool = False
+    # Images the user sent with the message (stored under the data directory).
+    attachments: tuple[AttachmentRef, ...] = Field(default=(), exclude_if=lambda refs: not refs)
 
 
 class ToolEntry(WireModel):

@@ -8,7 +8,8 @@ user's and the bot's messages; HTML parse mode validated like Telegram (only its
 balanced, text <= 4096 UTF-16 units after parsing); `bot_command` / `mention` entities.
 
 Also `editMessageText`, `setMessageReaction`, `sendChatAction`, `deleteMessage`, `getFile` and
-file downloads (`/file/bot<token>/<path>`), each recorded.
+file downloads (`/file/bot<token>/<path>`; `download` in `fault_methods` injects faults there
+too), each recorded. `user_sends` delivers documents, photos (two sizes), voice notes and audio.
 
 `refusing` makes a chat refuse the bot for good (blocked, chat not found). Fault injection,
 on every method named in `fault_methods` (default `sendMessage` only):
@@ -305,14 +306,16 @@ class FakeBotApi:
         caption: str | None = None,
         chat_id: int = 1001,
         size: int | None = None,
+        duration: int = 3,
     ) -> int:
-        """A user sends a `document`, `photo` or `voice` (with `content` behind getFile);
-        returns its message id."""
+        """A user sends a `document`, `photo`, `voice`, `audio` or `video` (`content` behind
+        getFile); returns its message id. A photo comes in two sizes, as Telegram sends them:
+        a small preview (other bytes) first, `content` last."""
         chat = self.chat(chat_id)
         message_id = chat.next_id
         chat.next_id += 1
         file_id = f"file-{len(self.files) + 1}"
-        self.files[file_id] = (f"documents/{file_name}", content)
+        self.files[file_id] = (f"{kind}s/{file_id}-{file_name}", content)
         stored = StoredMessage(
             chat_id, message_id, False, caption or "", caption or "", None, None, time.monotonic()
         )
@@ -329,9 +332,22 @@ class FakeBotApi:
                 ref["mime_type"] = mime_type
             media = ref
         elif kind == "photo":
-            media = [ref | {"width": 90, "height": 90}]
+            preview = f"{file_id}-preview"
+            self.files[preview] = (f"photos/{preview}.jpg", b"small preview")
+            small: dict[str, JsonValue] = {
+                "file_id": preview,
+                "file_unique_id": f"u{preview}",
+                "file_size": 13,
+            }
+            media = [small | {"width": 90, "height": 90}, ref | {"width": 1280, "height": 960}]
         else:
-            media = ref | {"duration": 3}
+            media = ref | {"duration": duration}
+            if kind == "video":
+                media |= {"width": 640, "height": 480}
+            if kind == "audio":
+                media |= {"file_name": file_name}
+            if mime_type:
+                media["mime_type"] = mime_type
         message: dict[str, JsonValue] = {
             "message_id": message_id,
             "date": int(time.time()),
@@ -447,6 +463,9 @@ class FakeBotApi:
         if request.match_info["token"] != self.token:
             return _error(401, "Unauthorized")
         self.calls["download"] = self.calls.get("download", 0) + 1
+        fault = self._next_fault("download")
+        if fault is not None and fault != "parse":
+            return await self._fail(request, fault, landed=False)
         for path, content in self.files.values():
             if path == request.match_info["path"]:
                 return web.Response(body=content)

@@ -5,6 +5,10 @@ tool-call deltas and a usage chunk. Tests script what each request gets, in orde
 `Reply` and `Fault` plans; faults cover HTTP errors (401, 404, 429 with retry-after, 500),
 a stream cut mid-way and a slow first byte. The server records every request body and every
 connection the client closed before the reply was finished.
+
+It also answers `POST /v1/audio/transcriptions` (multipart, as the openai client sends it):
+each request gets the next of `enqueue_transcripts` (a text, or a `Fault`), else
+`transcript`; every upload is recorded in `transcriptions`.
 """
 
 from __future__ import annotations
@@ -68,6 +72,15 @@ class RecordedRequest(BaseModel):
     authorization: str | None = None
 
 
+class RecordedTranscription(BaseModel):
+    """One transcription upload as the server received it."""
+
+    model: str
+    file_name: str
+    media_type: str
+    content: bytes
+
+
 @dataclass
 class FakeOpenAI:
     """The server. Use as `async with FakeOpenAI() as server:`; `server.base_url` is the
@@ -78,6 +91,9 @@ class FakeOpenAI:
     closed_early: int = 0
     finished: int = 0
     _plans: deque[Plan] = field(default_factory=deque)
+    transcript: str = "Please remind me to buy milk."
+    transcriptions: list[RecordedTranscription] = field(default_factory=list)
+    _transcripts: deque[str | Fault] = field(default_factory=deque)
     port: int = 0
     _runner: web.AppRunner | None = None
     _closed_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -90,6 +106,10 @@ class FakeOpenAI:
         """What the next requests get, in order; after these, `default`."""
         self._plans.extend(plans)
 
+    def enqueue_transcripts(self, *answers: str | Fault) -> None:
+        """What the next transcription requests get, in order; after these, `transcript`."""
+        self._transcripts.extend(answers)
+
     async def wait_closed_early(self) -> None:
         """Wait until the client has dropped a connection before its reply finished."""
         await self._closed_event.wait()
@@ -97,6 +117,7 @@ class FakeOpenAI:
     async def __aenter__(self) -> Self:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_post("/v1/audio/transcriptions", self._transcribe)
         # handler_cancellation: a client that goes away cancels the handler, which we record.
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -132,6 +153,24 @@ class FakeOpenAI:
             self.closed_early += 1
             self._closed_event.set()
             raise
+
+    async def _transcribe(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        upload = form.get("file")
+        if not isinstance(upload, web.FileField):
+            return _fault(Fault(400, "file: a multipart file upload is required"))
+        self.transcriptions.append(
+            RecordedTranscription(
+                model=str(form.get("model", "")),
+                file_name=upload.filename,
+                media_type=upload.content_type,
+                content=upload.file.read(),
+            )
+        )
+        answer = self._transcripts.popleft() if self._transcripts else self.transcript
+        if isinstance(answer, Fault):
+            return _fault(answer)
+        return web.json_response({"text": answer})
 
     async def _stream(self, request: web.Request, model: str, plan: Reply) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

@@ -188,6 +188,7 @@ def sample_params(method: str) -> dict[str, JsonValue]:
         "code": "NOSUCH01",
         "deviceId": "nobody",
         "approvalId": "ap-nosuch",
+        "attachmentId": "nosuch.png",
         "decision": "deny",
         "sessionKey": "main",
         "title": "A title",

@@ -199,6 +199,8 @@ async def test_a_waiting_message_that_was_never_saved_is_reported(
     assert "r-lost was not saved" in warnings
     assert "r-gone: its session is unreadable" in warnings
     assert "agent nobody is gone" in warnings
+    # Reported once: the journal does not keep them for the next start.
+    assert b"accept" not in (data_dir / "runs.jsonl").read_bytes()
 
 
 async def test_the_journal_keeps_waiting_messages_when_it_starts_over(data_dir: Path) -> None:
@@ -214,3 +216,28 @@ async def test_the_journal_keeps_waiting_messages_when_it_starts_over(data_dir: 
     assert not any(isinstance(e, AgentEnd) for e in events)
     await hub.close()
     await recovery.closing.stop()
+
+
+async def test_a_second_crash_before_they_were_queued_loses_no_waiting_turn(
+    data_dir: Path,
+) -> None:
+    stuck = Stuck()
+    hub, recovery, _ = await started_hub(data_dir, stuck)
+    await recovery.resuming.start()
+    hub.submit("main", "one", DESK)
+    await stuck.started.wait()
+    waiting = hub.submit("main", "two", DESK)
+    await hub.close()
+    await recovery.closing.stop()
+
+    # Started, but stopped again before recovery queued what was waiting.
+    interrupted, recovery, _ = await started_hub(data_dir, EchoModel())
+    await recovery.closing.stop()
+    await interrupted.close()
+
+    again, recovery, events = await started_hub(data_dir, EchoModel())
+    await recovery.resuming.start()
+    await again.default_agent.wait_idle()
+    assert [e.run_id for e in events if isinstance(e, AgentStart)] == [waiting]
+    await recovery.closing.stop()
+    await again.close()

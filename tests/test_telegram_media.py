@@ -1,6 +1,6 @@
-"""Files sent to the bot: text files and PDFs become text of the turn, other media get a
-clear notice, oversize files a clear refusal. Real python-telegram-bot against the local Bot
-API server (getFile and downloads)."""
+"""Files sent to the bot: text files and PDFs become text of the turn, videos get a clear
+notice, oversize files a clear refusal (photos and voice notes: tests/test_media_telegram.py).
+Real python-telegram-bot against the local Bot API server (getFile and downloads)."""
 
 from __future__ import annotations
 
@@ -98,12 +98,13 @@ async def test_oversize_unknown_and_broken_files_are_refused_clearly(data_dir: P
         assert rig.agent.last_run is None
 
 
-async def test_photos_and_voice_notes_get_a_notice_not_silence(data_dir: Path) -> None:
+async def test_videos_and_unset_transcription_get_a_notice_not_silence(data_dir: Path) -> None:
     async with telegram_rig(data_dir, ScriptedModel()) as rig:
-        await rig.api.user_sends("photo", content=b"\x89PNG", caption="look at this")
+        await rig.api.user_sends("video", content=b"\x00\x00\x00\x18ftyp")
         await rig.api.user_sends("voice", content=b"OggS")
         await until(lambda: len(rig.api.replies_in(CHAT)) == 2, "two notices")
-        photo, voice = rig.api.texts_in(CHAT)
-        assert "can't see images" in photo
+        video, voice = rig.api.texts_in(CHAT)
+        assert "can't watch videos" in video
         assert "can't listen to voice notes" in voice
+        assert "AGENTHUB_TRANSCRIBE_MODEL" in voice
         assert rig.agent.last_run is None

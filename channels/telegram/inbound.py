@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from telegram import Message, MessageEntity, Update
 
 from channels.base import COMMANDS, Command
-from channels.telegram.media import DocumentRef, document_of, unread_kind
+from channels.telegram.media import MediaRef, media_of, unread_kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +30,9 @@ class Inbound:
     command: Command | None
     thread_id: int | None
     unknown_command: str | None = None
-    document: DocumentRef | None = None
-    # A kind of media the bot does not read (photo, voice…): the user is told.
+    # A file to download (photo, document, voice note, audio); the caption is `text`.
+    media: MediaRef | None = None
+    # A kind of media the bot does not read (video, sticker): the user is told.
     unread: str | None = None
     # False for a group's text message the bot was not asked about (`groups.py` decides).
     addressed: bool = True
@@ -79,18 +80,18 @@ def _int(value: object, what: str) -> int:
 
 
 def parse_message(update: Update, bot_id: int, bot_username: str) -> Inbound | None:
-    """The message if it is addressed to the bot and carries text, a document or media,
-    else None (the caption is the text of a file). Raises `UnreadableMessage` for a message
+    """The message if it is addressed to the bot and carries text or a file, else None
+    (the caption is the text of a file). Raises `UnreadableMessage` for a message
     whose ids or text have the wrong type."""
     message = update.message
     if not isinstance(message, Message) or message.from_user is None:
         return None
     if message.from_user.is_bot:
         return None
-    document = document_of(message) if message.text is None else None
-    unread = unread_kind(message) if message.text is None and document is None else None
+    media = media_of(message) if message.text is None else None
+    unread = unread_kind(message) if message.text is None and media is None else None
     raw_text = message.text if message.text is not None else (message.caption or "")
-    if message.text is None and document is None and unread is None:
+    if message.text is None and media is None and unread is None:
         return None
     if not isinstance(raw_text, str):
         raise UnreadableMessage("text is not a string")
@@ -131,7 +132,7 @@ def parse_message(update: Update, bot_id: int, bot_username: str) -> Inbound | N
     if not addressed and (command is not None or unknown is not None or message.text is None):
         return None  # a group's command or file for nobody in particular
     text = text.strip()
-    if not text and command is None and unknown is None and document is None and unread is None:
+    if not text and command is None and unknown is None and media is None and unread is None:
         return None
     return Inbound(
         chat_id=str(message.chat.id),
@@ -143,7 +144,7 @@ def parse_message(update: Update, bot_id: int, bot_username: str) -> Inbound | N
         command=command,
         thread_id=message.message_thread_id if message.is_topic_message else None,
         unknown_command=unknown if command is None else None,
-        document=document,
+        media=media,
         unread=unread,
         addressed=addressed,
     )

@@ -1,71 +1,109 @@
-"""Files sent to the bot, turned into text for the agent.
+"""Files sent to the bot, downloaded as hub attachments.
 
-Documents whose content is text (txt, md, csv, json, code…) and PDFs (text extracted with
-pypdf) become text attached to the turn, under the caption. Every kind has limits (file size,
-PDF pages, extracted characters), each refused with a message saying what to do. Photos,
-voice notes, audio and video are not read yet: the user is told so instead of being ignored.
+Photos (the largest size Telegram offers), documents (text files, PDFs, images sent as files),
+voice notes and audio are fetched through `getFile` and handed on as `hub.attachments`
+attachments with the caption as the turn's text; the hub's rules (`hub.attachments`,
+`hub.transcribe`) decide what each becomes. Sizes and durations Telegram states are checked
+before downloading, each refused with a message saying what to do. Videos are not read: the
+user is told so instead of being ignored.
 """
 
 from __future__ import annotations
 
-import io
+import datetime as dtm
 import logging
+import mimetypes
+import re
+import warnings
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
-from pypdf import PdfReader
-from pypdf.errors import PyPdfError
-from telegram import Bot, Document, Message
+from telegram import Bot, Message
 from telegram.error import TelegramError
+from telegram.warnings import PTBDeprecationWarning
 
-from hub.errors import CodedError
+from hub.attachments import (
+    Attachment,
+    MediaRefused,
+    check_duration,
+    check_size,
+    kind_of,
+)
 
 log = logging.getLogger("agenthub.telegram")
 
-MAX_FILE_BYTES = 5 * 1024 * 1024
-MAX_PDF_PAGES = 100
-MAX_TEXT_CHARS = 60_000
-TEXT_SUFFIXES = frozenset(
-    {
-        ".txt", ".md", ".markdown", ".rst", ".csv", ".tsv", ".json", ".jsonl", ".yaml", ".yml",
-        ".toml", ".ini", ".cfg", ".conf", ".log", ".xml", ".html", ".htm", ".css", ".js", ".ts",
-        ".tsx", ".jsx", ".py", ".rb", ".go", ".rs", ".java", ".kt", ".c", ".h", ".cc", ".cpp",
-        ".hpp", ".cs", ".php", ".sh", ".bash", ".zsh", ".sql", ".swift", ".lua", ".r", ".m",
-        ".pl", ".scala", ".dart", ".vue", ".svelte", ".tex",
-    }
-)  # fmt: skip
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*")
+
 UNREAD_KINDS = {
-    "photo": "I can't see images yet: please describe it in words, or paste the text.",
-    "voice": "I can't listen to voice notes yet: please write your message instead.",
-    "audio": "I can't listen to audio yet: please write your message instead.",
     "video": "I can't watch videos yet: please describe it in words.",
     "video_note": "I can't watch videos yet: please write your message instead.",
     "sticker": "",
 }
 
 
-class MediaRefused(CodedError):
-    """A file the bot will not read; the message tells the user why and what to do."""
-
-    code = "media_refused"
-
-
 @dataclass(frozen=True, slots=True)
-class DocumentRef:
+class MediaRef:
+    """A file of a message, before it is downloaded."""
+
     file_id: str
     name: str
     size: int | None
-    mime: str | None
+    media_type: str
+    duration: float | None = None
 
 
-def document_of(message: Message) -> DocumentRef | None:
-    document: Document | None = message.document
-    if document is None or not isinstance(document.file_id, str):
-        return None
-    size = document.file_size if isinstance(document.file_size, int) else None
-    name = document.file_name if isinstance(document.file_name, str) else "file"
-    mime = document.mime_type if isinstance(document.mime_type, str) else None
-    return DocumentRef(document.file_id, name[:200], size, mime)
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _seconds(media: object) -> float | None:
+    """A voice note's or audio's duration, as an int (today) or a timedelta (PTB's future)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = getattr(media, "duration", None)
+    if isinstance(value, dtm.timedelta):
+        return value.total_seconds()
+    seconds = _int(value)
+    return float(seconds) if seconds is not None else None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _guess(name: str, default: str) -> str:
+    guessed, _ = mimetypes.guess_type(name, strict=False)
+    return guessed or default
+
+
+def _clean(media_type: str) -> str:
+    """`type/subtype` in lower case, parameters dropped; anything odd as octet-stream."""
+    bare = media_type.split(";", 1)[0].strip().lower()
+    return bare if _MEDIA_TYPE.fullmatch(bare) else "application/octet-stream"
+
+
+def media_of(message: Message) -> MediaRef | None:
+    """The file this message carries (photo, document, voice note or audio), if any."""
+    if message.photo:
+        largest = max(message.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
+        if isinstance(largest.file_id, str):
+            return MediaRef(largest.file_id, "photo.jpg", _int(largest.file_size), "image/jpeg")
+    if message.document is not None and isinstance(message.document.file_id, str):
+        document = message.document
+        name = (_text(document.file_name) or "file")[:200]
+        media_type = _text(document.mime_type) or _guess(name, "application/octet-stream")
+        return MediaRef(document.file_id, name, _int(document.file_size), _clean(media_type))
+    if message.voice is not None and isinstance(message.voice.file_id, str):
+        voice = message.voice
+        media_type = _clean(_text(voice.mime_type) or "audio/ogg")
+        return MediaRef(
+            voice.file_id, "voice.ogg", _int(voice.file_size), media_type, _seconds(voice)
+        )
+    if message.audio is not None and isinstance(message.audio.file_id, str):
+        audio = message.audio
+        name = (_text(audio.file_name) or "audio.mp3")[:200]
+        media_type = _clean(_text(audio.mime_type) or _guess(name, "audio/mpeg"))
+        return MediaRef(audio.file_id, name, _int(audio.file_size), media_type, _seconds(audio))
+    return None
 
 
 def unread_kind(message: Message) -> str | None:
@@ -76,68 +114,18 @@ def unread_kind(message: Message) -> str | None:
     return None
 
 
-def _is_pdf(ref: DocumentRef) -> bool:
-    return ref.mime == "application/pdf" or ref.name.lower().endswith(".pdf")
-
-
-def _is_text(ref: DocumentRef) -> bool:
-    suffix = PurePosixPath(ref.name.lower()).suffix
-    return suffix in TEXT_SUFFIXES or (ref.mime or "").startswith("text/")
-
-
-def _too_big(ref: DocumentRef) -> MediaRefused:
-    mib = MAX_FILE_BYTES // (1024 * 1024)
-    return MediaRefused(
-        f"{ref.name} is larger than {mib} MB: send a smaller file or paste the part you need."
-    )
-
-
-async def document_text(bot: Bot, ref: DocumentRef) -> str:
-    """The file's text, fenced under its name; raises `MediaRefused`."""
-    if not (_is_pdf(ref) or _is_text(ref)):
-        raise MediaRefused(
-            f"I can only read text files (txt, md, csv, json, code) and PDFs, not {ref.name}."
-        )
-    if ref.size is not None and ref.size > MAX_FILE_BYTES:
-        raise _too_big(ref)
+async def download(bot: Bot, ref: MediaRef) -> Attachment:
+    """The file as an attachment. Raises `MediaRefused` for a kind the hub does not read, a
+    file over its size or duration limit, or a failed download."""
+    kind = kind_of(Attachment(name=ref.name, media_type=ref.media_type, data=b""))
+    check_size(ref.name, ref.size, kind)
+    if kind == "audio":
+        check_duration(ref.name, ref.duration)
     try:
         file = await bot.get_file(ref.file_id)
         data = bytes(await file.download_as_bytearray())
     except TelegramError as exc:
         log.warning("telegram: downloading %s failed: %s", ref.name, exc.message)
         raise MediaRefused(f"I couldn't download {ref.name}: please send it again.") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise _too_big(ref)
-    text = _pdf_text(ref, data) if _is_pdf(ref) else data.decode("utf-8", "replace")
-    text = text.replace("\x00", "").strip()
-    if not text:
-        raise MediaRefused(f"{ref.name} has no text I can read (a scanned PDF?).")
-    if len(text) > MAX_TEXT_CHARS:
-        raise MediaRefused(
-            f"{ref.name} has {len(text):,} characters of text; I can take {MAX_TEXT_CHARS:,}."
-            " Send the part you need."
-        )
-    fence = "`" * max(3, _longest_backtick_run(text) + 1)
-    return f"[file: {ref.name}]\n{fence}\n{text}\n{fence}"
-
-
-def _pdf_text(ref: DocumentRef, data: bytes) -> str:
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if len(reader.pages) > MAX_PDF_PAGES:
-            raise MediaRefused(
-                f"{ref.name} has {len(reader.pages)} pages; I read at most {MAX_PDF_PAGES}."
-                " Send the pages you need."
-            )
-        return "\n\n".join(page.extract_text() or "" for page in reader.pages)
-    except (PyPdfError, ValueError, KeyError, TypeError) as exc:
-        log.warning("telegram: reading the PDF %s failed: %s", ref.name, exc)
-        raise MediaRefused(f"I couldn't read {ref.name} as a PDF.") from None
-
-
-def _longest_backtick_run(text: str) -> int:
-    longest = run = 0
-    for char in text:
-        run = run + 1 if char == "`" else 0
-        longest = max(longest, run)
-    return longest
+    check_size(ref.name, len(data), kind)
+    return Attachment(name=ref.name, media_type=ref.media_type, data=data, duration=ref.duration)

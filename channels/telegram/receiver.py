@@ -24,9 +24,10 @@ from channels.error_text import coded_error_text
 from channels.telegram import buttons
 from channels.telegram.groups import GroupGate
 from channels.telegram.inbound import Inbound, parse_message
-from channels.telegram.media import UNREAD_KINDS, MediaRefused, document_text
+from channels.telegram.media import UNREAD_KINDS, download
 from channels.telegram.policy import CHANNEL, AccessPolicy, Allowed, NeedsPairing
 from hub.access import Decision, DeviceRecord
+from hub.attachments import Attachment, MediaRefused
 from hub.origin import ChannelRoute
 from hub.tasks import TaskFunnel
 
@@ -145,16 +146,16 @@ class UpdateReceiver:
             if UNREAD_KINDS[inbound.unread]:
                 self._notify(route_of(inbound), UNREAD_KINDS[inbound.unread])
             return
-        if inbound.document is not None:
+        attachments: tuple[Attachment, ...] = ()
+        if inbound.media is not None:
             bot = self._bot()
             if bot is None:
                 return
             try:
-                attached = await document_text(bot, inbound.document)
+                attachments = (await download(bot, inbound.media),)
             except MediaRefused as exc:
                 self._notify(route_of(inbound), coded_error_text(exc))
                 return
-            text = f"{text}\n\n{attached}" if text else attached
         await self._on_message(
             ChannelMessage(
                 route=route_of(inbound),
@@ -162,6 +163,7 @@ class UpdateReceiver:
                 sender_label=inbound.label,
                 command=inbound.command,
                 unknown_command=inbound.unknown_command,
+                attachments=attachments,
             )
         )
 

@@ -71,6 +71,7 @@ def build_model(
         output_chars=tooling.tool_output_chars,
         settings=settings,
         retry=RetryPolicy(max_retries=config.max_retries),
+        image_input=config.image_input,
     )
 
 

@@ -34,6 +34,10 @@ class ModelConfig(BaseModel):
     context_window: int | None = Field(
         default=None, gt=0, description="tokens; None picks a default for the model family"
     )
+    image_input: bool | None = Field(
+        default=None,
+        description="whether the model sees images; None: what pydantic-ai's model profile says",
+    )
     tools: list[str] = Field(
         default_factory=list, description='user tools as import paths, "pkg.mod:func"'
     )

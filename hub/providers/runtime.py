@@ -20,6 +20,7 @@ from pydantic import JsonValue
 from pydantic_ai import Agent, Tool
 from pydantic_ai.exceptions import ModelAPIError, OutputTokenLimitExceeded
 from pydantic_ai.messages import (
+    BinaryContent,
     FunctionToolCallEvent,
     FunctionToolResultEvent,
     ModelRequest,
@@ -29,6 +30,7 @@ from pydantic_ai.messages import (
     TextPart,
     TextPartDelta,
     ToolCallPart,
+    UserContent,
     UserPromptPart,
 )
 from pydantic_ai.models import Model as PydanticModel
@@ -79,8 +81,16 @@ class PydanticAIModel:
         output_chars: int = 100_000,
         settings: ModelSettings | None = None,
         retry: RetryPolicy | None = None,
+        image_input: bool | None = None,
     ) -> None:
         self._name = name
+        # Whether turns may carry images: the configured switch, else the provider's model
+        # profile (which says yes unless the adapter or model family is known not to).
+        self.accepts_images = (
+            image_input
+            if image_input is not None
+            else model.profile.get("supports_image_input", True) is not False
+        )
         self.endpoint = endpoint
         self.system_prompt = system_prompt
         self.settings = settings
@@ -133,7 +143,7 @@ class PydanticAIModel:
     async def _run(self, turn: ModelTurn) -> AsyncGenerator[ModelPart, None]:
         calls: dict[str, JsonValue] = {}
         async with self._agent.iter(
-            turn.text,
+            _user_prompt(turn),
             message_history=to_model_messages(turn.context) or None,
             instructions=instructions(self.system_prompt, turn.summary),
             model_settings=self.settings,
@@ -216,6 +226,15 @@ class PydanticAIModel:
             error = to_model_error(exc, self.endpoint)
             return f"{error.code}: {error.message}"
         return None
+
+
+def _user_prompt(turn: ModelTurn) -> str | list[UserContent]:
+    """The turn's text, with its images as image parts when it has any."""
+    if not turn.images:
+        return turn.text
+    parts: list[UserContent] = [turn.text] if turn.text.strip() else []
+    parts += [BinaryContent(data=i.data, media_type=i.ref.media_type) for i in turn.images]
+    return parts
 
 
 def _steer(request: ModelRequest, texts: list[str]) -> None:
