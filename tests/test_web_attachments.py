@@ -14,6 +14,7 @@ from pathlib import Path
 
 from playwright.async_api import FilePayload, Page, expect
 
+from hub.sessions import MessageEntry
 from tests.test_gateway_support import running_stack
 from tests.test_web_chat import chromium, pair_with_link
 
@@ -151,3 +152,61 @@ async def test_a_big_photo_is_shrunk_before_it_is_attached(data_dir: Path) -> No
         # Noise barely compresses: the first size that fits the frame is taken.
         assert size in ([2048, 683], [1600, 533], [1280, 427], [1024, 341], [800, 267])
         await expect(page.locator("#composer-error")).to_be_hidden()
+
+
+async def test_sent_images_show_in_the_conversation_and_in_history(
+    data_dir: Path, artifacts: Path
+) -> None:
+    async with running_stack(data_dir) as stack, chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1280, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        await pair_with_link(page, stack)
+        await put_files(
+            page,
+            "drop",
+            [
+                ("red.png", "image/png", png(120, 80)),
+                ("notes.txt", "text/plain", b"the notes say hello"),
+            ],
+        )
+        await page.fill("#input", "what is in the picture?")
+        await page.press("#input", "Enter")
+        mine = page.locator(".message.user").last
+        # At once, from the bytes at hand; the tray is empty again.
+        await expect(mine.locator(".attachment-image")).to_have_attribute("alt", "red.png")
+        await expect(page.locator("#attachment-tray")).to_be_hidden()
+        reply = page.locator('.message.assistant[data-final="true"]')
+        await expect(reply).to_have_count(1)
+        await expect(reply).to_contain_text("what is in the picture?")
+        # History's entry names the image (the text file became text of the turn).
+        entries = stack.hub.default_agent.history()
+        user = next(e for e in entries if isinstance(e, MessageEntry) and e.role == "user")
+        assert isinstance(user, MessageEntry)
+        assert [a.name for a in user.attachments] == ["red.png"]
+        await expect(mine.locator(".attachment-image")).to_have_count(1)
+        await expect(mine.locator(".bubble")).to_contain_text("the notes say hello")
+        await page.screenshot(path=str(artifacts / "web-attachment-image.png"))
+
+        # After a reload the thumbnail comes from the hub (attachments.get).
+        await page.reload()
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "online")
+        shown = page.locator(".message.user .attachment-image")
+        await expect(shown).to_have_count(1)
+        size = await shown.evaluate(
+            "(img) => img.decode().then(() => [img.naturalWidth, img.naturalHeight])"
+        )
+        assert size == [120, 80]
+        # Clicking enlarges it; clicking again shrinks it.
+        await shown.click()
+        await expect(shown).to_have_class("attachment-image expanded")
+        await shown.click()
+        await expect(shown).to_have_class("attachment-image")
+
+        # A kind the hub does not take is refused by it, in its words, on the message.
+        await put_files(page, "drop", [("photo.heic", "image/heic", b"\x00\x01\x02")])
+        await page.press("#input", "Enter")
+        failed = page.locator('.message.user[data-status="failed"] .meta')
+        await expect(failed).to_contain_text("Not sent:")
+        await expect(failed).to_contain_text("image/heic")
+        assert errors == []

@@ -349,7 +349,7 @@ export class ChatUI {
     const { agentId, sessionKey } = this;
     const key = `${agentId}\n${sessionKey}\n${attachment.id}`;
     if (!this._images.has(key)) {
-      const params = { agentId, id: attachment.id };
+      const params = { agentId, attachmentId: attachment.id };
       if (this.sessions.supported) params.sessionKey = sessionKey;
       const loading = this.transport.request("attachments.get", params).then(({ data }) => {
         attachment.data = data;
