@@ -66,7 +66,8 @@ async def test_usage_schedules_and_attachments_in_the_window(
         await page.wait_for("!document.getElementById('schedules-open').hidden")
         await page.evaluate("document.getElementById('schedules-open').click()")
         row = "document.querySelector('.schedule[data-name=\"standup\"]')"
-        await page.wait_for(f"{row}?.querySelector('.schedule-next').textContent !== 'Next: none'")
+        next_run = await page.wait_for(f"{row}?.querySelector('.schedule-next').textContent")
+        assert next_run != "Next: none"
         await page.evaluate(f"{row}.querySelector('.schedule-run').click()")
         await page.wait_for(f"{row}?.dataset.last === 'completed'", within=30)
         await page.evaluate(PAINTED)

@@ -17,6 +17,7 @@ from playwright.async_api import FilePayload, Page, expect
 from hub.sessions import MessageEntry
 from tests.test_gateway_support import running_stack
 from tests.test_web_chat import chromium, pair_with_link
+from tests.test_web_sessions import PHONE
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -185,8 +186,21 @@ async def test_sent_images_show_in_the_conversation_and_in_history(
         assert isinstance(user, MessageEntry)
         assert [a.name for a in user.attachments] == ["red.png"]
         await expect(mine.locator(".attachment-image")).to_have_count(1)
-        await expect(mine.locator(".bubble")).to_contain_text("the notes say hello")
+        # The text file's text is in the turn; it shows as a chip that opens to it.
+        await expect(mine.locator(".bubble")).to_have_text("what is in the picture?")
+        note = mine.locator(".attachment-text")
+        await expect(note.locator(".attachment-name")).to_have_text("notes.txt")
+        await note.locator("summary").click()
+        await expect(note.locator(".attachment-body")).to_have_text("the notes say hello")
         await page.screenshot(path=str(artifacts / "web-attachment-image.png"))
+        # At phone width the conversation, its thumbnail and the composer fit the screen.
+        await page.set_viewport_size(PHONE)
+        for part in ("#composer", ".message.user .attachment-image", "#usage-line"):
+            box = await page.locator(part).last.bounding_box()
+            assert box is not None and box["x"] >= 0
+            assert box["x"] + box["width"] <= PHONE["width"], part
+        await page.screenshot(path=str(artifacts / "web-phone-chat.png"))
+        await page.set_viewport_size({"width": 1280, "height": 800})
 
         # After a reload the thumbnail comes from the hub (attachments.get).
         await page.reload()

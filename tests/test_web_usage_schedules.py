@@ -108,8 +108,8 @@ async def test_schedules_panel_lists_next_run_and_last_result(
         await final_reply(page, "What is on today?")
         # At phone width the panel fits the screen.
         await page.set_viewport_size(PHONE)
-        if await page.locator("#sidebar").is_hidden():
-            await page.locator("#sidebar-toggle").click()
+        await expect(page.locator("#sidebar")).to_be_hidden()  # a drawer now, closed
+        await page.locator("#sidebar-toggle").click()
         await opener.click()
         box = await panel.locator(".schedules-card").bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]

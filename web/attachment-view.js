@@ -81,16 +81,44 @@ export function removeButton(doc, attachment, onRemove) {
   return remove;
 }
 
-/** Put a message's attachments in `node`, before its `bubble` (drawn once per set);
- * `load` fetches an image's bytes the message does not hold. */
-export function fillAttachments(doc, node, bubble, attachments, load = null) {
+// A text file or PDF the hub read into the turn: "[file: NAME]", then the text in a fence
+// (hub/attachments.py), after the caption.
+const FILE_TEXT = /(?:^|\n\n)\[file: ([^\]\n]+)\]\n(`{3,})\n([\s\S]*?)\n\2(?=\n|$)/g;
+
+/** A user message's text split into what the person wrote and the files' text in it. */
+export function splitFiles(text) {
+  const files = [];
+  const caption = text.replace(FILE_TEXT, (_, name, fence, body) => {
+    files.push({ name, text: body });
+    return "";
+  });
+  return { caption: caption.trim(), files };
+}
+
+/** A file read into text: a chip that opens to show the text. */
+export function fileText(doc, file) {
+  const details = el(doc, "details", "attachment-text");
+  const summary = el(doc, "summary", "attachment-file");
+  summary.append(icon(doc, "file", "icon attachment-icon"));
+  summary.append(el(doc, "span", "attachment-name", file.name));
+  summary.append(el(doc, "span", "attachment-size", `${file.text.length.toLocaleString()} chars`));
+  details.append(summary, el(doc, "pre", "attachment-body", file.text));
+  return details;
+}
+
+/** Put a message's attachments in `node`, before its `bubble` (drawn once per set):
+ * images and files, then `files` (texts read from files); `load` fetches an image's bytes
+ * the message does not hold. */
+export function fillAttachments(doc, node, bubble, attachments, load = null, files = []) {
   let box = node.querySelector(".attachments");
-  if (!attachments || attachments.length === 0) {
+  attachments = attachments || [];
+  if (attachments.length === 0 && files.length === 0) {
     box?.remove();
     return;
   }
   const signature = attachments
     .map((a) => `${a.id || ""}:${a.name}:${a.mediaType}:${sizeOf(a)}`)
+    .concat(files.map((f) => `text:${f.name}:${f.text.length}`))
     .join("|");
   if (box && box.dataset.signature === signature) return;
   if (!box) {
@@ -100,5 +128,6 @@ export function fillAttachments(doc, node, bubble, attachments, load = null) {
   box.dataset.signature = signature;
   box.replaceChildren(
     ...attachments.map((a) => (showsAsImage(a) ? thumbnail(doc, a, load) : fileChip(doc, a))),
+    ...files.map((f) => fileText(doc, f)),
   );
 }

@@ -4,7 +4,7 @@
 // tool rows, approval cards and notes.
 
 import { fillApproval } from "./approval-card.js";
-import { fillAttachments } from "./attachment-view.js";
+import { fillAttachments, splitFiles } from "./attachment-view.js";
 import { el } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 
@@ -92,8 +92,11 @@ export class ConversationView {
       bubble = el(this.doc, "div", "bubble");
       node.replaceChildren(bubble);
     }
-    fillAttachments(this.doc, node, bubble, item.attachments, this.loadImage);
-    bubble.hidden = !item.text && Boolean(item.attachments?.length);
+    // A user's files read into text show as chips; the bubble holds what they wrote.
+    const { caption, files } =
+      item.role === "user" ? splitFiles(item.text) : { caption: item.text, files: [] };
+    fillAttachments(this.doc, node, bubble, item.attachments, this.loadImage, files);
+    bubble.hidden = !caption && Boolean(item.attachments?.length || files.length);
     if (item.role === "assistant") {
       if (bubble.dataset.text !== item.text) {
         bubble.innerHTML = renderMarkdown(item.text);
@@ -101,7 +104,7 @@ export class ConversationView {
       }
       bubble.classList.toggle("streaming", !item.final);
     } else {
-      bubble.textContent = item.text;
+      bubble.textContent = caption;
     }
     let meta = node.querySelector(".meta");
     const metaText =

@@ -60,6 +60,10 @@ export class SessionsSidebar {
   bind() {
     const { $ } = this;
     this.setOpen(this.phone ? false : this.storage.getItem(OPEN_KEY) !== "closed", false);
+    // Narrowed to phone width, the sidebar would cover the chat: it closes (a drawer now).
+    this.win.matchMedia(PHONE).addEventListener("change", () => {
+      if (this.phone) this.setOpen(false, false);
+    });
     $.toggle.addEventListener("click", () => this.setOpen($.app.dataset.sidebar !== "open"));
     $.scrim.addEventListener("click", () => this.setOpen(false));
     $.create.addEventListener("click", () => {
