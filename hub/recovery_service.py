@@ -35,6 +35,7 @@ TOLD_NOTE = (
     "had already used {tools}, which may have changed something. Ask again if you still "
     "want it."
 )
+DENIED_NOTE = "The hub restarted while {tools} waited for your approval: denied, nothing was run."
 LOST_NOTE = "The hub restarted before your message was saved; please send it again."
 CLOSED_NOTE = "The hub restarted before this run was finished."
 
@@ -47,6 +48,8 @@ class _Plan:
     notice: str | None
     # Messages steered into the run that it never took.
     leftover: list[AcceptedEntry]
+    # Tools whose approval it was waiting for (denied at start-up).
+    denied: list[str]
 
 
 # Turns to queue first, per (agent id, session key), each with the session its message is
@@ -149,6 +152,7 @@ class Recovery:
             replay=asked is not None,
             notice=notice,
             leftover=_steering_left(run, mine) if run.steered else [],
+            denied=sorted({approval.tool for approval in unanswered}),
         )
 
     def resume(self) -> None:
@@ -176,6 +180,9 @@ class Recovery:
     def _resume_run(self, plan: _Plan, queue: _Queue) -> None:
         run = plan.run
         turns = queue.setdefault((run.agent_id, run.session_key), [])
+        if plan.denied and run.route is not None and self.deliver is not None:
+            # The chat's question still shows its buttons: say how it ended.
+            self.deliver(run.route, DENIED_NOTE.format(tools=", ".join(plan.denied)))
         if plan.rerun:
             assert plan.replay
             origin = run.full_origin().model_copy(

@@ -53,6 +53,7 @@ async def test_kill_9_while_an_approval_waits_denies_it_by_restart(
     served, _ = await start(env)
     try:
         await wait_for(lambda: "I will not touch anything." in bot.texts_in(CHAT))
+        await wait_for(lambda: any("waited for your approval" in t for t in bot.texts_in(CHAT)))
         await wait_for(answered(data_dir, 1))
         pending = await asyncio.to_thread(served_ctl, env, "approvals", "list", "--json")
     finally:

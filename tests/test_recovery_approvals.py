@@ -12,7 +12,7 @@ import pytest
 
 from hub.events import ApprovalResolved
 from hub.sessions import RunEntry, ToolEntry
-from tests.test_recovery import Recovered, crashed, journal_line
+from tests.test_recovery import ROUTE, Recovered, crashed, journal_line
 
 
 @pytest.fixture
@@ -52,6 +52,10 @@ async def test_a_pending_approval_is_denied_by_restart_in_its_session(
     assert statuses == ["interrupted", "completed"]  # nothing ran: answered again
     assert recover.recovery.denied == ["ap-1"] and recover.recovery.rerun == ["r-crashed"]
     assert "1 pending approval(s) denied" in (recover.recovery.probe().detail or "")
+    # The chat that was asked is told how its question ended.
+    assert recover.delivered == [
+        (ROUTE, "The hub restarted while shell waited for your approval: denied, nothing was run.")
+    ]
 
 
 async def test_an_approval_decided_before_the_crash_is_left_alone(
