@@ -184,3 +184,24 @@ async def test_images_collected_into_one_turn_and_not_steered(data_dir: Path) ->
         assert [i.data for i in merged.images] == [b"1", b"2"]
     finally:
         await hub.close()
+
+
+def test_earlier_images_are_named_in_the_model_history() -> None:
+    from pydantic_ai.messages import ModelRequest, UserPromptPart
+
+    from hub.attachments import AttachmentRef
+    from hub.providers.history import to_model_messages
+
+    ref = AttachmentRef(id="ab.png", name="cat.png", media_type="image/png", size=3)
+    entries = [
+        MessageEntry(id="m1", run_id="r1", seq=1, role="user", text="look", attachments=(ref,)),
+        MessageEntry(id="m2", run_id="r1", seq=2, role="assistant", text="a cat"),
+        MessageEntry(id="m3", run_id="r2", seq=3, role="user", text="", attachments=(ref,)),
+    ]
+    first, _, last = to_model_messages(entries)
+    assert isinstance(first, ModelRequest) and isinstance(last, ModelRequest)
+    (part,) = first.parts
+    assert isinstance(part, UserPromptPart)
+    assert part.content == "look\n\n[image sent earlier: cat.png]"
+    (part,) = last.parts
+    assert isinstance(part, UserPromptPart) and part.content == "[image sent earlier: cat.png]"

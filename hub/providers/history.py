@@ -36,12 +36,13 @@ def to_model_messages(context: Sequence[HistoryEntry]) -> list[ModelMessage]:
     """Messages and tool entries (oldest first) as alternating requests and responses.
 
     Adjacent parts of one side merge into one message, so an assistant's text and the tool call
-    that followed it form one response, as the provider produced them."""
+    that followed it form one response, as the provider produced them. Images of earlier turns
+    are named, not sent again."""
     builder = _Builder()
     for entry in context:
         if isinstance(entry, MessageEntry):
             if entry.role == "user":
-                builder.request(UserPromptPart(entry.text))
+                builder.request(UserPromptPart(_with_image_names(entry)))
             elif entry.text:
                 builder.response(TextPart(entry.text))
             continue
@@ -87,6 +88,11 @@ class _Builder:
         if self._responses:
             self.messages.append(ModelResponse(parts=self._responses))
             self._responses = []
+
+
+def _with_image_names(entry: MessageEntry) -> str:
+    names = [f"[image sent earlier: {ref.name}]" for ref in entry.attachments]
+    return "\n\n".join([entry.text, *names]) if entry.text else "\n\n".join(names)
 
 
 def _args(args: JsonValue) -> str | dict[str, JsonValue]:
