@@ -171,12 +171,14 @@ async def test_sent_images_show_in_the_conversation_and_in_history(
                 ("notes.txt", "text/plain", b"the notes say hello"),
             ],
         )
+        tray = page.locator("#attachment-tray")
+        await expect(tray.locator(".attachment-image, .attachment-file")).to_have_count(2)
         await page.fill("#input", "what is in the picture?")
         await page.press("#input", "Enter")
         mine = page.locator(".message.user").last
         # At once, from the bytes at hand; the tray is empty again.
         await expect(mine.locator(".attachment-image")).to_have_attribute("alt", "red.png")
-        await expect(page.locator("#attachment-tray")).to_be_hidden()
+        await expect(tray).to_be_hidden()
         reply = page.locator('.message.assistant[data-final="true"]')
         await expect(reply).to_have_count(1)
         await expect(reply).to_contain_text("what is in the picture?")
@@ -219,6 +221,7 @@ async def test_sent_images_show_in_the_conversation_and_in_history(
 
         # A kind the hub does not take is refused by it, in its words, on the message.
         await put_files(page, "drop", [("photo.heic", "image/heic", b"\x00\x01\x02")])
+        await expect(tray.locator(".attachment-file")).to_have_count(1)  # read, waiting
         await page.press("#input", "Enter")
         failed = page.locator('.message.user[data-status="failed"] .meta')
         await expect(failed).to_contain_text("Not sent:")
