@@ -120,12 +120,14 @@ async def status_text(ctx: CommandContext) -> str:
     agent, key = ctx.agent, ctx.key
     session = agent.sessions.current(key)
     messages = sum(1 for e in session.entries if isinstance(e, MessageEntry))
-    state = "replying" if agent.session_busy(key) else "idle"
+    busy = agent.session_busy(key)
+    state = "replying" if busy else "idle"
+    waiting = len(agent.lane(key).turns) if busy else 0
     return (
         f"Model: {agent.model_for(key).name}\n"
         f"Conversation: {session.session_id} ({messages} messages) in session {key}\n"
         f"Queue mode: {agent.sessions.mode(key)}\n"
-        f"Now: {state}; {agent.queued} waiting\n"
+        f"Now: {state}; {waiting} waiting\n"
         f"Usage in this conversation: {usage_line(await ctx.session_usage())}"
     )
 

@@ -92,6 +92,7 @@ class ChannelManager:
         self._typing = TaskFunnel("channels:typing", log)
         self._live = TaskFunnel("channels:live", log)
         self._acks = TaskFunnel("channels:acks", log)
+        self._commands = TaskFunnel("channels:commands", log)
         self.approvals = ChannelApprovals(hub)
         # The last live reply's worker per chat: the next reply there waits for it.
         self._last_live: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -163,6 +164,7 @@ class ChannelManager:
             return
         self._started = False
         await self._typing.close()
+        await self._commands.close()
         await self.approvals.close()
         for run in self._runs.values():
             run.reply.end()
@@ -218,6 +220,14 @@ class ChannelManager:
             self._send(plugin, message.route, coded_error_text(exc))
 
     async def _command(self, plugin: ChannelPlugin, message: ChannelMessage) -> None:
+        if message.command == "compact":
+            # Compacting asks the model for a summary: other chats must not wait for it (the
+            # session's own next turn does, behind the session's lock).
+            self._commands.spawn(self._answer(plugin, message), name="command:compact")
+            return
+        await self._answer(plugin, message)
+
+    async def _answer(self, plugin: ChannelPlugin, message: ChannelMessage) -> None:
         self._send(plugin, message.route, await answer_command(self.hub, message))
 
     def deliver(self, route: ChannelRoute, text: str) -> bool:

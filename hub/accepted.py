@@ -31,14 +31,16 @@ class AcceptedMessages:
         self._watchers.append(callback)
         return lambda: self._watchers.remove(callback)
 
-    def record(self, turn: Turn, text: str, steer: bool) -> None:
-        """Save `text` as accepted for `turn`'s run (`steer`: handed to it while it runs)."""
+    def record(self, turn: Turn, message: Turn, steer: bool) -> None:
+        """Save `message` (its text and images) as accepted for `turn`'s run (`steer`: handed
+        to it while it runs)."""
         session = self._sessions.current(turn.session_key)
         entry = AcceptedEntry(
             id=new_entry_id("a"),
             run_id=turn.run_id,
             seq=self._seq(),
-            text=text,
+            text=message.text,
+            images=[image.ref for image in message.images],
             origin=turn.origin,
             route=turn.origin.route,
             steer=steer,

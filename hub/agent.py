@@ -1,10 +1,10 @@
 """AsyncAgent: one agent shared by every surface, with one conversation per session key.
 
 - `write(text, origin, session_key=…, mode=…)` queues a turn in that session's lane
-  (`hub.lanes`): turns of one session run one at a time, in write order; sessions run
-  concurrently, at most `max_concurrent_runs` at once. The origin travels with the run (in its
-  `agent_start` event), so a reply is routed by the run that produced it, never by whatever
-  surface wrote last.
+  (`hub.lanes`, all of them in a `hub.lane_set.LaneSet`): turns of one session run one at a
+  time, in write order; sessions run concurrently, at most `max_concurrent_runs` at once.
+  The origin travels with the run (in its `agent_start` event), so a reply is routed by the
+  run that produced it, never by whatever surface wrote last.
 - `subscribe(callback)` is the multi-consumer stream; `read()` the single-consumer iterator.
   A sync callback is called inline as each event is emitted; `read()` and each async callback
   have their own bounded channel (see `hub.fanout` for delivery and the overflow policy).
@@ -14,7 +14,8 @@
   restart answers turns that were waiting; `hold()` keeps runs from starting until
   `release()` (start-up recovery).
 - Each run is recorded by a `RunRecorder` (`hub.recorder`: seq stamping, persistence before
-  announcement) and driven by `hub.runs.drive_run`.
+  announcement) and driven by `hub.runs.drive_run`; `hub.sequence` delivers events in seq
+  order.
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ from hub.attachments import TurnImage
 from hub.errors import AgentClosedError, CodedError, InvalidInputError, QueueFullError
 from hub.events import MAIN_SESSION, AgentEvent, ReadItem
 from hub.fanout import Broadcast, Callback, GapCallback
+from hub.lane_set import LaneSet
 from hub.lanes import SessionLane, WriteMode
-from hub.model import CompactionPlan, Compactor, Model, UsageReport
+from hub.model import CompactNow, Compactor, Model
 from hub.origin import Origin
 from hub.recorder import RunRecorder, Unanswered
 from hub.runs import RunOutcome, Turn, drive_run, new_run_id
 from hub.scopes import check_session_key
+from hub.sequence import EventSequence
 from hub.session_registry import SessionRegistry
 from hub.sessions import CompactionEntry, HistoryEntry, Session, SessionStore, validate_id
 
@@ -76,23 +79,19 @@ class AsyncAgent:
         self.sessions = SessionRegistry(store, agent_id, loaded=loaded_sessions)
         self.max_input_chars = max_input_chars
         self.last_run: RunOutcome | None = None
-        self._seq = self.sessions.resume_seq
-        self.sessions.last_seq = lambda: self._seq
-        # Seqs given out but not yet emitted (see `_emit`), and the last one emitted.
-        self._held: dict[int, AgentEvent] = {}
-        self._emitted = self._seq
+        self._broadcast = Broadcast(self.agent_id, read_limit, subscriber_limit)
+        self._events = EventSequence(self.sessions.resume_seq, self._deliver)
+        self.sessions.last_seq = lambda: self._events.last
         self.sessions.busy = self.session_busy
         self._max_queued = max_queued_turns
-        self._slots = asyncio.Semaphore(max(1, max_concurrent_runs))
-        # Lanes with work, plus `main`'s; an idle lane is dropped (its key's state lives on in
-        # the session registry).
-        self._lanes: dict[str, SessionLane] = {}
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._broadcast = Broadcast(self.agent_id, read_limit, subscriber_limit)
-        self._opened = asyncio.Event()
-        self._opened.set()
-        self.accepted = AcceptedMessages(self.agent_id, self.sessions, lambda: self._seq)
+        self.accepted = AcceptedMessages(self.agent_id, self.sessions, lambda: self._events.last)
+        self.lanes = LaneSet(
+            self._run,
+            max_concurrent_runs=max_concurrent_runs,
+            record=self.accepted.record,
+            mode_of=self.sessions.mode,
+            on_idle=self.sessions.trim,
+        )
         self._closed = False
         self._closing: asyncio.Future[int] | None = None
 
@@ -109,33 +108,30 @@ class AsyncAgent:
 
     @property
     def busy(self) -> bool:
-        return any(lane.busy for lane in self._lanes.values())
+        return self.lanes.busy
 
     def session_busy(self, session_key: str) -> bool:
-        lane = self._lanes.get(session_key)
+        lane = self.lanes.get(session_key)
         return lane is not None and lane.busy
 
     @property
     def current_run_id(self) -> str | None:
         """The run `main` is answering, if any."""
-        lane = self._lanes.get(MAIN_SESSION)
+        lane = self.lanes.get(MAIN_SESSION)
         return lane.current.run_id if lane is not None and lane.current else None
 
     def running(self, run_id: str) -> bool:
         """Whether run `run_id` is being answered right now (in any session)."""
-        return any(
-            lane.current is not None and lane.current.run_id == run_id
-            for lane in self._lanes.values()
-        )
+        return self.lanes.running(run_id)
 
     @property
     def queued(self) -> int:
         """Turns written but not started, across sessions (waiting for a slot included)."""
-        return sum(len(lane.turns) for lane in self._lanes.values())
+        return self.lanes.queued
 
     @property
     def last_seq(self) -> int:
-        return self._seq
+        return self._events.last
 
     def history(
         self,
@@ -156,17 +152,13 @@ class AsyncAgent:
     def use_model(self, session_key: str, name: str) -> Model:
         """Answer `session_key` with model `name` (one of `models`) from its next turn on,
         until the hub restarts. Raises `CodedError` `unknown_model` for another name."""
-        model = self.models.get(name)
-        if model is None:
+        if name not in self.models:
             known = ", ".join(self.models)
             raise CodedError(
                 f"no model {name!r} for this agent (configured: {known})", "unknown_model"
             )
-        if model is self.model:
-            self._session_models.pop(session_key, None)
-        else:
-            self._session_models[session_key] = name
-        return model
+        self._session_models[session_key] = name
+        return self.models[name]
 
     # -- input ------------------------------------------------------------------------------
 
@@ -197,7 +189,7 @@ class AsyncAgent:
             )
         turn = Turn(new_run_id(), text, origin or Origin(surface="desktop"), session_key)
         turn.images = images
-        self._idle.clear()
+        self.lanes.idle.clear()
         return lane.place(turn, mode or lane.mode, hold).run_id
 
     def queue_first(self, session_key: str, turns: Sequence[tuple[Turn, str | None]]) -> None:
@@ -209,45 +201,22 @@ class AsyncAgent:
         lane = self.lane(session_key)
         for turn, saved_in in turns:
             if saved_in is None:
-                self.accepted.record(turn, turn.text, False)
+                self.accepted.record(turn, turn, False)
             else:
                 self.accepted.announce(turn, saved_in, steer=False)
-        self._idle.clear()
+        self.lanes.idle.clear()
         lane.queue_first([turn for turn, _ in turns])
 
     def hold(self) -> None:
         """Start no run until `release()` (writes are still taken and queued)."""
-        self._opened.clear()
+        self.lanes.opened.clear()
 
     def release(self) -> None:
-        self._opened.set()
+        self.lanes.opened.set()
 
     def lane(self, session_key: str) -> SessionLane:
         """The run queue of `session_key` (made when it has none)."""
-        lane = self._lanes.get(session_key)
-        if lane is None:
-            lane = SessionLane(
-                session_key,
-                self._run,
-                self._slots,
-                self._lane_idle,
-                record=self.accepted.record,
-                opened=self._opened,
-            )
-            lane.mode = self.sessions.mode(session_key)
-            self._lanes[session_key] = lane
-        return lane
-
-    def _lane_idle(self, lane: SessionLane) -> None:
-        if (
-            lane.key != MAIN_SESSION
-            and not lane.lock.locked()
-            and self._lanes.get(lane.key) is lane
-        ):
-            del self._lanes[lane.key]
-        self.sessions.trim()
-        if not self.busy:
-            self._idle.set()
+        return self.lanes.lane(session_key)
 
     # -- output -----------------------------------------------------------------------------
 
@@ -276,19 +245,19 @@ class AsyncAgent:
             async for item in items:
                 yield item
 
-    def _emit(self, event: AgentEvent) -> None:
-        """Deliver events in seq order. Runs of different sessions interleave, and an event
-        whose entry is being saved holds its seq meanwhile: later ones wait for it here."""
-        self._held[event.seq] = event
-        while (following := self._emitted + 1) in self._held:
-            ready = self._held.pop(following)
-            self._emitted = following
-            self._broadcast.emit(ready)
-            self.sessions.announced(ready)
+    def _deliver(self, event: AgentEvent) -> None:
+        self._broadcast.emit(event)
+        self.sessions.announced(event)
 
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
+    def _recorder(self, run_id: str, session_key: str) -> RunRecorder:
+        return RunRecorder(
+            agent_id=self.agent_id,
+            run_id=run_id,
+            session_key=session_key,
+            session=self.sessions.current(session_key),
+            emit=self._events.emit,
+            next_seq=self._events.next,
+        )
 
     # -- control ----------------------------------------------------------------------------
 
@@ -296,14 +265,14 @@ class AsyncAgent:
         """Stop the session's current run: its model stream is cancelled (or never starts),
         its open message ends marked aborted, and it ends with status `aborted`. False when
         there is no run whose model is still going."""
-        lane = self._lanes.get(session_key)
+        lane = self.lanes.get(session_key)
         if lane is None or lane.current is None:
             return False
         return lane.current.abort()
 
     async def wait_idle(self) -> None:
         """Return once no turn is running or queued in any session."""
-        await self._idle.wait()
+        await self.lanes.idle.wait()
 
     async def new_session(self, session_key: str = MAIN_SESSION) -> Session:
         """Start a fresh session under `session_key` (e.g. a chat's /new); seq keeps
@@ -313,9 +282,9 @@ class AsyncAgent:
         the key's next queued turn."""
         lane = self.lane(session_key)
         async with lane.lock:
-            session = self.sessions.new(session_key, start_seq=self._seq)
+            session = self.sessions.new(session_key, start_seq=self._events.last)
         if not lane.busy:
-            self._lane_idle(lane)
+            self.lanes.lane_idle(lane)
         log.info("agent %s: new session %s for %s", self.agent_id, session.session_id, session_key)
         return session
 
@@ -332,17 +301,9 @@ class AsyncAgent:
         async with lane.lock:
             session = self.sessions.current(session_key)
             before = session.last_compaction()
-            recorder = RunRecorder(
-                agent_id=self.agent_id,
-                run_id=new_run_id(),
-                session_key=session_key,
-                session=session,
-                emit=self._emit,
-                next_seq=self._next_seq,
-            )
-            await recorder.compact(_Requested(self.compactor))
+            await self._recorder(new_run_id(), session_key).compact(CompactNow(self.compactor))
         if not lane.busy:
-            self._lane_idle(lane)
+            self.lanes.lane_idle(lane)
         after = session.last_compaction()
         return after if after is not before else None
 
@@ -353,14 +314,7 @@ class AsyncAgent:
         waited for denied by `restart` (`approval_resolved`, and each call's refusal), `note`
         as an assistant message marked aborted, then its `run` entry with status
         `interrupted` and the `agent_end` that tells every client the run is over."""
-        recorder = RunRecorder(
-            agent_id=self.agent_id,
-            run_id=run_id,
-            session_key=session_key,
-            session=self.sessions.current(session_key),
-            emit=self._emit,
-            next_seq=self._next_seq,
-        )
+        recorder = self._recorder(run_id, session_key)
         for approval in unanswered:
             await recorder.deny_unanswered(approval, "restart")
         recorder.text(note)
@@ -382,10 +336,10 @@ class AsyncAgent:
     async def _close(self, grace: float, drain: float) -> int:
         if grace > 0 and self.busy:
             try:
-                await asyncio.wait_for(self._idle.wait(), grace)
+                await asyncio.wait_for(self.lanes.idle.wait(), grace)
             except TimeoutError:
                 log.warning("agent %s: run still going after %.1fs; aborting", self.agent_id, grace)
-        lanes = list(self._lanes.values())
+        lanes = self.lanes.all()
         dropped = [turn for lane in lanes for turn in lane.drop_queued()]
         if dropped:
             log.warning(
@@ -397,7 +351,7 @@ class AsyncAgent:
         for turn in running:
             turn.steering.clear()
             turn.abort()
-        self._opened.set()
+        self.lanes.opened.set()
         saved = (turn.recorded() for turn in [*dropped, *running])
         await asyncio.gather(*(lane.join() for lane in lanes), *saved)
         await self.accepted.close()
@@ -408,31 +362,9 @@ class AsyncAgent:
     # -- runs -------------------------------------------------------------------------------
 
     async def _run(self, turn: Turn) -> None:
-        recorder = RunRecorder(
-            agent_id=self.agent_id,
-            run_id=turn.run_id,
-            session_key=turn.session_key,
-            session=self.sessions.current(turn.session_key),
-            emit=self._emit,
-            next_seq=self._next_seq,
-        )
+        recorder = self._recorder(turn.run_id, turn.session_key)
         model = self.model_for(turn.session_key)
         self.last_run = await drive_run(turn, recorder, model, self.compactor)
-
-
-class _Requested:
-    """A compactor asked to compact now, whatever its own measure says."""
-
-    def __init__(self, compactor: Compactor) -> None:
-        self._compactor = compactor
-
-    def reason(self, context: Sequence[HistoryEntry], usage: UsageReport | None) -> str | None:
-        return "requested"
-
-    async def compact(
-        self, context: Sequence[HistoryEntry], reason: str, previous_summary: str | None = None
-    ) -> CompactionPlan:
-        return await self._compactor.compact(context, reason, previous_summary)
 
 
 def check_text(text: str, limit: int, *, empty_ok: bool = False) -> None:

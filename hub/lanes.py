@@ -35,8 +35,9 @@ from hub.runs import Turn
 log = logging.getLogger("agenthub.agent")
 
 WriteMode = Literal["queue", "collect", "steer", "interrupt"]
-# (the turn carrying a message, its text, whether it was steered into the running turn)
-Record = Callable[[Turn, str, bool], None]
+# (the turn carrying a message, the message as written, whether it was steered into the
+# running turn)
+Record = Callable[[Turn, Turn, bool], None]
 WRITE_MODES: tuple[WriteMode, ...] = ("queue", "collect", "steer", "interrupt")
 
 
@@ -84,7 +85,7 @@ class SessionLane:
         """Queue `turn` as `mode` says, debounced by `hold` (idle, cap seconds); returns the
         turn that will carry its text (another one for `collect`, `steer` and a debounce)."""
         carrier = self._carrier(turn, mode, hold)
-        self._record(carrier, turn.text, carrier is not turn and carrier is self.current)
+        self._record(carrier, turn, carrier is not turn and carrier is self.current)
         return carrier
 
     def queue_first(self, turns: list[Turn]) -> None:
@@ -152,7 +153,7 @@ class SessionLane:
                     if turn.steering:
                         # Steering the model never took: answer it as the next turn.
                         leftover = turn.leftover()
-                        self._record(leftover, leftover.text, False)
+                        self._record(leftover, leftover, False)
                         self.turns.appendleft(leftover)
         finally:
             self._worker = None

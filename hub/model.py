@@ -125,3 +125,18 @@ class Compactor(Protocol):
         """Plan the cut. `previous_summary` (the last compaction's) stands for what was removed
         before; fold it into the new summary so it is not forgotten."""
         ...
+
+
+class CompactNow:
+    """A compactor asked to compact now (a chat's /compact), whatever its own measure says."""
+
+    def __init__(self, compactor: Compactor) -> None:
+        self._compactor = compactor
+
+    def reason(self, context: Sequence[HistoryEntry], usage: UsageReport | None) -> str | None:
+        return "requested"
+
+    async def compact(
+        self, context: Sequence[HistoryEntry], reason: str, previous_summary: str | None = None
+    ) -> CompactionPlan:
+        return await self._compactor.compact(context, reason, previous_summary)

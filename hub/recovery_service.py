@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from hub.agent import AsyncAgent
+from hub.attachments import TurnImage
 from hub.errors import CodedError
 from hub.health import Probe, SubsystemHealth
 from hub.hub import Hub
@@ -229,8 +230,20 @@ class Recovery:
             line.agent_id,
             line.session_key,
         )
-        text = "\n\n".join(piece.text for piece in pieces)
-        return Turn(line.run_id, text, pieces[0].full_origin(), line.session_key)
+        text = "\n\n".join(piece.text for piece in pieces if piece.text)
+        turn = Turn(line.run_id, text, pieces[0].full_origin(), line.session_key)
+        turn.images = tuple(self._images(line, pieces))
+        return turn
+
+    def _images(self, line: AcceptedLine, pieces: list[AcceptedEntry]) -> Iterator[TurnImage]:
+        """The stored images of a waiting turn's messages (one gone from disk is left out)."""
+        for ref in (ref for piece in pieces for ref in piece.images):
+            try:
+                yield TurnImage(ref, self.hub.media.load(line.agent_id, ref.id))
+            except OSError as exc:
+                log.warning(
+                    "waiting message for run %s: image %s is gone (%s)", line.run_id, ref.name, exc
+                )
 
     def _question(self, run: OpenRun) -> str:
         session = self.hub.agent(run.agent_id).sessions.current(run.session_key)

@@ -133,6 +133,8 @@ class AcceptedEntry(WireModel):
     origin: Origin
     route: ChannelRoute | None = None
     steer: bool = False
+    # Images sent with it, stored under the media directory (`hub.attachments`).
+    images: list[AttachmentRef] = Field(default_factory=list)
     ts: int = Field(default_factory=now_ms)
 
     def full_origin(self) -> Origin:

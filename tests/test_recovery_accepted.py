@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.attachments import Attachment
 from hub.echo import EchoModel
 from hub.events import AgentEnd, AgentEvent, AgentStart
 from hub.hub import Hub
@@ -239,5 +240,44 @@ async def test_a_second_crash_before_they_were_queued_loses_no_waiting_turn(
     await recovery.resuming.start()
     await again.default_agent.wait_idle()
     assert [e.run_id for e in events if isinstance(e, AgentStart)] == [waiting]
+    await recovery.closing.stop()
+    await again.close()
+
+
+class Seeing:
+    """Takes images; records what each turn brought."""
+
+    accepts_images = True
+
+    def __init__(self) -> None:
+        self.turns: list[tuple[str, list[str], list[bytes]]] = []
+
+    @property
+    def name(self) -> str:
+        return "seeing"
+
+    async def stream(self, turn: ModelTurn) -> AsyncGenerator[ModelPart, None]:
+        self.turns.append(
+            (turn.text, [i.ref.name for i in turn.images], [i.data for i in turn.images])
+        )
+        yield TextDelta("seen")
+
+
+async def test_a_waiting_turn_comes_back_with_its_images(data_dir: Path) -> None:
+    stuck = Stuck()
+    hub, recovery, _ = await started_hub(data_dir, stuck)
+    await recovery.resuming.start()
+    hub.submit("main", "one", DESK)
+    await stuck.started.wait()
+    photo = Attachment(name="cat.png", media_type="image/png", data=b"\x89PNG cat")
+    hub.submit("main", "what is this?", DESK, attachments=[photo])
+    await hub.close()
+    await recovery.closing.stop()
+
+    seeing = Seeing()
+    again, recovery, _ = await started_hub(data_dir, seeing)
+    await recovery.resuming.start()
+    await again.default_agent.wait_idle()
+    assert seeing.turns == [("what is this?", ["cat.png"], [b"\x89PNG cat"])]
     await recovery.closing.stop()
     await again.close()

@@ -4,6 +4,7 @@ a second user only ever sees and changes theirs."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 
@@ -241,3 +242,37 @@ def test_models_key_builds_the_models_a_chat_may_switch_to(
     with pytest.raises(ConfigError) as refused:
         build_hub(load_settings())
     assert "agents.main.models: gpt4: unknown model spec 'gpt4'" in str(refused.value)
+
+
+class HeldCompactor(KeepLastTwo):
+    """Compacts only once `release` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def compact(
+        self, context: Sequence[HistoryEntry], reason: str, previous_summary: str | None = None
+    ) -> CompactionPlan:
+        self.started.set()
+        await self.release.wait()
+        return await super().compact(context, reason, previous_summary)
+
+
+async def test_a_slow_compaction_keeps_other_chats_answered(data_dir: Path) -> None:
+    alpha = NamedModel("alpha")
+    compactor = HeldCompactor()
+    setups = [AgentSetup("main", "main", alpha, compactor)]
+    async with telegram_rig(data_dir, alpha, agents=setups, conversations=owner_config()) as rig:
+        for text in ("one", "two", "three"):
+            await say(rig, text)
+        await rig.api.user_says("/compact", chat_id=OWNER)
+        await until(compactor.started.is_set, "the compaction to start")
+        # Another chat is answered while the owner's session compacts.
+        assert await say(rig, "meanwhile", chat=GUEST) == "alpha: meanwhile"
+        assert await command(rig, "/status") != ""
+        compactor.release.set()
+        await until(
+            lambda: any(t.startswith("Compacted: ") for t in rig.api.texts_in(OWNER)),
+            "the compaction's answer",
+        )
