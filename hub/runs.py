@@ -116,18 +116,24 @@ async def drive_run(
     recorder.start(turn.origin)
     session = recorder.session
     outcome: BaseException | None
+    saving: asyncio.Task[None] | None = None
     try:
         context = session.context()
         compaction = session.last_compaction()
         replay = turn.origin.replay_of
         if replay is None:
-            await recorder.user_message(turn.text, tuple(image.ref for image in turn.images))
+            # Saved (fsync) while the model request goes out: the reply's first part waits
+            # for it, so the file and the events keep their order.
+            attached = tuple(image.ref for image in turn.images)
+            saving = asyncio.create_task(recorder.user_message(turn.text, attached))
         else:
             # Answering an interrupted run's message again (`hub.recovery`): the message is
             # in the session already; the model gets it once, as this turn's text.
             context = [e for e in context if e.run_id != replay]
         text, images, notice = model_input(turn.text, turn.images, sees_images(model))
         if notice:
+            if saving is not None:
+                await saving  # the notice follows the user's message
             recorder.text(notice)
         model_turn = ModelTurn(
             agent_id=recorder.agent_id,
@@ -141,7 +147,9 @@ async def drive_run(
             session_id=session.session_id,
             announce=recorder.announce,
         )
-        outcome = await _drive(turn, model_turn, recorder, model)
+        outcome = await _drive(turn, model_turn, recorder, model, saving)
+        if saving is not None:
+            await saving
     except Exception as exc:
         outcome = exc
     finally:
@@ -167,13 +175,19 @@ async def drive_run(
 
 
 async def _drive(
-    turn: Turn, model_turn: ModelTurn, recorder: RunRecorder, model: Model
+    turn: Turn,
+    model_turn: ModelTurn,
+    recorder: RunRecorder,
+    model: Model,
+    saving: asyncio.Task[None] | None,
 ) -> BaseException | None:
     """Run the model stream as its own task (what `abort()` cancels); return how it ended:
     None, the `CancelledError` of an abort, or the exception it raised."""
     if turn.aborted:
         return asyncio.CancelledError()
-    task = asyncio.get_running_loop().create_task(_stream(turn, model_turn, recorder, model))
+    task = asyncio.get_running_loop().create_task(
+        _stream(turn, model_turn, recorder, model, saving)
+    )
     turn._task = task
     try:
         # wait() rather than await: abort() cancels the stream task, never this one.
@@ -186,9 +200,19 @@ async def _drive(
     return task.exception()
 
 
-async def _stream(turn: Turn, model_turn: ModelTurn, recorder: RunRecorder, model: Model) -> None:
+async def _stream(
+    turn: Turn,
+    model_turn: ModelTurn,
+    recorder: RunRecorder,
+    model: Model,
+    saving: asyncio.Task[None] | None,
+) -> None:
     async with aclosing(model.stream(model_turn)) as stream:
         async for part in stream:
+            if saving is not None:
+                # Shielded: an abort stops the stream, never the saving of the user's message.
+                await asyncio.shield(saving)
+                saving = None
             while turn.steered:
                 # The model took these at its last step: they precede what it says next.
                 await recorder.end_message(aborted=False)
