@@ -6,7 +6,11 @@
 - A `request` frame is answered with a `response` (see docs/protocol.md for the methods).
 - One `StreamForwarder` per agent (`gateway.streams`) turns its `read()` stream into
   `stream` frames, each sent once for `*`: the gateway delivers it to every connected client
-  device (all are the owner's, so every open tab sees every reply).
+  device of the owner (every open tab sees every reply). Guest devices (the conversation
+  config's `guest_devices`, declared to the gateway on every link with `guests`) are left out
+  of `*`; each connected guest that may see an event's session (`Conversations.may_see`) gets
+  that event addressed to it, so frames per event grow with the guests of the session, never
+  with the number of devices.
 - Linking, reconnecting and sending (never buffering while the gateway is away) are the
   connection's (`gateway.link_connection`).
 """
@@ -23,6 +27,7 @@ from gateway.link_connection import GatewayConnection
 from gateway.protocol import (
     ALL_CLIENTS,
     FRAME_ADAPTER,
+    GuestDevices,
     MessageAccepted,
     MessageFrame,
     RequestFrame,
@@ -33,7 +38,7 @@ from gateway.protocol import (
     StreamPayload,
     make_frame,
 )
-from gateway.streams import COALESCE_WINDOW, StreamForwarder
+from gateway.streams import COALESCE_WINDOW, READ_GAP_STREAM, StreamForwarder
 from hub.access import API_DEVICE_PREFIX
 from hub.errors import CodedError
 from hub.health import Probe, SubsystemHealth
@@ -41,6 +46,7 @@ from hub.hub import Hub
 from hub.origin import Origin
 from hub.requests import Caller, RequestHost, dispatch
 from hub.requests.agents import HistoryAnswer
+from hub.scopes import viewer_of
 from hub.tasks import TaskFunnel
 from hub.transcribe import hear
 
@@ -69,6 +75,7 @@ class HubLink:
         self.device_id = device_id
         self.max_frame_bytes = max_frame_bytes
         self.agent_senders: dict[str, str] = {}
+        guests = GuestDevices(devices=sorted(hub.conversation_config.guest_devices))
         self.connection = GatewayConnection(
             url,
             token,
@@ -76,6 +83,7 @@ class HubLink:
             self._on_receive,
             backoff_initial=backoff_initial,
             backoff_max=backoff_max,
+            greetings=[("guests", guests)],
         )
         self.forwarders = {
             agent_id: StreamForwarder(agent_id, self._send_stream, window=coalesce_window)
@@ -239,12 +247,29 @@ class HubLink:
     async def _send_stream(self, payload: StreamPayload) -> None:
         if self.connection.clients == set() and payload.agent_id not in self.agent_senders:
             return  # the gateway said no client device is connected, and none wrote
-        # One frame for all of them: the gateway fans it out to every client device.
-        frame = make_frame(
-            StreamFrame,
-            frame_id=self.connection.frame_id(),
-            sender=self.device_id,
-            to=ALL_CLIENTS,
-            payload=payload,
+        # One frame for all the owner's devices: the gateway fans it out.
+        for to in (ALL_CLIENTS, *self._guests_seeing(payload)):
+            frame = make_frame(
+                StreamFrame,
+                frame_id=self.connection.frame_id(),
+                sender=self.device_id,
+                to=to,
+                payload=payload,
+            )
+            await self.connection.emit(frame)
+
+    def _guests_seeing(self, payload: StreamPayload) -> list[str]:
+        """Connected guest devices that may see the payload's session (all of them for a
+        read gap, which says only that events were missed)."""
+        config = self.hub.conversation_config
+        guests = config.guest_devices & (self.connection.clients or set())
+        if not guests or payload.stream_id == READ_GAP_STREAM:
+            return sorted(guests)
+        meta = self.hub.agent(payload.agent_id).sessions.meta(payload.session_key)
+        return sorted(
+            guest
+            for guest in guests
+            if self.hub.sessions.may_see(
+                meta, viewer_of(Origin(surface="web", device_id=guest), config)
+            )
         )
-        await self.connection.emit(frame)

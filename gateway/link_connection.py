@@ -1,6 +1,7 @@
 """The hub's connection to a gateway, as a hub device: linking, reconnecting, sending.
 
-- Connects with the gateway token and reconnects forever with exponential backoff and full
+- Connects with the gateway token, sends its `greetings` (e.g. the hub's `guests`) ahead of
+  any frame, and reconnects forever with exponential backoff and full
   jitter (a refused or unreachable gateway never stops the hub); an outage is logged once
   when it starts, then at a falling rate, then once when it ends (`gateway.outage`). A failed
   attempt releases its client (and so its HTTP session) at once.
@@ -20,7 +21,7 @@ import contextlib
 import logging
 import random
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import socketio
 from pydantic import BaseModel, ValidationError
@@ -52,8 +53,10 @@ class GatewayConnection:
         *,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        greetings: Sequence[tuple[str, BaseModel]] = (),
     ) -> None:
         self.url = url
+        self.greetings = greetings
         self.device_id = device_id
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -119,6 +122,9 @@ class GatewayConnection:
             return False
         self.outage.recovered()
         self._window = asyncio.Semaphore(STREAM_WINDOW)
+        # Ahead of every frame of this link: the gateway handles a socket's events in order.
+        for event, greeting in self.greetings:
+            await client.emit(event, greeting.model_dump(mode="json"))
         self._linked.set()
         log.info("linked to the gateway as %s", self.device_id)
         await self._down.wait()

@@ -5,7 +5,8 @@ Redis, so a frame from a client on node A finds a hub on node B. Each node refre
 heartbeat key; sockets of a node whose heartbeat expired (it crashed) are ignored and swept.
 
 Redis keys (prefix `P`): `P:ids` set of device ids; `P:meta` hash id -> {role, label};
-`P:dev:<id>` hash socket id -> node id; `P:node:<node>` heartbeat with a TTL.
+`P:dev:<id>` hash socket id -> node id; `P:node:<node>` heartbeat with a TTL; `P:guests` hash
+hub id -> the guest devices it declared (a JSON list).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from pydantic import TypeAdapter
 
 from gateway.protocol import DeviceInfo, Role
 from hub.wire import WireModel
@@ -52,12 +54,19 @@ class Presence(Protocol):
 
     async def devices(self) -> list[DeviceInfo]: ...
 
+    async def declare_guests(self, hub_id: str, devices: frozenset[str]) -> None: ...
+
+    async def guests(self) -> frozenset[str]: ...
+
+    async def is_guest(self, device_id: str) -> bool: ...
+
 
 class LocalPresence:
     """Presence of one node, in memory."""
 
     def __init__(self) -> None:
         self._devices: dict[str, _Device] = {}
+        self._guests: dict[str, frozenset[str]] = {}
 
     async def start(self) -> None:
         return None
@@ -94,6 +103,18 @@ class LocalPresence:
             DeviceInfo(device_id=i, role=d.role, label=d.label, connections=len(d.sids))
             for i, d in sorted(self._devices.items())
         ]
+
+    async def declare_guests(self, hub_id: str, devices: frozenset[str]) -> None:
+        self._guests[hub_id] = devices
+
+    async def guests(self) -> frozenset[str]:
+        return frozenset().union(*self._guests.values())
+
+    async def is_guest(self, device_id: str) -> bool:
+        return any(device_id in devices for devices in self._guests.values())
+
+
+_DEVICE_LIST: TypeAdapter[list[str]] = TypeAdapter(list[str])
 
 
 class _Meta(WireModel):
@@ -214,3 +235,14 @@ class RedisPresence:
         ids = sorted(str(i) for i in await self._redis.smembers(self._key("ids")))
         found = [await self.lookup(i) for i in ids]
         return [d for d in found if d is not None]
+
+    async def declare_guests(self, hub_id: str, devices: frozenset[str]) -> None:
+        listed = _DEVICE_LIST.dump_json(sorted(devices)).decode()
+        await self._redis.hset(self._key("guests"), hub_id, listed)
+
+    async def guests(self) -> frozenset[str]:
+        declared = await self._redis.hvals(self._key("guests"))
+        return frozenset(d for raw in declared for d in _DEVICE_LIST.validate_json(raw))
+
+    async def is_guest(self, device_id: str) -> bool:
+        return device_id in await self.guests()

@@ -179,6 +179,13 @@ class Registered(WireModel):
     max_frame_bytes: int | None = None
 
 
+class GuestDevices(WireModel):
+    """`guests` (hub -> gateway, acknowledged): the hub's guest devices. They are left out of
+    `*` stream frames; the hub addresses each its own sessions' frames."""
+
+    devices: Annotated[list[DeviceId], Field(max_length=10_000)]
+
+
 class GoingAway(WireModel):
     """`going_away`: the gateway node is stopping; reconnect (with backoff) and resync."""
 

@@ -2,7 +2,8 @@
 its target, or answers the sender with `send_error`.
 
 Checks run in this order: registered, rate, size, shape, `from`, action, target. A stream
-frame for `*` goes to the room of every client device (pairing sockets are never in it).
+frame for `*` goes to the room of every client device but the guests (`gateway.audience`;
+pairing sockets are never in it).
 `on_send` returns normally whatever the outcome, so a sender that asked for an ack gets one
 once the frame was handled; a stream frame's ack waits until the frame is in every
 recipient's queue (the fan-out goes a slice of sockets per loop turn), without holding up
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_json
 
+from gateway.audience import CLIENTS_ROOM
 from gateway.config import GatewayConfig
 from gateway.connections import ConnectionTable
 from gateway.presence import LocalPresence, Presence
@@ -36,7 +38,6 @@ from hub.errors import describe_validation
 Deliver = Callable[[str, object, str], Awaitable[None]]
 
 HUBS_ROOM = "hubs"
-CLIENTS_ROOM = "clients"
 
 
 class FrameRefused(Exception):
@@ -108,7 +109,7 @@ class Relay:
             error = SendError(message_id=frame_id(data), code=exc.code, message=exc.message)
             await self._to_sid("send_error", error.model_dump(), sid)
             return None
-        # `*` (stream frames, which only hubs may send): every client device, in one emit.
+        # `*` (stream frames, which only hubs may send): every owner's device, in one emit.
         room = CLIENTS_ROOM if frame.to == ALL_CLIENTS else device_room(frame.to)
         await self._to_room("receive", data, room)
         return self._delivered() if frame.action == "stream" else None

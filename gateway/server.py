@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from aiohttp import web
 
 from gateway.admission import Admission, refuse
+from gateway.audience import CLIENTS_ROOM, GUESTS_ROOM, Audience
 from gateway.config import GatewayConfig
 from gateway.connections import ConnectionTable
 from gateway.http import GatewayStatus, add_health_routes
@@ -30,7 +31,7 @@ from gateway.origins import OriginPolicy
 from gateway.pairing import PairingDesk
 from gateway.presence import LocalPresence, Presence, RedisPresence
 from gateway.protocol import DeviceInfo, Devices, GoingAway, Registered, Role
-from gateway.relay import CLIENTS_ROOM, HUBS_ROOM, Relay, device_room, is_stream
+from gateway.relay import HUBS_ROOM, Relay, device_room, is_stream
 from gateway.sio import FanOutManager, JsonPacket, LanedServer, RedisManager, close_transports
 from gateway.static import WebClientFiles
 from hub.access import AccessStore, Decision, DeviceRecord
@@ -98,6 +99,8 @@ class GatewayServer:
         self.table = ConnectionTable(config)
         self.admission = Admission(config, access, self.presence)
         self.pairing = PairingDesk(config, access, self._to_sid, self._tasks)
+        rooms = (self.sio.enter_room, self.sio.leave_room)
+        self.audience = Audience(self.table, self.presence, *rooms)
         self.relay = Relay(
             config, self.table, self.presence, self._to_room, self._to_sid, self.fan_out.delivered
         )
@@ -109,6 +112,7 @@ class GatewayServer:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("send", self.relay.on_send)
+        self.sio.on("guests", self.audience.on_guests)
         self.sio.on("pair", self.pairing.pair)
         self.sio.on("pair_request", self.pairing.pair_request)
 
@@ -240,9 +244,12 @@ class GatewayServer:
     async def _register(self, sid: str, device_id: str, role: Role, label: str) -> None:
         self.table.add(sid, device_id, role, label)
         await self.sio.enter_room(sid, device_room(device_id))
-        await self.sio.enter_room(sid, HUBS_ROOM if role == "hub" else CLIENTS_ROOM)
         try:
             await self.presence.add(device_id, role, label, sid)
+            if role == "hub":
+                await self.sio.enter_room(sid, HUBS_ROOM)
+            else:
+                await self.audience.seat(sid, device_id)
         except Exception:
             self.table.forget(sid)
             log.exception("presence store failed; refusing %s", device_id)
@@ -292,7 +299,8 @@ class GatewayServer:
         hubs = [d for d in devices if d.role == "hub"]
         # Clients learn only which hubs are online (to address them and to resync when one
         # comes back); they never see other devices.
-        await self.sio.emit("devices", Devices(devices=hubs).model_dump(), room=CLIENTS_ROOM)
+        clients = [CLIENTS_ROOM, GUESTS_ROOM]
+        await self.sio.emit("devices", Devices(devices=hubs).model_dump(), room=clients)
 
     # -- access changes ---------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from hub.filters import forward
 log = logging.getLogger("agenthub.hub_link")
 
 COALESCE_WINDOW = 0.04
+READ_GAP_STREAM = "read_gap"
 MAX_TRACKED_STREAMS = 10_000
 
 Send = Callable[[StreamPayload], Awaitable[None]]
@@ -131,7 +132,7 @@ class StreamForwarder:
     async def handle(self, item: ReadItem) -> None:
         if isinstance(item, ReadGap):
             await self._flush()
-            await self._event("read_gap", item.model_dump(mode="json"))
+            await self._event(READ_GAP_STREAM, item.model_dump(mode="json"))
             return
         if not isinstance(item, EventBase) or not forward("web", item):
             return

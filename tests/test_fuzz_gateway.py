@@ -6,11 +6,15 @@ message still answered.
 
 Bounded to about 10 s of fuzzing (plus a 2.5 s warm-up; some 40k frames) by default;
 `AGENTHUB_FUZZ_SECONDS=600` runs longer, `AGENTHUB_FUZZ_SEED` replays one sequence,
-`AGENTHUB_FUZZ_LOG=FILE` keeps the product log. Known open: the process's RSS grows by some
-0.15 KiB per fuzzed frame (+19 MiB after 120k frames in 25 s) and is not given back, so runs
-much longer than the default exceed the 16 MiB bound; Python-level objects do not grow
-(tracemalloc), closed sockets are released after their ping interval.
-The figures are printed at the end.
+`AGENTHUB_FUZZ_LOG=FILE` keeps the product log. The figures are printed at the end: frames,
+RSS at start and end, and the turns the fuzz made (a valid fuzzed `message` is a real turn).
+What grows is the conversation: the turns' entries stay in the loaded session's memory
+(hub/sessions.py), some 6 KiB of RSS per stored entry with the allocator's slack, about
+0.15 KiB per fuzzed frame at this mix; with turns refused the same fuzz grows by 0.025 KiB
+per frame (1.3 MiB after 55k frames), and the gateway keeps no object of a fuzzed frame
+(tracemalloc), so a run of more than about 100k frames is bounded by its conversation, not
+by the gateway. The paired device's frames are consumed as they come (a test's queue is
+this process's memory too).
 """
 
 from __future__ import annotations
@@ -351,6 +355,14 @@ async def test_fuzzing_the_gateway_leaves_it_clean_bounded_and_answering(data_di
         ) as stack:
             paired = await connect_client(stack.url, stack.hub, "fuzz")
             assert paired.device_id is not None
+            delivered = [0]
+
+            async def consume() -> None:
+                while True:
+                    await paired.received.get()
+                    delivered[0] += 1
+
+            consumer = asyncio.get_running_loop().create_task(consume())
             issued = stack.hub.access.redeem_invite(stack.hub.access.create_invite().code, "raw")
             client_auth = {"role": "client", "deviceId": issued.device_id, "token": issued.token}
             stop_at = [time.monotonic() + min(5.0, SECONDS / 4)]
@@ -370,6 +382,8 @@ async def test_fuzzing_the_gateway_leaves_it_clean_bounded_and_answering(data_di
             await round_()  # warm-up: what the process allocates once is not a leak
             await asyncio.sleep(3.0)
             gc.collect()
+            main = stack.hub.agent("main").sessions
+            entries_before = len(main.current("main").entries)
             start_rss = rss_bytes()
             stop_at[0] = time.monotonic() + SECONDS
             await round_()
@@ -379,6 +393,9 @@ async def test_fuzzing_the_gateway_leaves_it_clean_bounded_and_answering(data_di
             await asyncio.sleep(3.0)  # past ping_interval + ping_timeout: closed sockets freed
             gc.collect()
             end_rss = rss_bytes()
+            entries = len(main.current("main").entries) - entries_before
+            consumer.cancel()
+            await asyncio.gather(consumer, return_exceptions=True)
             await paired.message("still answered after the fuzz")
             await paired.next_frame(reply_is("still answered after the fuzz"))
             await paired.close()
@@ -391,7 +408,10 @@ async def test_fuzzing_the_gateway_leaves_it_clean_bounded_and_answering(data_di
         f" ({figures.refused} refused, {figures.closed} closed by the gateway),"
         f" {figures.probes} probes answered, {figures.hangs} hangs;"
         f" RSS {start_rss / 2**20:.1f} -> {end_rss / 2**20:.1f} MiB"
-        f" ({(end_rss - start_rss) / 2**20:+.1f} MiB); {len(text.splitlines())} log lines"
+        f" ({(end_rss - start_rss) / 2**20:+.1f} MiB,"
+        f" {(end_rss - start_rss) / 1024 / max(1, figures.frames):.3f} KiB per frame);"
+        f" {entries} session entries from fuzzed turns; {delivered[0]} frames to the paired"
+        f" device; {len(text.splitlines())} log lines"
     )
     assert "Traceback" not in text
     assert not [line for line in text.splitlines() if " ERROR " in line or " CRITICAL " in line]

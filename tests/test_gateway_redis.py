@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 import socketio
-from pydantic import SecretStr
+from pydantic import JsonValue, SecretStr
 
+from gateway.audience import CLIENTS_ROOM, GUESTS_ROOM
 from gateway.config import GatewayConfig
 from gateway.hub_link import HubLink
 from gateway.server import GatewayServer
@@ -116,6 +117,50 @@ async def test_presence_of_a_stopped_node_is_gone(data_dir: Path, tmp_path: Path
             await node_b.stop()
             assert await node_a.connected_devices() == []
         finally:
+            await node_a.stop()
+            await node_b.stop()
+            await hub.close()
+
+
+async def test_guests_declared_on_one_node_are_kept_out_of_streams_on_every_node(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    async with redis_server(tmp_path) as url:
+        hub = Hub(data_dir, lambda: EchoModel(pieces=4))
+        node_a, node_b = node(hub, url), node(hub, url)
+        await node_a.start()
+        await node_b.start()
+        devices = []
+        try:
+            url_a, url_b = f"http://127.0.0.1:{node_a.port}", f"http://127.0.0.1:{node_b.port}"
+            early = await connect_client(url_a, hub, "guest tab")
+            devices.append(early)
+            assert early.device_id is not None
+            guest_id = early.device_id
+            [early_sid] = node_a.table.device_sids(guest_id)
+
+            def on_a(room: str) -> set[str]:
+                return set(node_a.sio.manager.rooms["/"].get(room, {}))
+
+            assert early_sid in on_a(CLIENTS_ROOM)
+            hub_device = await connect_device(
+                url_b, {"role": "hub", "deviceId": "hub-b", "token": GATEWAY_TOKEN}
+            )
+            devices.append(hub_device)
+            answer = await hub_device.client.call("guests", {"devices": [guest_id]}, timeout=5)
+            assert answer == {"ok": True}
+            await eventually(lambda: early_sid in on_a(GUESTS_ROOM))
+            assert early_sid not in on_a(CLIENTS_ROOM)
+            # A stream frame for every owner's device, sent on node B, passes the guest by.
+            owner = await connect_client(url_a, hub, "owner tab")
+            devices.append(owner)
+            stream: JsonValue = {"agentId": "main", "streamId": "s", "seq": 0, "event": {}}
+            await hub_device.send("*", "stream", stream)
+            assert stream_of(await owner.next_frame(lambda f: True)).stream_id == "s"
+            assert early.received.empty()
+        finally:
+            for device in devices:
+                await device.close()
             await node_a.stop()
             await node_b.stop()
             await hub.close()

@@ -32,6 +32,7 @@ from hub.model import (
     ToolCallStarted,
 )
 from hub.requests.agents import HistoryAnswer
+from hub.scopes import ConversationConfig
 from hub.service import attach_probes
 from hub.sessions import MessageEntry
 
@@ -67,11 +68,18 @@ async def running_stack(
     agent_ids: tuple[str, ...] = ("main",),
     port: int = 0,
     approvals: Approvals | None = None,
+    conversations: ConversationConfig | None = None,
     **config: Any,
 ) -> AsyncIterator[Stack]:
     """Hub + gateway + hub link, in this process, on a free loopback port. `approvals`: the
     object the models' `ask` tools wait on (the hub's, so requests decide them)."""
-    hub = Hub(data_dir, model_factory, agent_ids=agent_ids, approvals=approvals)
+    hub = Hub(
+        data_dir,
+        model_factory,
+        agent_ids=agent_ids,
+        approvals=approvals,
+        conversations=conversations,
+    )
     gateway = GatewayServer(
         GatewayConfig(port=port, gateway_token=SecretStr(GATEWAY_TOKEN), **config),
         hub.access,
