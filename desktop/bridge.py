@@ -46,6 +46,7 @@ from hub.hub import Hub
 from hub.origin import Origin
 from hub.requests import Caller, RequestHost, dispatch
 from hub.requests.agents import AgentParams
+from hub.transcribe import hear
 
 log = logging.getLogger("agenthub.desktop")
 
@@ -115,9 +116,17 @@ class DesktopBridge:
     # -- calls (on the loop) ----------------------------------------------------------------
 
     async def send(self, params: SendParams) -> SendAnswer:
-        return SendAnswer(
-            run_id=self.hub.submit(params.agent_id, params.text, Origin(surface="desktop"))
+        # Audio becomes text first (`hub.transcribe`), as for a gateway message frame.
+        heard = await hear(self.hub.transcriber, params.text, params.attachments or ())
+        run_id = self.hub.submit(
+            params.agent_id,
+            heard.text,
+            Origin(surface="desktop"),
+            session_key=params.session_key,
+            mode=params.mode,
+            attachments=heard.attachments,
         )
+        return SendAnswer(run_id=run_id)
 
     async def subscribe(self, params: AgentParams) -> SubscribeAnswer:
         agent = self.hub.agent(params.agent_id)
@@ -221,8 +230,11 @@ class DesktopApi:
 
     # -- exposed ----------------------------------------------------------------------------
 
-    def send(self, agent_id: str = "", text: str = "") -> Reply:
-        return self._call(SendParams, {"agentId": agent_id, "text": text}, self._bridge.send)
+    def send(self, agent_id: str = "", text: str = "", options: object = None) -> Reply:
+        """`options`: {sessionKey?, mode?, attachments?} (see `SendParams`)."""
+        extra = options if isinstance(options, dict) else {}
+        params = {**extra, "agentId": agent_id, "text": text}
+        return self._call(SendParams, params, self._bridge.send)
 
     def subscribe(self, agent_id: str = "") -> Reply:
         return self._call(AgentParams, {"agentId": agent_id}, self._bridge.subscribe)

@@ -16,7 +16,9 @@ from typing import Annotated, Literal
 from pydantic import Field, JsonValue
 
 from hub.access import PendingRequest
+from hub.attachments import MAX_ATTACHMENTS, Attachment
 from hub.events import AgentEvent, ReadGap
+from hub.lanes import WriteMode
 from hub.requests.agents import AgentId
 from hub.wire import WireModel
 
@@ -38,8 +40,14 @@ class BridgeReply(WireModel):
 
 
 class SendParams(WireModel):
+    """A message from the window: to `session_key` (default `main`), taken in as `mode` says,
+    with `attachments` (docs/protocol.md: the same as a gateway `message` frame's)."""
+
     agent_id: AgentId
     text: str
+    session_key: str | None = None
+    mode: WriteMode | None = None
+    attachments: Annotated[list[Attachment], Field(max_length=MAX_ATTACHMENTS)] | None = None
 
 
 class SendAnswer(WireModel):

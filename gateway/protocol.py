@@ -174,6 +174,9 @@ class Registered(WireModel):
     role: Literal["hub", "client", "pairing"]
     node: str
     hubs: list[str] = Field(default_factory=list)
+    # The largest frame this gateway relays, so a client can refuse a too-large message
+    # (e.g. attachments) before sending it.
+    max_frame_bytes: int | None = None
 
 
 class GuestDevices(WireModel):

@@ -256,9 +256,14 @@ class GatewayServer:
             refuse("UNAVAILABLE", "the gateway cannot record presence right now")
         log.info("%s %s connected (node %s)", role, device_id, self.node_id)
         hubs = [d.device_id for d in await self.presence.devices() if d.role == "hub"]
-        self._after_connect(
-            sid, Registered(device_id=device_id, role=role, node=self.node_id, hubs=hubs)
+        registered = Registered(
+            device_id=device_id,
+            role=role,
+            node=self.node_id,
+            hubs=hubs,
+            max_frame_bytes=self.config.max_frame_bytes,
         )
+        self._after_connect(sid, registered)
         self._schedule_devices_push()
 
     def _after_connect(self, sid: str, registered: Registered) -> None:

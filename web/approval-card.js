@@ -2,18 +2,13 @@
 // It shows the exact tool and arguments (as text, never markup) with Approve once / Always for
 // this session / Deny, and then the outcome, whoever decided and on whichever surface.
 
+import { el } from "./dom.js";
+
 const DECISIONS = [
   ["approve", "Approve once", "primary"],
   ["approve_session", "Always for this session", "secondary"],
   ["deny", "Deny", "stop"],
 ];
-
-function el(doc, tag, className, text) {
-  const node = doc.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 /** The arguments exactly as they will run, as readable text. */
 export function argsText(args) {

@@ -34,10 +34,10 @@ export class ChatState {
   }
 
   /** A message this client is sending; `localId` is the frame id. */
-  addLocal(localId, text) {
+  addLocal(localId, text, attachments = []) {
     return this._upsert(`local:${localId}`, {
       kind: "message", role: "user", text, final: true, seq: Number.MAX_SAFE_INTEGER,
-      status: "sending", runId: null,
+      status: "sending", runId: null, attachments,
     });
   }
 
@@ -68,6 +68,7 @@ export class ChatState {
         this._upsert(entry.id, {
           kind: "message", role: entry.role, text: entry.text, final: true, seq: entry.seq,
           aborted: entry.aborted, runId: entry.runId,
+          attachments: this._withLocalData(entry),
         });
       } else if (entry.type === "tool") {
         this._upsert(`tool:${entry.toolCallId}`, {
@@ -80,6 +81,22 @@ export class ChatState {
       if (id.startsWith("local:") && item.runId && runs.has(item.runId)) this.items.delete(id);
     }
     return true;
+  }
+
+  /** A history entry's attachments; where the entry has no bytes for one this client sent
+   * (its local message of the same run), the local bytes are kept, so a thumbnail stays. */
+  _withLocalData(entry) {
+    const attachments = entry.attachments || [];
+    if (entry.role !== "user" || attachments.every((a) => a.data)) return attachments;
+    const local = [...this.items.values()].find(
+      (i) => i.id.startsWith("local:") && i.runId === entry.runId,
+    ) || this.items.get(entry.id);
+    const sent = local?.attachments || [];
+    return attachments.map((a) => {
+      if (a.data) return a;
+      const same = sent.find((s) => s.data && s.name === a.name && s.mediaType === a.mediaType);
+      return same ? { ...a, data: same.data } : a;
+    });
   }
 
   /** Ids of the approvals this transcript shows as waiting. */

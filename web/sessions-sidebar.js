@@ -3,16 +3,11 @@
 // sessions and the requests. Collapsible: beside the chat on wide screens, a drawer over it
 // on narrow ones (style.css switches at 720px). Every title and snippet is set as text.
 
+import { el } from "./dom.js";
+
 const PHONE = "(max-width: 720px)";
 const OPEN_KEY = "agenthub.sidebar";
 const SNIPPET = 60;
-
-function el(doc, tag, className, text) {
-  const node = doc.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 /** The title a session shows (a fresh one has none until its first message). */
 export function sessionTitle(session) {
@@ -65,6 +60,10 @@ export class SessionsSidebar {
   bind() {
     const { $ } = this;
     this.setOpen(this.phone ? false : this.storage.getItem(OPEN_KEY) !== "closed", false);
+    // Narrowed to phone width, the sidebar would cover the chat: it closes (a drawer now).
+    this.win.matchMedia(PHONE).addEventListener("change", () => {
+      if (this.phone) this.setOpen(false, false);
+    });
     $.toggle.addEventListener("click", () => this.setOpen($.app.dataset.sidebar !== "open"));
     $.scrim.addEventListener("click", () => this.setOpen(false));
     $.create.addEventListener("click", () => {

@@ -78,17 +78,15 @@ export class DesktopTransport {
     }
   }
 
-  // A message for `main` goes through the bridge's `send`; one for another session (or with
-  // a mode) through the `messages.send` request, which takes the session key and mode.
-  async send(agentId, text, { sessionKey, mode } = {}) {
+  // The bridge's `send`: the session and mode when given, and attachments
+  // [{name, mediaType, data}] as in a gateway `message` frame (docs/protocol.md).
+  async send(agentId, text, { sessionKey, mode, attachments } = {}) {
     await this._subscribe(agentId);
-    if ((sessionKey && sessionKey !== "main") || mode) {
-      const params = { agentId, content: text, sessionKey: sessionKey || "main", wait: false };
-      if (mode) params.mode = mode;
-      const { runId } = await this.request("messages.send", params);
-      return { runId };
-    }
-    return this._call("send", agentId, text);
+    const options = {};
+    if (sessionKey) options.sessionKey = sessionKey;
+    if (mode) options.mode = mode;
+    if (attachments && attachments.length) options.attachments = attachments;
+    return this._call("send", agentId, text, options);
   }
 
   // Any method of the hub's request table (the same names as over the gateway).

@@ -35,6 +35,7 @@ export class GatewayTransport {
     this._seqs = new Map();
     this._counter = 0;
     this._goingAway = false;
+    this.maxMessageBytes = undefined;
     this.pairing = {
       redeem: (code) => this._redeem(code),
       request: (onDecision) => this._requestAccess(onDecision),
@@ -60,15 +61,14 @@ export class GatewayTransport {
     this._open(credentials);
   }
 
-  // A message for `main` is a `message` frame; one for another session (or with a mode)
-  // goes through the `messages.send` request, which takes the session key and mode.
-  send(agentId, text, { sessionKey, mode } = {}) {
-    if ((sessionKey && sessionKey !== "main") || mode) {
-      const params = { agentId, content: text, sessionKey: sessionKey || "main", wait: false };
-      if (mode) params.mode = mode;
-      return this.request("messages.send", params).then(({ runId }) => ({ runId }));
-    }
-    return this._frame("message", { agentId, content: text }, null);
+  // A `message` frame: the session and mode when given (else `main` and its own mode), and
+  // attachments [{name, mediaType, data}] (docs/protocol.md).
+  send(agentId, text, { sessionKey, mode, attachments } = {}) {
+    const payload = { agentId, content: text };
+    if (sessionKey) payload.sessionKey = sessionKey;
+    if (mode) payload.mode = mode;
+    if (attachments && attachments.length) payload.attachments = attachments;
+    return this._frame("message", payload, null);
   }
 
   request(method, params = {}) {
@@ -115,7 +115,11 @@ export class GatewayTransport {
       randomizationFactor: 0.5,
     });
     this.socket = socket;
-    socket.on("registered", (info) => this._online(info.hubs || []));
+    socket.on("registered", (info) => {
+      // The gateway's frame limit, when it says (older gateways: 1 MiB, the UI's default).
+      if (Number.isInteger(info.maxFrameBytes)) this.maxMessageBytes = info.maxFrameBytes;
+      this._online(info.hubs || []);
+    });
     socket.on("devices", ({ devices }) => {
       const hubs = devices.filter((d) => d.role === "hub").map((d) => d.deviceId);
       const cameBack = hubs.length > 0 && (this.hubs.length === 0 || hubs[0] !== this.hubs[0]);

@@ -1,0 +1,241 @@
+// The shown agent's sessions (docs/sessions.md): the list from the hub (`sessions.list`),
+// the requests on them (new, rename, archive, mode, mark read), unread markers, and the
+// search's loading of text; the sidebar (sessions-sidebar.js) draws them. A hub without
+// `sessions.list` has `main` only.
+
+import { SessionsSidebar, sessionTitle } from "./sessions-sidebar.js";
+
+export const MAIN = "main";
+const SEARCH_LOADS = 30;
+const REFRESH_MS = 250;
+const NO_SESSIONS_NOTE = "This hub has one conversation per agent; update it for more.";
+
+export class Sessions {
+  /** `ui`: the ChatUI (its transport, shown agent and session, transcripts, banner). */
+  constructor(ui, doc, { storage, win }) {
+    this.ui = ui;
+    this.lists = new Map(); // agent id -> [session info] (sessions.list rows)
+    this.supported = null; // unknown until sessions.list answers
+    this.unread = new Set(); // state keys of sessions that changed while not shown
+    this._refreshTimer = null;
+    this._searching = false;
+    this._creating = false;
+    this.guest = false; // set by the UI: this device may not see the owner's sessions
+    this.$ = { title: doc.getElementById("session-title"), mode: doc.getElementById("mode-picker") };
+    this.sidebar = new SessionsSidebar(
+      doc,
+      {
+        select: (key) => ui.switchSession(key),
+        create: () => this.create(),
+        rename: (key, title) => this.rename(key, title),
+        archive: (key) => this.archive(key),
+        search: () => this.loadForSearch(),
+      },
+      (key) => this.textOf(key),
+      { storage, win },
+    );
+  }
+
+  bind() {
+    this.sidebar.bind();
+    this.$.mode.addEventListener("change", () => this.setMode(this.$.mode.value));
+  }
+
+  /** The agent's sessions from the hub. */
+  async load(agentId) {
+    const { ui } = this;
+    let sessions;
+    try {
+      ({ sessions } = await ui.transport.request("sessions.list", { agentId }));
+      this.supported = true;
+    } catch (error) {
+      if (error.code !== "unknown_method") {
+        if (ui.status === "online") ui.showBanner(`Could not list conversations: ${error.message}`);
+        return;
+      }
+      this.supported = false;
+      sessions = [{ sessionKey: MAIN, title: "", updatedAt: 0, messages: 0, unread: 0, busy: false }];
+    }
+    this.lists.set(agentId, sessions);
+    for (const session of sessions) {
+      const key = `${agentId}\n${session.sessionKey}`;
+      if (session.busy) ui.state(agentId, session.sessionKey).busyRun ??= "running";
+      else if (ui.states.get(key)?.busyRun === "running") ui.states.get(key).busyRun = null;
+    }
+    if (agentId === ui.agentId && this.supported === false) ui.sessionKey = MAIN;
+    if (agentId === ui.agentId) {
+      this.render();
+      ui.updateComposer();
+      if (this.supported && this.guest) this._showOneListed(sessions);
+    }
+  }
+
+  /** A guest sees only its own sessions (and may not write in `main`): show the newest
+   * listed one, or with none yet a new one of its own. */
+  _showOneListed(sessions) {
+    const { ui } = this;
+    if (this._creating || sessions.some((s) => s.sessionKey === ui.sessionKey)) return;
+    if (sessions.length) {
+      ui.switchSession(sessions[0].sessionKey);
+      return;
+    }
+    this._creating = true;
+    this.create().finally(() => {
+      this._creating = false;
+    });
+  }
+
+  /** Reload the list soon (titles, activity, unread counts); bursts make one request. */
+  refresh() {
+    if (!this.supported || this._refreshTimer) return;
+    this._refreshTimer = setTimeout(() => {
+      this._refreshTimer = null;
+      this.load(this.ui.agentId);
+    }, REFRESH_MS);
+  }
+
+  info(key = this.ui.sessionKey) {
+    const list = this.lists.get(this.ui.agentId) || [];
+    return list.find((s) => s.sessionKey === key) || { sessionKey: key, title: "", updatedAt: 0 };
+  }
+
+  /** Mark a session of the shown agent as changed while not shown. */
+  markUnread(agentId, sessionKey) {
+    this.unread.add(`${agentId}\n${sessionKey}`);
+  }
+
+  shown(agentId, sessionKey) {
+    this.unread.delete(`${agentId}\n${sessionKey}`);
+  }
+
+  render() {
+    const { ui } = this;
+    const list = [...(this.lists.get(ui.agentId) || [])];
+    if (!list.some((s) => s.sessionKey === ui.sessionKey)) list.unshift(this.info());
+    const rows = list.map((session) => {
+      const key = `${ui.agentId}\n${session.sessionKey}`;
+      const mine = session.sessionKey === ui.sessionKey;
+      const state = ui.states.get(key);
+      return {
+        ...session,
+        unreadShown: !mine && (this.unread.has(key) || session.unread > 0),
+        busy: state ? Boolean(state.busyRun) : session.busy,
+        waiting: !mine && (state?.pendingApprovals().length ?? 0) > 0,
+      };
+    });
+    this.sidebar.update(rows, ui.sessionKey, {
+      canManage: this.supported !== false,
+      note: this.supported === false ? NO_SESSIONS_NOTE : "",
+    });
+    const info = this.info();
+    this.$.title.textContent = sessionTitle(info);
+    this.$.title.title = info.sessionKey;
+    this.$.mode.value = info.mode || "queue";
+    this.$.mode.parentElement.hidden = !this.supported;
+  }
+
+  markRead(agentId, sessionKey, seq) {
+    if (!this.supported || typeof seq !== "number") return;
+    const params = { agentId, sessionKey, seq };
+    this.ui.transport.request("sessions.mark_read", params).then(
+      () => {
+        const info = (this.lists.get(agentId) || []).find((s) => s.sessionKey === sessionKey);
+        if (info) info.unread = 0;
+      },
+      () => {}, // the marker is a convenience: the list shows it again on the next refresh
+    );
+  }
+
+  async create() {
+    const { ui } = this;
+    const agentId = ui.agentId;
+    try {
+      const { sessionKey } = await ui.transport.request("sessions.new", { agentId });
+      const list = this.lists.get(agentId) || [];
+      list.unshift({ sessionKey, title: "", updatedAt: Date.now(), messages: 0, unread: 0, busy: false });
+      this.lists.set(agentId, list);
+      ui.switchSession(sessionKey);
+      this.refresh();
+    } catch (error) {
+      ui.showBanner(`Could not start a new chat: ${error.message}`, error.code);
+    }
+  }
+
+  async rename(sessionKey, title) {
+    const { ui } = this;
+    const info = this.info(sessionKey);
+    const before = info.title;
+    info.title = title;
+    this.render();
+    try {
+      await ui.transport.request("sessions.rename", { agentId: ui.agentId, sessionKey, title });
+    } catch (error) {
+      info.title = before;
+      this.render();
+      ui.showBanner(`Could not rename: ${error.message}`, error.code);
+    }
+    this.refresh();
+  }
+
+  async archive(sessionKey) {
+    const { ui } = this;
+    const agentId = ui.agentId;
+    try {
+      await ui.transport.request("sessions.archive", { agentId, sessionKey });
+    } catch (error) {
+      ui.showBanner(`Could not archive: ${error.message}`, error.code);
+      return;
+    }
+    const list = (this.lists.get(agentId) || []).filter((s) => s.sessionKey !== sessionKey);
+    this.lists.set(agentId, list);
+    if (sessionKey === ui.sessionKey && agentId === ui.agentId) ui.switchSession(MAIN);
+    else this.render();
+    this.refresh();
+  }
+
+  /** The shown session's default message mode (`sessions.mode`), for every surface. */
+  async setMode(mode) {
+    const { ui } = this;
+    const { agentId, sessionKey } = ui;
+    const info = this.info(sessionKey);
+    const before = info.mode || "queue";
+    info.mode = mode;
+    try {
+      Object.assign(info, await ui.transport.request("sessions.mode", { agentId, sessionKey, mode }));
+    } catch (error) {
+      info.mode = before;
+      ui.showBanner(`Could not change the mode: ${error.message}`, error.code);
+    }
+    this.render();
+  }
+
+  /** Searching covers the text of sessions not loaded yet: load some, one at a time. */
+  async loadForSearch() {
+    if (this._searching) return;
+    this._searching = true;
+    const { ui } = this;
+    try {
+      const agentId = ui.agentId;
+      const unloaded = (this.lists.get(agentId) || [])
+        .filter((s) => !ui.state(agentId, s.sessionKey).loaded)
+        .slice(0, SEARCH_LOADS);
+      for (const session of unloaded) {
+        if (!this.sidebar.query) break;
+        await ui.resync(agentId, session.sessionKey);
+        this.sidebar.render();
+      }
+    } finally {
+      this._searching = false;
+    }
+  }
+
+  /** A session's loaded text, for the search box. */
+  textOf(sessionKey) {
+    const state = this.ui.states.get(`${this.ui.agentId}\n${sessionKey}`);
+    if (!state) return "";
+    return state
+      .ordered()
+      .map((i) => (i.kind === "message" || i.kind === "note" ? i.text : `${i.name || i.tool || ""}`))
+      .join("\n");
+  }
+}
