@@ -105,3 +105,22 @@ export function fillApproval(doc, node, item, { decide, selfBy = "" }) {
   error.textContent = item.error || "";
   error.hidden = !item.error;
 }
+
+/** Answer an approval card through `approvals.decide`; the outcome shows at once (through
+ * `rerender`), and again (the same) when the hub's `approval_resolved` arrives. */
+export async function decideApproval(transport, item, decision, rerender) {
+  Object.assign(item, { deciding: true, error: "", choice: decision });
+  rerender();
+  try {
+    const answer = await transport.request("approvals.decide", {
+      approvalId: item.approvalId, decision,
+    });
+    if (item.status === "pending") Object.assign(item, { status: answer.decision, by: answer.by });
+  } catch (error) {
+    item.error =
+      error.code === "already_decided" ? error.message : `Could not decide: ${error.message}`;
+  } finally {
+    item.deciding = false;
+    rerender();
+  }
+}

@@ -131,3 +131,31 @@ export function fillAttachments(doc, node, bubble, attachments, load = null, fil
     ...files.map((f) => fileText(doc, f)),
   );
 }
+
+const MAX_IMAGES_KEPT = 200;
+
+/** The bytes of images history entries name by id (`attachments.get`), kept (the latest
+ * few hundred) so a redraw asks once; a failed load is asked again on the next drawing. */
+export class ImageCache {
+  constructor(transport) {
+    this.transport = transport;
+    this._images = new Map(); // "agent\nsession\nid" -> promise of base64
+  }
+
+  /** `sessionKey` null: a hub without sessions (the id alone names the image). */
+  load(agentId, sessionKey, attachment) {
+    const key = `${agentId}\n${sessionKey ?? ""}\n${attachment.id}`;
+    if (!this._images.has(key)) {
+      const params = { agentId, attachmentId: attachment.id };
+      if (sessionKey !== null) params.sessionKey = sessionKey;
+      const loading = this.transport.request("attachments.get", params).then(({ data }) => {
+        attachment.data = data;
+        return data;
+      });
+      loading.catch(() => this._images.delete(key));
+      this._images.set(key, loading);
+      if (this._images.size > MAX_IMAGES_KEPT) this._images.delete(this._images.keys().next().value);
+    }
+    return this._images.get(key);
+  }
+}

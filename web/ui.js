@@ -29,6 +29,8 @@
 // Everything rendered from the agent goes through textContent, except assistant Markdown,
 // which goes through markdown.js (marked + DOMPurify, raw HTML escaped).
 
+import { decideApproval } from "./approval-card.js";
+import { ImageCache } from "./attachment-view.js";
 import { ChatState } from "./chat-state.js";
 import { Composer } from "./composer.js";
 import { ConversationView } from "./conversation-view.js";
@@ -44,7 +46,6 @@ const AGENT_KEY = "agenthub.agent";
 const SESSION_KEY = "agenthub.session."; // + agent id
 // A gateway frame is at most 8 MiB unless the gateway says otherwise (docs/protocol.md).
 const DEFAULT_MAX_MESSAGE_BYTES = 8 * 1_048_576;
-const MAX_IMAGES_KEPT = 200;
 
 const STATUS_TEXT = {
   connecting: "Connecting…",
@@ -74,12 +75,16 @@ export class ChatUI {
     };
     this.sessions = new Sessions(this, doc, { storage, win });
     this.view = new ConversationView(doc, { messages: $("messages"), empty: $("empty") }, {
-      decide: (item, decision) => this._decide(item, decision),
+      decide: (item, decision) =>
+        decideApproval(transport, item, decision, () => {
+          if (this.view.has(item.id)) this.view.renderItem(item);
+        }),
       get selfBy() {
         return transport.deviceId ? `web:${transport.deviceId}` : "desktop";
       },
-    }, (attachment) => this._imageData(attachment));
-    this._images = new Map(); // "agent\nsession\nid" -> promise of base64 (the latest few)
+    }, (attachment) =>
+      this.images.load(this.agentId, this.sessions.supported ? this.sessionKey : null, attachment));
+    this.images = new ImageCache(transport);
     this.composer = new Composer(
       doc,
       { send: (text, attachments) => this._send(text, attachments), stop: () => this._abort() },
@@ -343,25 +348,6 @@ export class ChatUI {
     this.$.banner.hidden = true;
   }
 
-  /** The bytes of an image a history entry of the shown session names by id
-   * (`attachments.get`); kept, so a redraw asks once. */
-  _imageData(attachment) {
-    const { agentId, sessionKey } = this;
-    const key = `${agentId}\n${sessionKey}\n${attachment.id}`;
-    if (!this._images.has(key)) {
-      const params = { agentId, attachmentId: attachment.id };
-      if (this.sessions.supported) params.sessionKey = sessionKey;
-      const loading = this.transport.request("attachments.get", params).then(({ data }) => {
-        attachment.data = data;
-        return data;
-      });
-      loading.catch(() => this._images.delete(key)); // asked again on the next drawing
-      this._images.set(key, loading);
-      if (this._images.size > MAX_IMAGES_KEPT) this._images.delete(this._images.keys().next().value);
-    }
-    return this._images.get(key);
-  }
-
   // -- actions ----------------------------------------------------------------------------
 
   async _send(text, attachments = []) {
@@ -383,28 +369,6 @@ export class ChatUI {
     } catch (error) {
       const item = state.failLocal(localId, error.message);
       if (item && this._shown(agentId, sessionKey)) this.view.renderItem(item);
-    }
-  }
-
-  /** Answer an approval card; the outcome shows at once, and again (the same) when the
-   * hub's `approval_resolved` arrives. */
-  async _decide(item, decision) {
-    const rerender = () => {
-      if (this.view.has(item.id)) this.view.renderItem(item);
-    };
-    Object.assign(item, { deciding: true, error: "", choice: decision });
-    rerender();
-    try {
-      const answer = await this.transport.request("approvals.decide", {
-        approvalId: item.approvalId, decision,
-      });
-      if (item.status === "pending") Object.assign(item, { status: answer.decision, by: answer.by });
-    } catch (error) {
-      item.error =
-        error.code === "already_decided" ? error.message : `Could not decide: ${error.message}`;
-    } finally {
-      item.deciding = false;
-      rerender();
     }
   }
 
