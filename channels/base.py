@@ -9,7 +9,7 @@ plugin: a second chat app fits by implementing `ChannelPlugin`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 from channels.outbox_store import Ticket
 from hub.attachments import Attachment
@@ -31,20 +31,7 @@ Command = Literal[
     "whoami",
     "help",
 ]
-COMMANDS: tuple[Command, ...] = (
-    "start",
-    "new",
-    "stop",
-    "status",
-    "model",
-    "compact",
-    "queue",
-    "sessions",
-    "usage",
-    "activation",
-    "whoami",
-    "help",
-)
+COMMANDS: tuple[Command, ...] = get_args(Command)
 
 
 class ChannelMessage(WireModel):
