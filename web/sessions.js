@@ -18,6 +18,8 @@ export class Sessions {
     this.supported = null; // unknown until sessions.list answers
     this.unread = new Set(); // state keys of sessions that changed while not shown
     this._refreshTimer = null;
+    this._changes = 0; // changes made here (rename, archive, mode), and how many are going
+    this._changing = 0;
     this._searching = false;
     this._creating = false;
     this.guest = false; // set by the UI: this device may not see the owner's sessions
@@ -45,9 +47,14 @@ export class Sessions {
   async load(agentId) {
     const { ui } = this;
     let sessions;
+    const [changes, changing] = [this._changes, this._changing];
     try {
       ({ sessions } = await ui.transport.request("sessions.list", { agentId }));
       this.supported = true;
+      if (changing || this._changes !== changes) {
+        this.refresh(); // it may predate a change made here meanwhile: never undo it on screen
+        return;
+      }
     } catch (error) {
       if (error.code !== "unknown_method") {
         if (ui.status === "online") ui.showBanner(`Could not list conversations: ${error.message}`);
@@ -168,7 +175,8 @@ export class Sessions {
     info.title = title;
     this.render();
     try {
-      await ui.transport.request("sessions.rename", { agentId: ui.agentId, sessionKey, title });
+      await this._change(() =>
+        ui.transport.request("sessions.rename", { agentId: ui.agentId, sessionKey, title }));
     } catch (error) {
       info.title = before;
       this.render();
@@ -181,7 +189,7 @@ export class Sessions {
     const { ui } = this;
     const agentId = ui.agentId;
     try {
-      await ui.transport.request("sessions.archive", { agentId, sessionKey });
+      await this._change(() => ui.transport.request("sessions.archive", { agentId, sessionKey }));
     } catch (error) {
       ui.showBanner(`Could not archive: ${error.message}`, error.code);
       return;
@@ -193,6 +201,17 @@ export class Sessions {
     this.refresh();
   }
 
+  /** A change made here; list answers that may predate it are dropped (`load`). */
+  async _change(request) {
+    this._changes += 1;
+    this._changing += 1;
+    try {
+      return await request();
+    } finally {
+      this._changing -= 1;
+    }
+  }
+
   /** The shown session's default message mode (`sessions.mode`), for every surface. */
   async setMode(mode) {
     const { ui } = this;
@@ -201,7 +220,9 @@ export class Sessions {
     const before = info.mode || "queue";
     info.mode = mode;
     try {
-      Object.assign(info, await ui.transport.request("sessions.mode", { agentId, sessionKey, mode }));
+      const changed = await this._change(() =>
+        ui.transport.request("sessions.mode", { agentId, sessionKey, mode }));
+      Object.assign(info, changed);
     } catch (error) {
       info.mode = before;
       ui.showBanner(`Could not change the mode: ${error.message}`, error.code);
