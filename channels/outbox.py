@@ -5,8 +5,9 @@ The agent's subscriber only appends here, so a slow chat app (rate limits, retri
 holds up the agent or another chat. Each chat gets a worker task while it has work. Every
 item is recorded in the `OutboxStore` journal when it is queued, before it is attempted, and
 marked done once the plugin confirmed it (or ended it for good). On start, `resume` queues
-what the last run left pending ahead of anything new, in the order it was recorded; the
-plugin resumes each from the facts it noted (so nothing that already landed is sent again).
+what the last run left pending ahead of anything new, in the order it was recorded (except
+that a send left in flight goes first in its chat); the plugin resumes each from the facts it
+noted (so nothing that already landed is sent again).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class Outbox:
         self._gate.clear()
         chats: set[tuple[str, str]] = set()
         absent: set[str] = set()
-        for ticket in self.store.tickets():
+        # A send left in flight goes first in its chat (see `channels.outbox_store`).
+        for ticket in sorted(self.store.tickets(), key=lambda t: not t.in_flight):
             route = ticket.entry.route
             plugin = plugins.get(route.channel)
             if plugin is None:

@@ -5,9 +5,18 @@ attempted and marked done once the chat app confirmed it (or refused it for good
 and fsynced on its own:
 
     {"op": "put", "entry": {...}}               a new entry: its route, kind, text, time
-    {"op": "note", "id": 7, "facts": {...}}     what delivery learnt on the way (the floor
-                                                 of an attempt, a message id, a final text)
+    {"op": "note", "id": 7, "facts": {...},     what delivery learnt on the way (the floor
+     "chat": {...}}                              of an attempt, a message id, a final text),
+                                                 and optionally about the entry's chat
     {"op": "done", "id": 7, "outcome": "..."}   confirmed, or ended for good (the reason)
+    {"op": "chat", "channel": "telegram",       what is known about a chat beyond its
+     "chat_id": "42", "facts": {...}}            entries (written by compaction)
+
+Facts about a chat (e.g. the newest message id confirmed there: the floor from which a
+restarted process probes for a send whose answer it never got) outlive the chat's entries:
+compaction keeps them. An entry noted `in_flight` (a request went out and its outcome is not
+known yet) is resumed first in its chat: nothing new goes to a chat before the last process's
+unanswered request there is settled, so a probe for it cannot mistake a new message for it.
 
 An append-only file rather than SQLite: one writer, a handful of pending records, and the
 session files' durable-append helpers already cover the hard parts (fsync per record, a torn
@@ -21,14 +30,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
-from hub.jsonl_files import append_line, fsync_dir, make_private_dir
+from hub.jsonl_files import append_line, make_private_dir, write_atomic
 from hub.origin import ChannelRoute
 
 log = logging.getLogger("agenthub.channels")
@@ -37,6 +45,9 @@ log = logging.getLogger("agenthub.channels")
 # `live`: one message of a reply shown live (its facts say how far it got).
 EntryKind = Literal["reply", "send", "live"]
 Facts = dict[str, JsonValue]
+ChatKey = tuple[str, str]  # (channel, chat_id)
+# The fact a plugin notes True while a request of the entry is out with its outcome unknown.
+IN_FLIGHT = "in_flight"
 
 
 class OutboxEntry(BaseModel):
@@ -65,6 +76,15 @@ class _Note(BaseModel):
     op: Literal["note"]
     id: int
     facts: Facts
+    chat: Facts | None = None
+
+
+class _Chat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    op: Literal["chat"]
+    channel: str
+    chat_id: str
+    facts: Facts
 
 
 class _Done(BaseModel):
@@ -91,11 +111,24 @@ class Ticket:
         return self.entry.at
 
     @property
+    def chat(self) -> Facts:
+        """What is known about the entry's chat (kept after its entries are done)."""
+        return self._store.chat(self.entry.route)
+
+    @property
+    def in_flight(self) -> bool:
+        return self.entry.facts.get(IN_FLIGHT) is True
+
+    @property
     def finished(self) -> bool:
         return self.entry.id not in self._store.entries
 
     def note(self, **facts: JsonValue) -> None:
         self._store.note(self.entry, facts)
+
+    def note_with_chat(self, facts: Facts, chat: Facts | None) -> None:
+        """Record `facts` about this entry and `chat` facts about its chat, in one record."""
+        self._store.note(self.entry, facts, chat)
 
     def done(self, outcome: str = "sent") -> None:
         self._store.done(self.entry, outcome)
@@ -108,6 +141,7 @@ class OutboxStore:
         self.path = path
         self.compact_after = compact_after
         self.entries: dict[int, OutboxEntry] = {}
+        self.chats: dict[ChatKey, Facts] = {}
         self.skipped = 0
         self._next_id = 1
         self._done_since_compaction = 0
@@ -141,11 +175,16 @@ class OutboxStore:
         self.entries[entry.id] = entry
         return Ticket(self, entry)
 
-    def note(self, entry: OutboxEntry, facts: Facts) -> None:
+    def note(self, entry: OutboxEntry, facts: Facts, chat: Facts | None = None) -> None:
         if entry.id not in self.entries:
             return
-        self._append(_Note(op="note", id=entry.id, facts=facts))
+        self._append(_Note(op="note", id=entry.id, facts=facts, chat=chat or None))
         entry.facts.update(facts)
+        if chat:
+            self.chats.setdefault(_key(entry.route), {}).update(chat)
+
+    def chat(self, route: ChannelRoute) -> Facts:
+        return self.chats.get(_key(route), {})
 
     def done(self, entry: OutboxEntry, outcome: str) -> None:
         if self.entries.pop(entry.id, None) is None:
@@ -174,7 +213,7 @@ class OutboxStore:
     def _append(self, record: _Put | _Note | _Done) -> None:
         if self.path is None:
             return
-        line = (record.model_dump_json() + "\n").encode()
+        line = (record.model_dump_json(exclude_none=True) + "\n").encode()
         try:
             append_line(self.path, line, create=False)
         except OSError as exc:
@@ -206,32 +245,33 @@ class OutboxStore:
                 self._next_id = max(self._next_id, entry.id + 1)
             elif op == "note":
                 note = _Note.model_validate(data)
-                if note.id in self.entries:
-                    self.entries[note.id].facts.update(note.facts)
+                noted = self.entries.get(note.id)
+                if noted is not None:
+                    noted.facts.update(note.facts)
+                    if note.chat:
+                        self.chats.setdefault(_key(noted.route), {}).update(note.chat)
             elif op == "done":
                 self.entries.pop(_Done.model_validate(data).id, None)
+            elif op == "chat":
+                chat = _Chat.model_validate(data)
+                self.chats.setdefault((chat.channel, chat.chat_id), {}).update(chat.facts)
             else:
                 self.skipped += 1
         except (ValueError, ValidationError):
             self.skipped += 1
 
     def _compact(self) -> None:
-        """Rewrite the journal with only the pending entries (atomic, durable)."""
+        """Rewrite the journal with only what is known about chats and the pending entries
+        (atomic, durable)."""
         self._done_since_compaction = 0
         if self.path is None:
             return
-        data = b"".join(
-            (_Put(op="put", entry=self.entries[i]).model_dump_json() + "\n").encode()
-            for i in sorted(self.entries)
-        )
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, self.path)
-        fsync_dir(self.path.parent)
+        records = [
+            _Chat(op="chat", channel=channel, chat_id=chat_id, facts=facts)
+            for (channel, chat_id), facts in sorted(self.chats.items())
+        ] + [_Put(op="put", entry=self.entries[i]) for i in sorted(self.entries)]
+        write_atomic(self.path, b"".join((r.model_dump_json() + "\n").encode() for r in records))
+
+
+def _key(route: ChannelRoute) -> ChatKey:
+    return (route.channel, route.chat_id)

@@ -67,13 +67,16 @@ def fsync_dir(folder: Path) -> None:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace `path` with `data` (mode 0600) through a temporary file renamed over it, so a
-    reader sees the old or the new content, never a mix."""
+    reader sees the old or the new content, never a mix, and a crash leaves one of them whole:
+    the data is fsynced before the rename and the rename before returning."""
     temporary = path.with_name(path.name + ".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(temporary, path)
+    fsync_dir(path.parent)

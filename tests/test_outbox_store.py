@@ -85,6 +85,24 @@ def test_done_entries_are_compacted_away(data_dir: Path) -> None:
     assert [t.entry.id for t in OutboxStore(path).tickets()] == [pending.entry.id]
 
 
+def test_facts_about_a_chat_outlive_its_entries_through_compaction(data_dir: Path) -> None:
+    path = data_dir / "outbox.jsonl"
+    store = OutboxStore(path, compact_after=2)
+    first = store.put(route(), "send", "one")
+    first.note_with_chat({"0.id": 7}, {"newest": 7})
+    first.done()
+    assert OutboxStore(path).chat(route()) == {"newest": 7}  # replayed from the note
+    second = store.put(route(), "send", "two")
+    second.note_with_chat({"0.id": 9}, {"newest": 9})
+    second.done()  # the second done: compacted, no entry left
+    store.put(route("1002"), "send", "three")
+    reopened = OutboxStore(path)
+    assert reopened.chat(route()) == {"newest": 9}
+    assert reopened.chat(route("1002")) == {}
+    assert [t.entry.text for t in reopened.tickets()] == ["three"]
+    assert reopened.tickets()[0].chat == {}
+
+
 def test_a_journal_that_cannot_be_written_is_logged_and_delivery_goes_on(
     data_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

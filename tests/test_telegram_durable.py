@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from channels.base import Choice
 from channels.outbox_store import Facts, OutboxStore
 from channels.telegram.formatting import render_html
 from hub.health import SubsystemHealth
@@ -207,3 +208,59 @@ async def test_a_resumed_reply_probes_from_its_edited_message_and_sends_nothing_
             assert rig.plugin.sender.stats.probe_landed == 1
     finally:
         await api.stop()
+
+
+async def test_a_first_send_in_a_chat_probes_from_the_users_message(data_dir: Path) -> None:
+    """Nothing is known in the chat after a restart but the user's message the reply answers:
+    that is the probe's floor, so a reply whose answer is lost although it landed is found
+    instead of sent again."""
+    api = FakeBotApi(hang_seconds=1.5)
+    await api.start()
+    asked = earlier_question(api, CHAT)
+    journal(data_dir).put(route(reply_to=asked), "reply", "The answer", plain=True)
+    api.faults.append("drop_landed")
+    try:
+        async with telegram_rig(data_dir, ScriptedModel("unused"), api=api) as rig:
+            await until(lambda: rig.manager.outbox.store.tickets() == [], "the resumed reply")
+            assert api.texts_in(CHAT) == ["The answer"]
+            assert rig.plugin.sender.stats.probe_landed == 1
+    finally:
+        await api.stop()
+
+
+async def test_a_send_in_flight_at_a_crash_is_settled_before_anything_else_in_its_chat(
+    data_dir: Path,
+) -> None:
+    """The dead process had a later entry's send in flight (a live reply overtook a queued
+    block) and it did not land. The restarted process settles that send first: had it sent
+    the earlier block first, the probe would have found the block's new message above the
+    floor and overwritten it."""
+    api = FakeBotApi(hang_seconds=1.5)
+    await api.start()
+    asked = earlier_question(api, CHAT)
+    store = journal(data_dir)
+    store.put(route(), "send", "Queued block", plain=True)
+    store.put(route(), "send", "In flight", plain=True).note(
+        **attempt(asked, "In flight"), in_flight=True
+    )
+    try:
+        async with telegram_rig(data_dir, ScriptedModel("unused"), api=api) as rig:
+            await until(lambda: rig.manager.outbox.store.tickets() == [], "the resumed sends")
+            assert api.texts_in(CHAT) == ["In flight", "Queued block"]
+            assert api.edits == []
+    finally:
+        await api.stop()
+
+
+async def test_a_probe_never_edits_a_question_asked_with_buttons(data_dir: Path) -> None:
+    """A question with buttons is a message of ours like any other: a later send whose
+    answer is lost (and that did not land) probes above it, and is sent again."""
+    async with telegram_rig(data_dir, ScriptedModel("Hi.")) as rig:
+        await rig.ask("hello")
+        choices = [Choice(label="Yes", data="q:yes")]
+        asked = await rig.plugin.ask(route(), "Go ahead?", choices)
+        assert asked is not None
+        rig.api.faults.append("drop_lost")
+        assert rig.manager.deliver(route(), "After the question.")
+        await rig.manager.drain()
+        assert rig.api.texts_in(CHAT) == ["Hi.", "Go ahead?", "After the question."]

@@ -11,12 +11,15 @@ import json
 import logging
 import os
 import random
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
+from channels.outbox_store import OutboxStore
+from hub.origin import ChannelRoute
 from tests.cli_process import Served
 from tests.fake_bot_api import TRANSIENT_FAULTS, FakeBotApi
 from tests.fake_openai import FakeOpenAI, Reply
@@ -202,3 +205,41 @@ async def test_a_two_minute_bot_api_outage_mid_reply_loses_and_repeats_no_block(
     )
     assert [m.raw for m in bot.replies_in(chat)] == expected[chat]
     assert completed_runs(data_dir) == 1
+
+
+@pytest.mark.timeout(240)
+async def test_a_block_that_landed_before_a_kill_9_is_found_after_compaction(
+    data_dir: Path, fakes: tuple[FakeOpenAI, FakeBotApi]
+) -> None:
+    """A chat's reply is confirmed and the journal compacted (its entries are gone). A block
+    queued for that chat is sent by the next process: the Bot API accepts it but its answer
+    never comes back, and that process is killed -9 while it waits. The process after it
+    probes from the chat's newest confirmed message (kept through compaction), finds the
+    block and does not send it again."""
+    model, bot = fakes
+    chat = 8301
+    env = serve_env(data_dir, model, bot, AGENTHUB_LOG_LEVEL="info")
+    model.enqueue(Reply(chunks=("Hello there.",)))
+    served = await start(env)
+    try:
+        await bot.user_says("hi", chat_id=chat)
+        await wait_until(lambda: bot.texts_in(chat) == ["Hello there."], 30)
+        served.process.send_signal(signal.SIGTERM)  # a clean stop: every entry done
+        await asyncio.to_thread(served.wait_exit, 30)
+        store = OutboxStore(data_dir / "outbox.jsonl")  # compacted on open
+        assert store.tickets() == []
+        block = "A block queued before the crash."
+        store.put(ChannelRoute(channel="telegram", chat_id=str(chat)), "send", block, plain=True)
+        bot.hang_seconds = 10.0
+        bot.faults.append("timeout_landed")  # accepted; the answer takes 10 s
+        served = await start(env)
+        await wait_until(lambda: len(bot.texts_in(chat)) == 2, 30)
+        await kill_9(served)
+        served.stop()
+        served = await start(env)
+        served.process.send_signal(signal.SIGTERM)  # stops once the outbox drained
+        await asyncio.to_thread(served.wait_exit, 60)
+    finally:
+        served.stop()
+    assert bot.texts_in(chat) == ["Hello there.", block]
+    assert OutboxStore(data_dir / "outbox.jsonl").tickets() == []

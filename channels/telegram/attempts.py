@@ -26,7 +26,7 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
-from channels.outbox_store import Ticket
+from channels.outbox_store import IN_FLIGHT, Ticket
 from channels.telegram.config import TelegramConfig
 from channels.telegram.formatting import html_to_plain
 
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from channels.telegram.reliability import ReliableSender
 
 log = logging.getLogger("agenthub.telegram")
+
+# The chat fact holding the newest message id known there: a restarted process's probe floor.
+NEWEST = "newest"
 
 # httpx failures that happen before the request reached the server whole.
 _UNSENT = (
@@ -110,6 +113,9 @@ class OutgoingMessage:
     reply_to: int | None = None
     thread_id: int | None = None
     group: bool = False
+    # A message known to be in the chat already (the user's message the reply answers): a
+    # probe floor when nothing newer is known there.
+    after: int | None = None
 
 
 class SendAttempt:
@@ -134,13 +140,29 @@ class SendAttempt:
     def _fact(self, name: str) -> JsonValue:
         return self.ticket.facts.get(self.key + name) if self.ticket is not None else None
 
-    def _note(self, **facts: JsonValue) -> None:
-        if self.ticket is not None:
-            self.ticket.note(**{self.key + name: value for name, value in facts.items()})
+    def _note(self, *, in_flight: bool, **facts: JsonValue) -> None:
+        """Note this message's `facts` on the ticket, whether a request for it is out with
+        its outcome unknown, and the chat's newest known message id (kept after the entry
+        is done: the floor of a restarted process)."""
+        if self.ticket is None:
+            return
+        newest = self.sender.known(self.message.chat_id)
+        facts = {self.key + name: value for name, value in facts.items()}
+        facts[IN_FLIGHT] = in_flight
+        self.ticket.note_with_chat(facts, {NEWEST: newest} if newest is not None else None)
+
+    def _seed_floor(self) -> None:
+        """What this process may not have seen in the chat yet: the newest message id known
+        there before a restart, and the message the reply answers."""
+        newest = self.ticket.chat.get(NEWEST) if self.ticket is not None else None
+        for message_id in (newest, self.message.after):
+            if isinstance(message_id, int):
+                self.sender.note_message(self.message.chat_id, message_id)
 
     async def run(self) -> int | None:
         sender, message, stats = self.sender, self.message, self.sender.stats
         chat_id = message.chat_id
+        self._seed_floor()
         known = self._fact("id")
         if isinstance(known, int):
             sender.note_message(chat_id, known)  # the floor of the parts that follow
@@ -150,7 +172,7 @@ class SendAttempt:
             if earlier is not False:
                 return earlier
         floor = sender.known(chat_id)
-        self._note(floor=floor, text=self.text, html=self.parse_mode is not None)
+        self._note(in_flight=True, floor=floor, text=self.text, html=self.parse_mode is not None)
         backoff = sender.config.backoff_initial
         attempt = flood_waits = 0
         while self.budget.allows(attempt):
@@ -188,7 +210,7 @@ class SendAttempt:
                     log.warning("telegram: HTML refused (%s); resending as plain text", exc.message)
                     stats.plain_fallbacks += 1
                     self.parse_mode, self.text = None, html_to_plain(self.text)
-                    self._note(text=self.text, html=False)
+                    self._note(in_flight=True, text=self.text, html=False)
                     attempt -= 1
                     continue
                 self._refused(exc.message)
@@ -227,7 +249,7 @@ class SendAttempt:
                 break
             stats.delivered += 1
             sender.note_message(chat_id, sent.message_id)
-            self._note(id=sent.message_id)
+            self._note(in_flight=False, id=sent.message_id)
             return sent.message_id
         stats.gave_up += 1
         log.error("telegram: gave up on a message to chat %s after %d attempts", chat_id, attempt)
@@ -240,7 +262,11 @@ class SendAttempt:
         floor, text = self._fact("floor"), self._fact("text")
         assert isinstance(text, str)
         if not isinstance(floor, int):
-            return False  # nothing known in the chat then: nothing to probe from
+            # Nothing was known in the chat then. This send was in flight, so it is settled
+            # before anything else goes to the chat: what is known now is below it.
+            floor = sender.known(chat_id)
+            if floor is None:
+                return False  # nothing to probe from
         sender.note_message(chat_id, floor)
         sender.stats.ambiguous += 1
         parse_mode = ParseMode.HTML if self._fact("html") is True else None
@@ -260,7 +286,7 @@ class SendAttempt:
     def _landed(self, message_id: int) -> int:
         self.sender.stats.probe_landed += 1
         self.sender.stats.delivered += 1
-        self._note(id=message_id)
+        self._note(in_flight=False, id=message_id)
         return message_id
 
     def _refused(self, reason: str) -> None:

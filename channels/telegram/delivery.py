@@ -31,6 +31,11 @@ def is_group(route: ChannelRoute) -> bool:
     return route.chat_id.startswith("-")
 
 
+def answered(route: ChannelRoute) -> int | None:
+    """The user's message the route's reply answers (a message known to be in the chat)."""
+    return int(route.reply_to_message_id) if route.reply_to_message_id else None
+
+
 async def deliver(
     sender: ReliableSender,
     route: ChannelRoute,
@@ -54,7 +59,8 @@ async def deliver(
             log.warning("telegram: formatted text too long; sending it as plain text")
             chunks, html = plain_chunks(html_to_plain(rendered)), False
     delivered = True
-    reply_to = int(route.reply_to_message_id) if reply and route.reply_to_message_id else None
+    user_message = answered(route)
+    reply_to = user_message if reply else None
     for index, chunk in enumerate(chunks):
         sent = await sender.send(
             route.chat_id,
@@ -65,6 +71,7 @@ async def deliver(
             group=is_group(route),
             ticket=ticket,
             part=index,
+            after=user_message,
         )
         delivered = delivered and sent is not None
     return delivered

@@ -11,7 +11,7 @@ from telegram.error import TelegramError
 from channels.outbox_store import Ticket
 from channels.telegram.attempts import Budget
 from channels.telegram.config import TelegramConfig
-from channels.telegram.delivery import is_group, thread_of
+from channels.telegram.delivery import answered, is_group, thread_of
 from channels.telegram.editing import Edit, edit_message
 from channels.telegram.formatting import TELEGRAM_LIMIT, html_to_plain, render_html, utf16_len
 from channels.telegram.reliability import ReliableSender
@@ -46,16 +46,17 @@ class TelegramLive:
         plain: bool,
         ticket: Ticket | None = None,
     ) -> str | None:
-        reply_to = int(route.reply_to_message_id) if reply and route.reply_to_message_id else None
+        user_message = answered(route)
         message_id = await self.sender.send(
             route.chat_id,
             text,
             html=not plain,
-            reply_to=reply_to,
+            reply_to=user_message if reply else None,
             thread_id=thread_of(route),
             group=is_group(route),
             attempts=self.config.live_attempts,
             ticket=ticket,
+            after=user_message,
         )
         return str(message_id) if message_id is not None else None
 

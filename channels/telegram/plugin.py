@@ -165,8 +165,16 @@ class TelegramPlugin:
             await show_typing(self._connection.app.bot, route)
 
     async def ask(self, route: ChannelRoute, text: str, choices: list[Choice]) -> str | None:
-        bot = self._current_bot()
-        return await buttons.ask(bot, route, text, choices) if bot and self._connected else None
+        bot, sender = self._current_bot(), self._sender
+        if bot is None or sender is None or not self._connected:
+            return None
+        # Under the chat's lock and noted like any message of ours: a probe for a send whose
+        # answer was lost must find the question below its floor, never edit it.
+        async with sender.lock(route.chat_id):
+            message_id = await buttons.ask(bot, route, text, choices)
+            if message_id is not None:
+                sender.note_message(route.chat_id, int(message_id))
+        return message_id
 
     async def settle(self, route: ChannelRoute, message_id: str, text: str) -> None:
         bot = self._current_bot()

@@ -17,16 +17,20 @@ are sorted by what they say about the message:
   and it is sent again. Editing a candidate can never touch another of our messages,
   because every earlier send to the chat finished (under the lock) with a known id below.
   If the probe itself cannot get an answer, the block is NOT resent (logged as lost): a
-  duplicate is what users hate most, and the next block still follows. With no known id in
-  the chat (nothing seen there yet) there is nothing to probe and the block is resent.
+  duplicate is what users hate most, and the next block still follows. The highest id known
+  includes the newest one confirmed before a restart and the user's message a reply answers;
+  with none of these (nothing seen in the chat) there is nothing to probe and the block is
+  resent.
 - Telegram refused it for good (403: blocked by the user, kicked; 400: chat not found, and
   other refusals): logged once with Telegram's reason, and given up.
 
 A send made for an outbox entry (a `Ticket`) is durable: the floor and text of its attempt
-are noted on the entry before the request goes out, its message id once Telegram confirmed
-it; transient failures are retried until `send_retry_seconds` after the entry was recorded
-(across restarts); and a process that finds an attempt noted but no id probes for it first,
-exactly as for an ambiguous send. A send without one has `send_attempts` tries.
+are noted on the entry before the request goes out (the entry is then in flight), its message
+id once Telegram confirmed it, and with both the chat's newest known id (kept for the chat
+after its entries are done); transient failures are retried until `send_retry_seconds` after
+the entry was recorded (across restarts); and a process that finds an attempt noted but no id
+probes for it first, before anything else is sent to the chat, exactly as for an ambiguous
+send. A send without one has `send_attempts` tries.
 """
 
 from __future__ import annotations
@@ -102,10 +106,12 @@ class ReliableSender:
         attempts: int | None = None,
         ticket: Ticket | None = None,
         part: int = 0,
+        after: int | None = None,
     ) -> int | None:
         """Deliver one message (<= 4096 after parsing); its message id once Telegram accepted
-        it, None when it was given up on. `part` names this message among the ticket's."""
-        message = OutgoingMessage(chat_id, text, html, reply_to, thread_id, group)
+        it, None when it was given up on. `part` names this message among the ticket's;
+        `after` is a message known to be in the chat already (the one the reply answers)."""
+        message = OutgoingMessage(chat_id, text, html, reply_to, thread_id, group, after)
         budget = Budget.of(ticket, attempts or self.config.send_attempts, self.config)
         async with self.lock(chat_id):
             return await SendAttempt(self, message, budget, ticket, f"{part}.").run()
