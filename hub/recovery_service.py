@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from hub.agent import AsyncAgent
-from hub.attachments import TurnImage
+from hub.attachments import AttachmentRef, TurnImage
 from hub.errors import CodedError
 from hub.health import Probe, SubsystemHealth
 from hub.hub import Hub
 from hub.origin import ChannelRoute
+from hub.recorder import RunRecorder, Unanswered
 from hub.recovery import AcceptedLine, OpenRun, RecoveryConfig, RunJournal
 from hub.runs import Turn, new_run_id
 from hub.sessions import AcceptedEntry, MessageEntry, RunEntry, Session, ToolEntry
@@ -136,7 +137,7 @@ class Recovery:
         else:
             used = ", ".join(effects) if effects else "tools"
             note = TOLD_NOTE.format(tools=used)
-        await agent.end_interrupted(run.run_id, run.session_key, note, unanswered)
+        await _end_interrupted(agent.events.recorder(run.run_id, run.session_key), note, unanswered)
         self.denied += [approval.approval_id for approval in unanswered]
         self.closed.append(run.run_id)
         log.warning(
@@ -189,7 +190,10 @@ class Recovery:
             origin = run.full_origin().model_copy(
                 update={"source": "recovery", "replay_of": run.run_id}
             )
-            turns.append((Turn(new_run_id(), self._question(run), origin, run.session_key), None))
+            question = self._question(run)
+            turn = Turn(new_run_id(), question.text, origin, run.session_key)
+            turn.images = tuple(self._images(run.agent_id, run.run_id, question.attachments))
+            turns.append((turn, None))
             self.rerun.append(run.run_id)
         elif plan.notice is not None:
             self.told.append(run.run_id)
@@ -232,20 +236,21 @@ class Recovery:
         )
         text = "\n\n".join(piece.text for piece in pieces if piece.text)
         turn = Turn(line.run_id, text, pieces[0].full_origin(), line.session_key)
-        turn.images = tuple(self._images(line, pieces))
+        refs = [ref for piece in pieces for ref in piece.images]
+        turn.images = tuple(self._images(line.agent_id, line.run_id, refs))
         return turn
 
-    def _images(self, line: AcceptedLine, pieces: list[AcceptedEntry]) -> Iterator[TurnImage]:
-        """The stored images of a waiting turn's messages (one gone from disk is left out)."""
-        for ref in (ref for piece in pieces for ref in piece.images):
+    def _images(
+        self, agent_id: str, run_id: str, refs: Iterable[AttachmentRef]
+    ) -> Iterator[TurnImage]:
+        """The stored images of a turn answered again (one gone from disk is left out)."""
+        for ref in refs:
             try:
-                yield TurnImage(ref, self.hub.media.load(line.agent_id, ref.id))
+                yield TurnImage(ref, self.hub.media.load(agent_id, ref.id))
             except OSError as exc:
-                log.warning(
-                    "waiting message for run %s: image %s is gone (%s)", line.run_id, ref.name, exc
-                )
+                log.warning("run %s: image %s is gone (%s)", run_id, ref.name, exc)
 
-    def _question(self, run: OpenRun) -> str:
+    def _question(self, run: OpenRun) -> MessageEntry:
         session = self.hub.agent(run.agent_id).sessions.current(run.session_key)
         for entry in session.entries:
             if (
@@ -253,7 +258,7 @@ class Recovery:
                 and entry.role == "user"
                 and entry.run_id == run.run_id
             ):
-                return entry.text
+                return entry
         raise AssertionError("a rerun is planned only for a saved message")
 
     def probe(self) -> SubsystemHealth:
@@ -273,6 +278,20 @@ def _steering_left(run: OpenRun, mine: Sequence[object]) -> list[AcceptedEntry]:
     # A replay records no question of its own; any other run's first user message is it.
     taken = len(said) if run.origin.replay_of else max(0, len(said) - 1)
     return steered[taken:]
+
+
+async def _end_interrupted(
+    recorder: RunRecorder, note: str, unanswered: Sequence[Unanswered]
+) -> None:
+    """Close a run found unfinished at start-up: the approvals it waited for denied by
+    `restart` (`approval_resolved`, and each call's refusal), `note` as an assistant message
+    marked aborted, then its `run` entry with status `interrupted` and the `agent_end` that
+    tells every client the run is over."""
+    for approval in unanswered:
+        await recorder.deny_unanswered(approval, "restart")
+    recorder.text(note)
+    await recorder.end_message(aborted=True)
+    await recorder.finish("interrupted", None)
 
 
 def _saved_in(agent: AsyncAgent, line: AcceptedLine) -> Session | None:
