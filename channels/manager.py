@@ -6,9 +6,9 @@ so the reply goes back to the chat that asked even if another surface writes mea
 
 Outbound: one subscriber per agent reads the channel column of the filter table. It binds
 `run_id -> route` from each run's `agent_start` and replies only for runs a channel started:
-a reply to a desktop or web turn never reaches a chat. Each run's reply is a `LiveReply`
-(edited in place) when the plugin can show replies live, else a `BlockReply` (finished
-blocks through the per-chat `Outbox`); `agent_error` becomes `[Error] …` text. Tool events
+a reply to a desktop or web turn never reaches a chat. Each run's reply comes from the
+`ChatDelivery` (channels/chat_delivery.py: the durable outbox, live replies in order per chat,
+what the last process left); `agent_error` becomes `[Error] …` text. Tool events
 are not forwarded to chats; only the name of a running tool shows, as a live reply's status
 line (the table's `STATUS` cell). The user's message gets a `working` mark when the run
 starts and a `done` mark (or none) when its reply is complete (the plugin picks the
@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 
 from channels.approvals import ChannelApprovals
 from channels.base import ChannelMessage, ChannelPlugin
+from channels.chat_delivery import ChatDelivery
 from channels.commands import HELP_TEXT, START_TEXT, answer_command
 from channels.error_text import coded_error_text, error_text
-from channels.live_reply import LiveReply
-from channels.outbox import Outbox, Outgoing
+from channels.outbox import Outbox
 from channels.outbox_store import OutboxStore
-from channels.replies import BlockReply, Reply
-from hub.aggregator import MessageAggregator
+from channels.replies import Reply
 from hub.errors import CodedError
 from hub.events import (
     AgentEnd,
@@ -85,28 +84,26 @@ class ChannelManager:
         self.hub = hub
         self.typing_interval = typing_interval
         self.drain_grace = drain_grace
-        self.outbox = Outbox(OutboxStore(hub.data_dir / "outbox.jsonl"))
+        self.delivery = ChatDelivery(OutboxStore(hub.data_dir / "outbox.jsonl"))
         self._plugins: dict[str, ChannelPlugin] = {}
         self._runs: dict[str, _Run] = {}
         self._unsubscribe: list[Callable[[], None]] = []
         self._typing = TaskFunnel("channels:typing", log)
-        self._live = TaskFunnel("channels:live", log)
         self._acks = TaskFunnel("channels:acks", log)
         self._commands = TaskFunnel("channels:commands", log)
         self.approvals = ChannelApprovals(hub)
-        # The last live reply's worker per chat: the next reply there waits for it.
-        self._last_live: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._started = False
 
     @property
     def name(self) -> str:
         return "channels"
 
-    def probes(self) -> dict[str, Probe]:
-        return {name: self._probe(plugin) for name, plugin in self._plugins.items()}
+    @property
+    def outbox(self) -> Outbox:
+        return self.delivery.outbox
 
-    def _probe(self, plugin: ChannelPlugin) -> Probe:
-        return lambda: self.outbox.with_backlog(plugin.probe())
+    def probes(self) -> dict[str, Probe]:
+        return {name: self.delivery.probe(plugin) for name, plugin in self._plugins.items()}
 
     @property
     def plugins(self) -> dict[str, ChannelPlugin]:
@@ -130,10 +127,8 @@ class ChannelManager:
             self._unsubscribe.append(
                 agent.subscribe(self._on_event, on_gap=self._on_gap, name="channels")
             )
-        # What the last process left undelivered goes first; a new live reply in such a
-        # chat waits for it.
-        for key in self.outbox.resume(self._plugins):
-            self._last_live[key] = self._live.spawn(self.outbox.wait_idle(*key), name="resume")
+        # What the last process left undelivered goes first.
+        self.delivery.resume(self._plugins)
         started: list[ChannelPlugin] = []
         try:
             for plugin in self._plugins.values():
@@ -143,18 +138,11 @@ class ChannelManager:
             for plugin in reversed(started):
                 await plugin.stop()
             raise
-        self.outbox.open()
+        self.delivery.open()
 
     async def drain(self) -> None:
         """Wait until every reply is shown and every queued send went out."""
-        while True:
-            workers = [t for t in self._last_live.values() if not t.done()]
-            if workers:
-                await asyncio.wait(workers)
-                continue
-            await self.outbox.drain()
-            if not any(not t.done() for t in self._last_live.values()):
-                return
+        await self.delivery.drain()
 
     async def stop(self) -> None:
         """Finish replies and queued sends (within `drain_grace`), then stop the plugins.
@@ -168,13 +156,7 @@ class ChannelManager:
         await self.approvals.close()
         for run in self._runs.values():
             run.reply.end()
-        try:
-            async with asyncio.timeout(self.drain_grace):
-                await self.drain()
-        except TimeoutError:
-            log.warning("channels: replies still being sent at shutdown were cut short")
-        await self._live.close()
-        await self.outbox.close(0)
+        await self.delivery.close(self.drain_grace)
         await self._acks.close()
         for plugin in self._plugins.values():
             try:
@@ -185,7 +167,6 @@ class ChannelManager:
             unsubscribe()
         self._unsubscribe.clear()
         self._runs.clear()
-        self._last_live.clear()
 
     # -- inbound ----------------------------------------------------------------------------
 
@@ -235,18 +216,11 @@ class ChannelManager:
         plugin = self._plugins.get(route.channel)
         if plugin is None:
             return False
-        aggregator = MessageAggregator(
-            lambda block: self.outbox.put(Outgoing(plugin, route, block.text, "send")),
-            min_chars=plugin.limits.min_chars,
-            max_chars=plugin.limits.max_chars,
-            measure=plugin.measure,
-        )
-        aggregator.push(text)
-        aggregator.finish()
+        self.delivery.deliver(plugin, route, text)
         return True
 
     def _send(self, plugin: ChannelPlugin, route: ChannelRoute, text: str) -> None:
-        self.outbox.put(Outgoing(plugin, route, text, "reply", plain=True))
+        self.delivery.answer(plugin, route, text)
 
     # -- outbound ---------------------------------------------------------------------------
 
@@ -296,29 +270,12 @@ class ChannelManager:
         plugin = self._plugins.get(route.channel)
         if plugin is None:
             return
-        live = plugin.live
-        key = (route.channel, route.chat_id)
-        reply: Reply
-        worker = None
-        if live is not None:
-            live_reply = LiveReply(
-                live,
-                route,
-                plugin.limits,
-                plugin.measure,
-                outbox=self.outbox,
-                after=self._last_live.get(key),
-            )
-            worker = self._live.spawn(live_reply.run(), name=f"live:{key[0]}:{key[1]}")
-            self._last_live[key] = worker
-            reply = live_reply
-        else:
-            reply = BlockReply(plugin, route, self.outbox)
+        reply, worker = self.delivery.reply(plugin, route)
         run = _Run(plugin, route, event.agent_id, reply, worker)
         self._runs[event.run_id] = run
         run.ack = self._acks.spawn(plugin.react(route, "working"), name="ack")
         run.typing = self._typing.spawn(
-            self._keep_typing(run, event.run_id), name=f"typing:{key[0]}:{key[1]}"
+            self._keep_typing(run, event.run_id), name=f"typing:{route.channel}:{route.chat_id}"
         )
 
     def _finish(self, run_id: str, run: _Run, *, done: bool) -> None:

@@ -17,10 +17,7 @@ def append_line(path: Path, line: bytes, *, create: bool) -> None:
     fd = os.open(path, flags, 0o600)
     try:
         cut_torn_tail(fd, path)
-        view = memoryview(line)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        _write_all(fd, line)
     finally:
         os.close(fd)
 
@@ -72,11 +69,16 @@ def write_atomic(path: Path, data: bytes) -> None:
     temporary = path.with_name(path.name + ".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        _write_all(fd, data)
     finally:
         os.close(fd)
     os.replace(temporary, path)
     fsync_dir(path.parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` (a write may take only part of it) and fsync it."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fsync(fd)

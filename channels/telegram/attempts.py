@@ -68,6 +68,13 @@ def classify(exc: NetworkError) -> Failure:
     return Failure.UNSENT
 
 
+async def back_off(delay: float, config: TelegramConfig) -> float:
+    """Wait `delay` seconds after a failure; the next delay (doubled, 0.1 s at least,
+    `backoff_max` at most)."""
+    await asyncio.sleep(delay)
+    return min(config.backoff_max, max(delay * 2, 0.1))
+
+
 def retry_after_seconds(exc: RetryAfter) -> float:
     with warnings.catch_warnings():
         # PTB 22 warns that the int form will become a timedelta; both are handled here.
@@ -241,8 +248,7 @@ class SendAttempt:
                     log.warning("telegram: send to chat %s failed (%s); retrying in %.1fs",
                                 chat_id, exc.message, backoff)  # fmt: skip
                 stats.retries += 1
-                await asyncio.sleep(backoff)
-                backoff = min(sender.config.backoff_max, max(backoff * 2, 0.1))
+                backoff = await back_off(backoff, sender.config)
                 continue
             except TelegramError as exc:
                 log.error("telegram: send to chat %s failed: %s", chat_id, exc.message)

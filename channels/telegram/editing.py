@@ -15,7 +15,7 @@ from enum import Enum
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
-from channels.telegram.attempts import Budget, retry_after_seconds
+from channels.telegram.attempts import Budget, back_off, retry_after_seconds
 from channels.telegram.formatting import html_to_plain
 from channels.telegram.reliability import ReliableSender
 
@@ -82,8 +82,7 @@ async def edit_message(
                 failures += 1
                 stats.retries += 1
                 log.info("telegram: edit in chat %s failed (%s); retrying", chat_id, exc.message)
-                await asyncio.sleep(backoff)
-                backoff = min(sender.config.backoff_max, max(backoff * 2, 0.1))
+                backoff = await back_off(backoff, sender.config)
                 continue
             except TelegramError as exc:
                 log.error("telegram: edit in chat %s failed: %s", chat_id, exc.message)

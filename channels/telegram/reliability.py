@@ -43,7 +43,7 @@ from telegram import Bot
 from telegram.error import BadRequest, TelegramError
 
 from channels.outbox_store import Ticket
-from channels.telegram.attempts import Budget, OutgoingMessage, SendAttempt
+from channels.telegram.attempts import Budget, OutgoingMessage, SendAttempt, back_off
 from channels.telegram.config import TelegramConfig
 from channels.telegram.ratelimit import RateLimiter
 
@@ -128,11 +128,10 @@ class ReliableSender:
         probes = 0
         while budget.allows(probes) if budget.attempts is None else probes < tries:
             probes += 1
-            await asyncio.sleep(delay)
+            delay = await back_off(delay, self.config)
             landed = await self._probe(chat_id, floor, text, parse_mode, group)
             if landed is not None:
                 return landed
-            delay = min(self.config.backoff_max, delay * 2)
         return None
 
     async def _probe(
