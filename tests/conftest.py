@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# The `fakes` fixture lives with the stand-ins it starts: both import this module.
+pytest_plugins = ("tests.stand_ins",)
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
