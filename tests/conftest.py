@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-# The `fakes` fixture lives with the stand-ins it starts: both import this module.
-pytest_plugins = ("tests.stand_ins",)
+# Fixtures that live with what they start (the stand-ins import this module).
+pytest_plugins = ("tests.stand_ins", "tests.recovery_rig")
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
