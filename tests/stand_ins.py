@@ -1,7 +1,7 @@
-"""The local stand-ins a served hub talks to, as one fixture: the Bot API server
-(tests/fake_bot_api.py) and the OpenAI server (tests/fake_openai.py), for the tests that start
-`agenthub serve` as a process. Loaded as a plugin by tests/conftest.py, which both stand-ins
-import (so the fixture cannot live there)."""
+"""The local stand-ins as fixtures: `fakes`, the OpenAI server (tests/fake_openai.py) and the
+Bot API server (tests/fake_bot_api.py) for the tests that start `agenthub serve` as a process;
+`provider`, the OpenAI server alone. Loaded as a plugin by tests/conftest.py, which both
+stand-ins import (so the fixtures cannot live there)."""
 
 from __future__ import annotations
 
@@ -22,3 +22,9 @@ async def fakes() -> AsyncIterator[tuple[FakeOpenAI, FakeBotApi]]:
     async with FakeOpenAI() as model:
         yield model, bot
     await bot.stop()
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as fake:
+        yield fake

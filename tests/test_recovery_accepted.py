@@ -122,6 +122,13 @@ async def test_a_collected_burst_comes_back_as_one_turn(data_dir: Path) -> None:
     await stop(again, recovery)
 
 
+def accept_line(run_id: str, session_id: str, agent_id: str = "main", **fields: object) -> bytes:
+    """The journal's line for a message accepted into run `run_id` of session "main"."""
+    return journal_line(
+        "accept", runId=run_id, agentId=agent_id, sessionKey="main", sessionId=session_id, **fields
+    )
+
+
 async def steered_crash(data_dir: Path) -> None:
     """Run r-crashed took one of two steered messages before the crash."""
     await crashed(data_dir)
@@ -143,14 +150,7 @@ async def steered_crash(data_dir: Path) -> None:
             id=new_entry_id("m"), run_id="r-crashed", seq=12, role="user", text="make it cheap"
         )
     )
-    accept = journal_line(
-        "accept",
-        runId="r-crashed",
-        agentId="main",
-        sessionKey="main",
-        sessionId=session.session_id,
-        steer=True,
-    )
+    accept = accept_line("r-crashed", session.session_id, steer=True)
     append_journal(data_dir, accept, accept)
 
 
@@ -176,19 +176,9 @@ async def test_a_waiting_message_that_was_never_saved_is_reported(
 ) -> None:
     session = SessionStore(data_dir).create("main", session_key="main")
     lines = [
-        journal_line(
-            "accept",
-            runId="r-lost",
-            agentId="main",
-            sessionKey="main",
-            sessionId=session.session_id,
-        ),
-        journal_line(
-            "accept", runId="r-gone", agentId="main", sessionKey="main", sessionId="no-such-file"
-        ),
-        journal_line(
-            "accept", runId="r-x", agentId="nobody", sessionKey="main", sessionId=session.session_id
-        ),
+        accept_line("r-lost", session.session_id),
+        accept_line("r-gone", "no-such-file"),
+        accept_line("r-x", session.session_id, agent_id="nobody"),
     ]
     (data_dir / "runs.jsonl").write_bytes(b"".join(lines))
     with caplog.at_level(logging.WARNING, logger="agenthub.recovery"):
