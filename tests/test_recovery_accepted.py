@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.attachments import Attachment
+from hub.attachments import Attachment, MediaStore
 from hub.echo import EchoModel
 from hub.events import AgentEnd, AgentEvent, AgentStart
 from hub.hub import Hub
@@ -21,6 +21,7 @@ from hub.origin import Origin
 from hub.recovery_service import Recovery
 from hub.sessions import AcceptedEntry, MessageEntry, SessionStore, new_entry_id
 from tests.recovery_rig import ROUTE, Recovered, append_journal, crashed, journal_line
+from tests.telegram_rig import until
 
 DESK = Origin(surface="desktop")
 
@@ -250,3 +251,17 @@ async def test_a_waiting_turn_comes_back_with_its_images(data_dir: Path) -> None
     again, recovery, _ = await recovered_hub(data_dir, seeing)
     assert seeing.turns == [("what is this?", ["cat.png"], [b"\x89PNG cat"])]
     await stop(again, recovery)
+
+
+async def test_an_interrupted_run_is_answered_again_with_its_images(data_dir: Path) -> None:
+    photo = Attachment(name="cat.png", media_type="image/png", data=b"\x89PNG cat")
+    ref = MediaStore(data_dir).save("main", photo)
+    await crashed(data_dir, text="what is this?", images=(ref,))
+    seeing = Seeing()
+    hub, recovery, _ = await started_hub(data_dir, seeing)
+    await recovery.resuming.start()
+    await until(lambda: bool(seeing.turns), "the answer again")
+    await hub.default_agent.wait_idle()
+    assert recovery.rerun == ["r-crashed"]
+    assert seeing.turns == [("what is this?", ["cat.png"], [b"\x89PNG cat"])]
+    await stop(hub, recovery)
