@@ -269,7 +269,8 @@ class SendAttempt:
         assert isinstance(text, str)
         if not isinstance(floor, int):
             # Nothing was known in the chat then. This send was in flight, so it is settled
-            # before anything else goes to the chat: what is known now is below it.
+            # before anything else goes to the chat: no message of ours but this one can be
+            # above what is known now.
             floor = sender.known(chat_id)
             if floor is None:
                 return False  # nothing to probe from
