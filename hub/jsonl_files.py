@@ -17,9 +17,17 @@ def append_line(path: Path, line: bytes, *, create: bool) -> None:
     fd = os.open(path, flags, 0o600)
     try:
         cut_torn_tail(fd, path)
-        _write_all(fd, line)
+        write_all(fd, line)
+        os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd` (one `os.write` may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def create_file(path: Path, data: bytes) -> None:
@@ -69,16 +77,9 @@ def write_atomic(path: Path, data: bytes) -> None:
     temporary = path.with_name(path.name + ".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        _write_all(fd, data)
+        write_all(fd, data)
+        os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(temporary, path)
     fsync_dir(path.parent)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """Write all of `data` (a write may take only part of it) and fsync it."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-    os.fsync(fd)
