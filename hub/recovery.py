@@ -42,6 +42,7 @@ from hub.events import (
     ApprovalResolved,
     ToolExecutionStart,
 )
+from hub.jsonl_files import write_all
 from hub.origin import ChannelRoute, Origin
 from hub.recorder import Unanswered
 from hub.runs import Accepted
@@ -107,15 +108,10 @@ class _Ended(WireModel):
     run_id: str
 
 
-class AcceptedLine(WireModel):
-    """A message accepted for run `run_id`, saved in session `session_id`."""
+class AcceptedLine(Accepted):
+    """The journal line of an `Accepted` message."""
 
     op: Literal["accept"] = "accept"
-    run_id: str
-    agent_id: str
-    session_key: str
-    session_id: str
-    steer: bool = False
 
 
 _Lines = _Started | _Tool | _Ended | AcceptedLine | _Asked | _Decided
@@ -218,13 +214,7 @@ class RunJournal:
             self._append(line)
 
     def on_accepted(self, accepted: Accepted) -> None:
-        line = AcceptedLine(
-            run_id=accepted.run_id,
-            agent_id=accepted.agent_id,
-            session_key=accepted.session_key,
-            session_id=accepted.session_id,
-            steer=accepted.steer,
-        )
+        line = AcceptedLine(**accepted.model_dump())
         if not accepted.steer:
             self._waiting.setdefault(accepted.run_id, line)
         self._append(line)
@@ -270,9 +260,7 @@ class RunJournal:
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, data)
             finally:
                 os.close(fd)
         except OSError as exc:
