@@ -108,7 +108,7 @@ async def test_model_switches_only_this_chats_session(data_dir: Path) -> None:
         assert "Queue mode: queue" in status
         assert await command(rig, "/model alpha") == "This conversation now uses alpha."
         assert await say(rig, "back") == "alpha: back"
-        assert rig.agent.model_for("main").name == "alpha"
+        assert rig.agent.models.for_session("main").name == "alpha"
 
 
 async def test_model_without_alternatives_says_how_to_configure_them(data_dir: Path) -> None:
