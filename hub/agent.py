@@ -67,10 +67,10 @@ class AsyncAgent:
         loaded_sessions: int = 256,
     ) -> None:
         self.agent_id = validate_id("agent id", agent_id)
-        self.models = SessionModels(model, models)
         self.compactor = compactor
         self.store = store
         self.sessions = SessionRegistry(store, agent_id, loaded=loaded_sessions)
+        self.models = SessionModels(model, models, self.sessions)
         self.max_input_chars = max_input_chars
         self.last_run: RunOutcome | None = None
         self.events = EventStream(self.agent_id, self.sessions, read_limit, subscriber_limit)

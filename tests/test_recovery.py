@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.attachments import AttachmentRef
 from hub.echo import EchoModel
 from hub.events import AgentEvent, AgentStart
 from hub.hub import Hub
@@ -36,6 +37,7 @@ async def crashed(
     tools: tuple[str, ...] = (),
     origin: Origin | None = None,
     ended: bool = False,
+    images: tuple[AttachmentRef, ...] = (),
 ) -> None:
     """Leave `data_dir` as a kill -9 during run `run_id` would: the user's message saved (unless
     `text` is None), tool entries, no run entry, and the journal's start (and tool) lines."""
@@ -44,7 +46,14 @@ async def crashed(
     seq = 10
     if text is not None:
         await session.append(
-            MessageEntry(id=new_entry_id("m"), run_id=run_id, seq=seq, role="user", text=text)
+            MessageEntry(
+                id=new_entry_id("m"),
+                run_id=run_id,
+                seq=seq,
+                role="user",
+                text=text,
+                attachments=images,
+            )
         )
     for index, tool in enumerate(tools):
         await session.append(

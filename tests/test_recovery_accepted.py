@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.attachments import Attachment
+from hub.attachments import Attachment, MediaStore
 from hub.echo import EchoModel
 from hub.events import AgentEnd, AgentEvent, AgentStart
 from hub.hub import Hub
@@ -20,6 +20,7 @@ from hub.model import ModelPart, ModelTurn, TextDelta
 from hub.origin import Origin
 from hub.recovery_service import Recovery
 from hub.sessions import AcceptedEntry, MessageEntry, SessionStore, new_entry_id
+from tests.telegram_rig import until
 from tests.test_recovery import ROUTE, Recovered, crashed, journal_line
 
 DESK = Origin(surface="desktop")
@@ -281,3 +282,18 @@ async def test_a_waiting_turn_comes_back_with_its_images(data_dir: Path) -> None
     assert seeing.turns == [("what is this?", ["cat.png"], [b"\x89PNG cat"])]
     await recovery.closing.stop()
     await again.close()
+
+
+async def test_an_interrupted_run_is_answered_again_with_its_images(data_dir: Path) -> None:
+    photo = Attachment(name="cat.png", media_type="image/png", data=b"\x89PNG cat")
+    ref = MediaStore(data_dir).save("main", photo)
+    await crashed(data_dir, text="what is this?", images=(ref,))
+    seeing = Seeing()
+    hub, recovery, _ = await started_hub(data_dir, seeing)
+    await recovery.resuming.start()
+    await until(lambda: bool(seeing.turns), "the answer again")
+    await hub.default_agent.wait_idle()
+    assert recovery.rerun == ["r-crashed"]
+    assert seeing.turns == [("what is this?", ["cat.png"], [b"\x89PNG cat"])]
+    await recovery.closing.stop()
+    await hub.close()
