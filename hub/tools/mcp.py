@@ -74,8 +74,9 @@ class McpServer(AbstractToolset[CallContext]):
         self.restarts = 0
         self.log_file = log_path(tooling.mcp_log_dir, config.name)
         self._connection: McpConnection | None = None
-        # The tools offered to the model, built from the connection's (renamed, tagged).
-        self._offered: tuple[object, dict[str, ToolsetTool[CallContext]]] | None = None
+        # The tools offered to the model (renamed, tagged), and the connection's they came from.
+        self._offered: dict[str, ToolsetTool[CallContext]] = {}
+        self._offered_from: object = None
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
         self._funnel = TaskFunnel(f"mcp:{config.name}", log)
@@ -106,10 +107,9 @@ class McpServer(AbstractToolset[CallContext]):
         except Exception as exc:
             self._failed(f"listing its tools failed: {reason(exc)}")
             return {}
-        offered = self._offered
-        if offered is None or offered[0] is not tools:
-            offered = self._offered = (tools, self._offer(tools))
-        return offered[1]
+        if self._offered_from is not tools:
+            self._offered, self._offered_from = self._offer(tools), tools
+        return dict(self._offered)
 
     def _offer(
         self, tools: dict[str, ToolsetTool[CallContext]]
