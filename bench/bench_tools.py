@@ -6,7 +6,7 @@ second streamed model request carrying the result, read to its end. The baseline
 that with the bare openai client and `mcp.Client` over stdio (one session kept open). The hub
 side is `AsyncAgent.write` to `agent_end`, with the server configured in `[[mcp_servers]]`
 (policy allow) and everything the hub adds: pydantic-ai's agent loop, the policy gate, the
-server's re-listing after a call, the events and the session entries written to disk. The
+MCP supervision wrapper, the events and the session entries written to disk. The
 model server (tests/fake_openai.py) runs in its own process; each path gets the same
 alternating script (a tool call, then text).
 """

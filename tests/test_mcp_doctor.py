@@ -25,7 +25,7 @@ def test_doctor_shows_each_server_and_the_stderr_of_a_broken_one(data_dir: Path)
     )
     result = run_cli("doctor", env=clean_env(data_dir, AGENTHUB_PORT=str(free_port())), timeout=60)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "[ok  ] mcp server toolbox: started, 8 tools" in result.stdout
+    assert "[ok  ] mcp server toolbox: started, 9 tools" in result.stdout
     assert "[FAIL] mcp server broken:" in result.stdout
     assert "| toolbox: cannot open its database (test failure)" in result.stdout
     assert "mcp-broken.log" in result.stdout
@@ -39,9 +39,9 @@ def test_serve_reports_mcp_health_per_server(data_dir: Path) -> None:
         health = wait_healthy(f"http://127.0.0.1:{port}/healthz")
         assert "mcp:toolbox" in str(health)
         status = run_cli("ctl", "status", env=clean_env(data_dir))
-        assert "mcp:toolbox" in status.stdout and "8 tools" in status.stdout
+        assert "mcp:toolbox" in status.stdout and "9 tools" in status.stdout
         served.process.terminate()
         assert served.wait_exit(30) == 0
-        assert "MCP server toolbox is up with 8 tools" in served.logs()
+        assert "MCP server toolbox is up with 9 tools" in served.logs()
     finally:
         served.stop()

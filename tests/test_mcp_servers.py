@@ -28,12 +28,14 @@ from tests.fake_openai import FakeOpenAI, Reply, ToolCall
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def toolbox(name: str = "toolbox", mode: str = "stdio", **extra: object) -> McpServerConfig:
+def toolbox(
+    name: str = "toolbox", mode: str = "stdio", *flags: str, **extra: object
+) -> McpServerConfig:
     return McpServerConfig.model_validate(
         {
             "name": name,
             "command": sys.executable,
-            "args": ["-m", "tests.mcp_servers.toolbox", mode],
+            "args": ["-m", "tests.mcp_servers.toolbox", mode, *flags],
             "cwd": ROOT,
             **extra,
         }
@@ -224,8 +226,15 @@ async def test_a_50_mb_result_is_bounded_by_the_call_timeout(data_dir: Path) -> 
         await r.server.wait_until(lambda s: s.restarts >= 1 and ok(s))
 
 
-async def test_tools_follow_the_list_changed_notification(data_dir: Path) -> None:
-    async with rig(data_dir, [toolbox()]) as r:
+# How a server tells of a change to its tools: a 2026-07-28 session through a
+# subscriptions/listen stream, an earlier one by a tools/list_changed notification; a server
+# serving neither is listed again after each call.
+ERAS = [(), ("legacy",), ("no-listen",)]
+
+
+@pytest.mark.parametrize("flags", ERAS, ids=["listen", "notification", "after-calls"])
+async def test_tools_follow_a_change_of_the_list(data_dir: Path, flags: tuple[str, ...]) -> None:
+    async with rig(data_dir, [toolbox("toolbox", "stdio", *flags)]) as r:
         await r.server.wait_until(ok)
         await r.call("toolbox_grow", {})
         await r.server.wait_until(lambda s: "late" in s.tool_names)
@@ -233,6 +242,21 @@ async def test_tools_follow_the_list_changed_notification(data_dir: Path) -> Non
         assert only(events, ToolExecutionEnd).result == "late tool ran"
         offered = tool_names(r.fake, -1)
         assert "toolbox_late" in offered
+
+
+@pytest.mark.parametrize("flags", ERAS[:2], ids=["listen", "notification"])
+async def test_a_server_that_tells_of_changes_is_not_listed_per_run(
+    data_dir: Path, flags: tuple[str, ...]
+) -> None:
+    async with rig(data_dir, [toolbox("toolbox", "stdio", *flags)], mcp_probe_interval=3600) as r:
+        await r.server.wait_until(ok)
+        first = only(await r.call("toolbox_listings", {}), ToolExecutionEnd).result
+        for text in ("one", "two", "three"):
+            await r.call("toolbox_echo", {"text": text})
+        again = only(await r.call("toolbox_listings", {}), ToolExecutionEnd).result
+        assert again == first
+        # Every run was offered the same tools all the same.
+        assert tool_names(r.fake, 0) == tool_names(r.fake, -1)
 
 
 async def test_a_server_for_other_agents_is_not_offered(data_dir: Path) -> None:

@@ -1,15 +1,15 @@
 """MCP servers (`[[mcp_servers]]`): each runs under a supervisor, and its tools reach the model
 through pydantic-ai's `MCPToolset` (built on the official `mcp` SDK's client sessions).
 
-- Start: the supervisor connects (stdio: starts the command; HTTP: opens a session) within
-  `mcp_start_timeout` and lists the tools. A server that fails to start, crashes or stops
-  answering (a tools/list probe every `mcp_probe_interval`, bounded by the start timeout) is
-  marked down with the reason, and restarted after a backoff that doubles from
-  `mcp_restart_backoff` up to 60 s. Its health (`mcp:<name>`) is degraded meanwhile; the agent
-  goes on with the other tools.
+- Start: the supervisor opens an `McpConnection` (hub/tools/mcp_connection.py: the session,
+  its tool list and how changes to it are followed) within `mcp_start_timeout`. A server that
+  fails to start, crashes or stops answering (a tools/list probe every `mcp_probe_interval`,
+  bounded by the start timeout) is marked down with the reason, and restarted after a backoff
+  that doubles from `mcp_restart_backoff` up to 60 s. Its health (`mcp:<name>`) is degraded
+  meanwhile; the agent goes on with the other tools.
 - Tools: the model sees `<server>_<tool>`; policies, approvals and events use `<server>.<tool>`
-  (carried in the tool definition's metadata for `hub.tools.gate`). The list follows the
-  server's `tools/list_changed` notifications (MCPToolset drops its cache on them).
+  (carried in the tool definition's metadata for `hub.tools.gate`). They are built once per
+  listing of the server's tools, not per run or per model request.
 - Calls: each is bounded by `mcp_call_timeout`; the gate caps the result. A call that times out
   restarts the server too (a hung call, or a result too large to read in time, keeps its
   connection busy).
@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -35,11 +34,11 @@ from pydantic_ai.toolsets import AbstractToolset
 from pydantic_ai.toolsets.abstract import ToolsetTool
 
 from hub.approvals import CallContext
-from hub.errors import CodedError
 from hub.health import Probe, SubsystemHealth
 from hub.tasks import TaskFunnel
 from hub.tools.config import McpServerConfig, ToolsConfig
 from hub.tools.gate import SERVER, SHOWN_NAME
+from hub.tools.mcp_connection import McpConnection, McpToolError, connection_lost, reason
 
 log = logging.getLogger("agenthub.mcp")
 
@@ -47,12 +46,6 @@ MAX_BACKOFF = 60.0
 TAIL_LINES = 20
 State = Literal["starting", "ok", "down", "stopped"]
 _MODEL_NAME = re.compile(r"[^A-Za-z0-9_-]")
-
-
-class McpToolError(CodedError):
-    """An MCP tool call failed: the server is down, timed out or answered with an error."""
-
-    code = "mcp_tool"
 
 
 def log_path(log_dir: Path | None, name: str) -> Path | None:
@@ -80,9 +73,10 @@ class McpServer(AbstractToolset[CallContext]):
         self.detail = "not started"
         self.restarts = 0
         self.log_file = log_path(tooling.mcp_log_dir, config.name)
-        self._inner: Any = None  # the connected MCPToolset
-        # Its tools as last listed; None means list them again (start, list_changed, probes).
-        self._tools: dict[str, ToolsetTool[CallContext]] | None = None
+        self._connection: McpConnection | None = None
+        # The tools offered to the model (renamed, tagged), and the connection's they came from.
+        self._offered: dict[str, ToolsetTool[CallContext]] = {}
+        self._offered_from: object = None
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
         self._funnel = TaskFunnel(f"mcp:{config.name}", log)
@@ -105,17 +99,21 @@ class McpServer(AbstractToolset[CallContext]):
         return None
 
     async def get_tools(self, ctx: RunContext[CallContext]) -> dict[str, ToolsetTool[CallContext]]:
-        inner = self._inner
-        if self.state != "ok" or inner is None or not self.config.serves(ctx.deps.agent_id):
+        connection = self._connection
+        if self.state != "ok" or connection is None or not self.config.serves(ctx.deps.agent_id):
             return {}
-        tools = self._tools
-        if tools is None:
-            try:
-                async with asyncio.timeout(self.tooling.mcp_start_timeout):
-                    tools = self._tools = await inner.get_tools(ctx)
-            except Exception as exc:
-                self._failed(f"listing its tools failed: {_reason(exc)}")
-                return {}
+        try:
+            tools = await connection.tools_for(ctx)
+        except Exception as exc:
+            self._failed(f"listing its tools failed: {reason(exc)}")
+            return {}
+        if self._offered_from is not tools:
+            self._offered, self._offered_from = self._offer(tools), tools
+        return dict(self._offered)
+
+    def _offer(
+        self, tools: dict[str, ToolsetTool[CallContext]]
+    ) -> dict[str, ToolsetTool[CallContext]]:
         offered: dict[str, ToolsetTool[CallContext]] = {}
         for name, tool in tools.items():
             model_name = _MODEL_NAME.sub("_", f"{self.config.name}_{name}")[:64]
@@ -136,29 +134,26 @@ class McpServer(AbstractToolset[CallContext]):
         ctx: RunContext[CallContext],
         tool: ToolsetTool[CallContext],
     ) -> Any:
-        inner = self._inner
-        shown = f"{self.config.name}.{(tool.tool_def.metadata or {}).get('mcp_name', name)}"
-        if self.state != "ok" or inner is None:
-            raise McpToolError(f"{shown}: the MCP server is not running ({self.detail})")
+        connection = self._connection
         original = str((tool.tool_def.metadata or {}).get("mcp_name", name))
-        inner_tool = replace(tool, toolset=inner, tool_def=replace(tool.tool_def, name=original))
-        limit = self.tooling.mcp_call_timeout
+        shown = f"{self.config.name}.{original}"
+        if self.state != "ok" or connection is None or connection.toolset is None:
+            raise McpToolError(f"{shown}: the MCP server is not running ({self.detail})")
+        inner = replace(
+            tool, toolset=connection.toolset, tool_def=replace(tool.tool_def, name=original)
+        )
         try:
-            async with asyncio.timeout(limit):
-                result = await inner.call_tool(original, tool_args, ctx, inner_tool)
-            # A call may change the server's tools, and a modern (stateless) MCP session
-            # delivers no list_changed notification: list them again, off the critical path.
-            self._funnel.spawn(self._relist(ctx), name=f"{self.name}:list")
-            return result
+            return await connection.call(original, tool_args, ctx, inner)
         except TimeoutError:
+            limit = self.tooling.mcp_call_timeout
             self._failed(f"a call to {original} did not return within {limit:g} s")
             raise McpToolError(
                 f"{shown} did not return within {limit:g} s; the server is being restarted"
             ) from None
         except Exception as exc:
-            if _connection_lost(exc):
-                self._failed(f"the connection broke during a call ({_reason(exc)})")
-            raise McpToolError(f"{shown} failed: {_reason(exc)}") from None
+            if connection_lost(exc):
+                self._failed(f"the connection broke during a call ({reason(exc)})")
+            raise McpToolError(f"{shown} failed: {reason(exc)}") from None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -197,6 +192,12 @@ class McpServer(AbstractToolset[CallContext]):
     def stderr_tail(self, lines: int = TAIL_LINES) -> list[str]:
         return read_tail(self.log_file, lines)
 
+    @property
+    def tool_names(self) -> list[str]:
+        """The server's tools as last listed (empty while it is not connected)."""
+        connection = self._connection
+        return sorted(tool.name for tool in connection.listed) if connection else []
+
     # -- supervision -------------------------------------------------------------------------
 
     async def _supervise(self) -> None:
@@ -211,7 +212,7 @@ class McpServer(AbstractToolset[CallContext]):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._failed(_reason(exc))
+                self._failed(reason(exc))
             await self._disconnect()
             log.warning(
                 "MCP server %s is down (%s); restarting in %.0f s",
@@ -225,29 +226,16 @@ class McpServer(AbstractToolset[CallContext]):
             self._set("starting", f"restarting (attempt {self.restarts})")
 
     async def _connect(self) -> int:
-        from pydantic_ai.mcp import MCPToolset
-
         self._wake.clear()
-        self._tools = None
-        toolset: Any = MCPToolset(
-            self._transport(),
-            id=f"mcp-{self.config.name}",
-            tool_error_behavior="failed",
-            cache_tools=False,
-            message_handler=self._on_message,
-            init_timeout=self.tooling.mcp_start_timeout,
-            read_timeout=self.tooling.mcp_call_timeout + self.tooling.mcp_start_timeout,
+        self._connection = McpConnection(
+            self.config,
+            self.tooling,
+            self.log_file,
+            self._funnel,
+            on_failed=self._failed,
+            on_listed=self._listed,
         )
-        self._inner = toolset
-        limit = self.tooling.mcp_start_timeout
-        try:
-            async with asyncio.timeout(limit):
-                await toolset.__aenter__()
-                return len(await toolset.list_tools())
-        except TimeoutError:
-            raise McpToolError(f"it did not finish starting within {limit:g} s") from None
-        except Exception as exc:
-            raise McpToolError(f"it could not start ({_reason(exc)})") from None
+        return await self._connection.open()
 
     async def _watch(self) -> None:
         """Return (by raising) when the server stops answering or a call saw it fail."""
@@ -257,85 +245,23 @@ class McpServer(AbstractToolset[CallContext]):
                     await self._wake.wait()
             if self._wake.is_set():
                 raise McpToolError(self.detail)
-            try:
-                async with asyncio.timeout(self.tooling.mcp_start_timeout):
-                    await self._inner.client.list_tools()
-                self._tools = None  # the probe's answer may differ from the cached list
-            except TimeoutError:
-                raise McpToolError(
-                    f"it stopped answering (no reply within {self.tooling.mcp_start_timeout:g} s)"
-                ) from None
+            assert self._connection is not None
+            await self._connection.probe()
 
     async def _disconnect(self) -> None:
-        inner = self._inner
-        if inner is None:
-            return
-        try:
-            async with asyncio.timeout(5):
-                await inner.__aexit__(None, None, None)
-        except Exception as exc:  # a dead session may fail to close; it is gone either way
-            log.debug("closing MCP server %s: %s", self.config.name, _reason(exc))
-        finally:
-            # Cancelled mid-close, the transport's own task still ends the process.
-            if self._inner is inner:
-                self._inner = None
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
 
-    async def _relist(self, ctx: RunContext[CallContext]) -> None:
-        inner = self._inner
-        if inner is None:
-            return
-        try:
-            async with asyncio.timeout(self.tooling.mcp_start_timeout):
-                tools = await inner.get_tools(ctx)
-        except Exception as exc:
-            self._failed(f"listing its tools failed: {_reason(exc)}")
-            return
-        if inner is self._inner:
-            self._tools = tools
-            self._set(self.state, f"{len(tools)} tools")
+    def _listed(self, count: int) -> None:
+        if self.state == "ok":
+            self._set("ok", f"{count} tools")
 
-    @property
-    def tool_names(self) -> list[str]:
-        """The server's tools as last listed (empty before the first run lists them)."""
-        return sorted(self._tools or ())
-
-    async def _on_message(self, message: Any) -> None:
-        from mcp.types import ToolListChangedNotification
-
-        if isinstance(getattr(message, "root", message), ToolListChangedNotification):
-            self._tools = None
-
-    def _failed(self, reason: str) -> None:
+    def _failed(self, why: str) -> None:
         if self.state == "stopped":
             return
-        self._set("down", reason)
+        self._set("down", why)
         self._wake.set()
-
-    def _transport(self) -> Any:
-        config = self.config
-        if config.command is not None:
-            from fastmcp.client.transports import StdioTransport
-
-            if self.log_file is not None:
-                self.log_file.parent.mkdir(parents=True, exist_ok=True)
-            return StdioTransport(
-                config.command,
-                list(config.args),
-                env=dict(config.env),
-                cwd=str(config.cwd) if config.cwd else None,
-                keep_alive=False,
-                log_file=self.log_file,
-            )
-        from fastmcp.client.transports import StreamableHttpTransport
-
-        headers = {}
-        for header, variable in config.headers.items():
-            value = os.environ.get(variable)
-            if value is None:
-                raise McpToolError(f"header {header} needs the environment variable {variable}")
-            headers[header] = value
-        assert config.url is not None
-        return StreamableHttpTransport(config.url, headers=headers)
 
 
 async def check_server(config: McpServerConfig, tooling: ToolsConfig) -> tuple[bool, str]:
@@ -373,16 +299,3 @@ class McpServers:
 
     def probes(self) -> Mapping[str, Probe]:
         return {server.name: server.health for server in self.servers}
-
-
-def _connection_lost(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return any(word in text for word in ("connection closed", "closed", "broken pipe", "eof"))
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    if isinstance(exc, BaseExceptionGroup):
-        inner = exc.exceptions[0] if exc.exceptions else None
-        return _reason(inner) if inner is not None else text
-    return text if len(text) <= 300 else text[:299] + "…"

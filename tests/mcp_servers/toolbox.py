@@ -1,14 +1,17 @@
 """A test MCP server built with the `mcp` SDK's server side.
 
     python -m tests.mcp_servers.toolbox stdio            # over stdin/stdout
+    python -m tests.mcp_servers.toolbox stdio legacy     # ... refusing the 2026-07-28 protocol
+    python -m tests.mcp_servers.toolbox stdio no-listen  # ... serving no subscriptions/listen
     python -m tests.mcp_servers.toolbox http PORT        # streamable HTTP at 127.0.0.1:PORT/mcp
     python -m tests.mcp_servers.toolbox fail-start       # writes a reason to stderr, exits 1
     python -m tests.mcp_servers.toolbox hang-start       # never answers the handshake
 
 Tools: `echo`, `add`, `big` (a result of N megabytes), `hang` (never returns), `crash` (the
 process exits), `garbage` (writes a malformed JSON-RPC line to stdout, then answers),
-`grow` (adds a tool `late` and tells the client its tool list changed), `env` (one variable of
-its environment).
+`grow` (adds a tool `late` and tells the client its tool list changed, in either protocol
+era), `env` (one variable of its environment), `listings` (how many tools/list requests it
+answered).
 """
 
 from __future__ import annotations
@@ -16,11 +19,35 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any
 
 import anyio
+from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp_types import METHOD_NOT_FOUND
 
 server: MCPServer = MCPServer("toolbox")
+
+
+class Requests(ServerMiddleware[Any]):
+    """Counts the requests it sees by method; refuses the methods in `refused`."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.refused: set[str] = set()
+
+    async def __call__(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        self.counts[ctx.method] = self.counts.get(ctx.method, 0) + 1
+        if ctx.method in self.refused:
+            raise MCPError(METHOD_NOT_FOUND, f"{ctx.method} is not served by this toolbox")
+        return await call_next(ctx)
+
+
+requests = Requests()
+server.middleware.append(requests)
 
 
 @server.tool()
@@ -73,8 +100,15 @@ async def grow(ctx: Context) -> str:
         return "late tool ran"
 
     server.add_tool(late)
-    await ctx.session.send_tool_list_changed()
+    await ctx.notify_tools_changed()  # 2026-07-28 sessions: to `subscriptions/listen` streams
+    await ctx.session.send_tool_list_changed()  # earlier sessions: a notification
     return "grew"
+
+
+@server.tool()
+def listings() -> int:
+    """How many tools/list requests this server answered."""
+    return requests.counts.get("tools/list", 0)
 
 
 @server.tool()
@@ -83,8 +117,22 @@ def env(name: str) -> str:
     return os.environ.get(name, "<unset>")
 
 
+async def serve_legacy_stdio() -> None:
+    """Serve only the initialize-handshake era (before 2026-07-28), as older servers do."""
+    from mcp.server.lowlevel.server import NotificationOptions
+    from mcp.server.runner import serve_loop
+    from mcp.server.stdio import stdio_server
+
+    lowlevel = server._lowlevel_server  # the SDK's stdio entry serves both eras
+    async with stdio_server() as (read, write), lowlevel.lifespan(lowlevel) as state:
+        options = lowlevel.create_initialization_options(NotificationOptions(tools_changed=True))
+        await serve_loop(lowlevel, read, write, lifespan_state=state, init_options=options)
+
+
 def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "stdio"
+    if "no-listen" in sys.argv[2:]:
+        requests.refused.add("subscriptions/listen")
     if mode == "fail-start":
         print("toolbox: cannot open its database (test failure)", file=sys.stderr, flush=True)
         sys.exit(1)
@@ -95,6 +143,9 @@ def main() -> None:
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
         return
     print("toolbox: serving on stdio", file=sys.stderr, flush=True)
+    if "legacy" in sys.argv[2:]:
+        anyio.run(serve_legacy_stdio)
+        return
     server.run("stdio")
 
 
