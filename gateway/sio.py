@@ -107,10 +107,41 @@ class LanedServer(socketio.AsyncServer):  # type: ignore[misc]
 
     def __init__(self, *, streams: IsStream, **options: object) -> None:
         self.streams = streams
+        # (eio sid, namespace) of pending connections `disconnect()` was asked to end.
+        self._ended_while_pending: set[tuple[str, str]] = set()
         super().__init__(**options)
 
     def _engineio_server_class(self) -> type[engineio.AsyncServer]:
         return _LanedEngineServer
+
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: object) -> None:
+        """python-socketio ignores a transport close, and `disconnect()`, while a connection
+        is still pending (its connect handler awaiting), and then connects it anyway: the
+        connection would stay in every book for good. Ended now, once it has connected."""
+        namespace = namespace or "/"
+        try:
+            await super()._handle_connect(eio_sid, namespace, data)
+        finally:
+            ended = (eio_sid, namespace) in self._ended_while_pending
+            self._ended_while_pending.discard((eio_sid, namespace))
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is None or not self.manager.is_connected(sid, namespace):
+            return  # refused
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None or socket.closed or socket.closing:
+            await self._handle_disconnect(eio_sid, namespace, self.reason.TRANSPORT_CLOSE)
+        elif ended:
+            await self.disconnect(sid, namespace, ignore_queue=True)
+
+    async def disconnect(
+        self, sid: str, namespace: str | None = None, ignore_queue: bool = False
+    ) -> None:
+        namespace = namespace or "/"
+        if self.manager.is_pre_connected(sid, namespace):
+            eio_sid = self.manager.eio_sid_from_sid(sid, namespace)
+            self._ended_while_pending.add((eio_sid, namespace))
+            return
+        await super().disconnect(sid, namespace, ignore_queue=ignore_queue)
 
     async def _handle_event_internal(
         self,
