@@ -7,7 +7,8 @@ in one module, so a library upgrade touches this file only (tested range: pyproj
   ahead of queued `StreamPacket`s, which keep their own order behind them; the server's
   `streams(event, data)` says which emits are stream packets, `LanedClient.emit_stream` is the
   client's. A server handler may return a future to acknowledge later without holding up
-  the socket.
+  the socket. A connection whose transport closes, or which `disconnect()` ends, while its
+  connect handler still runs is ended once the handler returns (the library would keep it).
 - `FanOutManager` delivers an emit by putting one encoded packet into each recipient's queue
   (no task per recipient): other packets at once, stream packets from an ordered backlog a
   slice of sockets per loop turn (`delivered()` resolves when the backlog so far is out).
