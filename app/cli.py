@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_now.add_argument("name")
     usage = command(ctl_commands, "usage", help="token and cost totals per agent, session, source")
     usage.add_argument(
-        "--since", help="from this ISO date or date-time (local time unless it has an offset)"
+        "--since",
+        help="from an ISO date or date-time (local unless it has an offset) or an age: 7d, 24h",
     )
     tokens = command(
         ctl_commands, "tokens", help="device tokens for API clients: new, list or revoke"

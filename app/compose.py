@@ -335,6 +335,8 @@ def _add_telegram(runtime: Runtime, hub: Hub) -> None:
             allowed_users=settings.telegram_allowed_users,
             streaming=settings.telegram_streaming,
             send_retry_seconds=settings.telegram_send_retry_seconds,
+            group_context_messages=settings.telegram_group_context_messages,
+            group_context_chars=settings.telegram_group_context_chars,
             webhook_url=settings.telegram_webhook_url,
             webhook_secret=settings.telegram_webhook_secret,
             **(

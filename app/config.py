@@ -93,6 +93,22 @@ class Settings(BaseSettings):
         ge=0,
         validation_alias=AliasChoices("TELEGRAM_SEND_RETRY_SECONDS", "telegram_send_retry_seconds"),
     )
+    telegram_group_context_messages: int = Field(
+        default=20,
+        ge=0,
+        le=200,
+        validation_alias=AliasChoices(
+            "TELEGRAM_GROUP_CONTEXT_MESSAGES", "telegram_group_context_messages"
+        ),
+    )
+    telegram_group_context_chars: int = Field(
+        default=4000,
+        ge=0,
+        le=50_000,
+        validation_alias=AliasChoices(
+            "TELEGRAM_GROUP_CONTEXT_CHARS", "telegram_group_context_chars"
+        ),
+    )
     telegram_webhook_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("AGENTHUB_TELEGRAM_WEBHOOK_URL", "telegram_webhook_url"),

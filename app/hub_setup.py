@@ -157,9 +157,9 @@ def build_hub(settings: Settings) -> tuple[Hub, McpServers | None, str]:
     mail.attach(hub)
     hub.transcriber = transcriber(settings)
     model_line = "\n".join(
-        describe_model(agent_config)
+        f"model: {describe_model(agent_config)}"
         if len(configs) == 1
-        else f"agent {agent_id}: {describe_model(agent_config)}"
+        else f"agent {agent_id}: model {describe_model(agent_config)}"
         for agent_id, (_, agent_config) in configs.items()
     )
     return hub, mcp, model_line

@@ -9,6 +9,8 @@ policy for every record, the libraries' included:
   or an update is reporting bad input from outside, not a fault of this process); so is
   anything the servers' loggers say about what a peer sent (`INBOUND`: an unsupported
   protocol version, an unknown transport);
+- the Socket.IO client libraries (`LINK_CLIENTS`) log errors only: the hub's link reports
+  what they would;
 - each source (library logger and message) logs at most `burst` records per `window`
   seconds; the next one after a quiet window says how many were left out. A stranger
   sending garbage can neither fill the disk nor bury real errors.
@@ -42,6 +44,10 @@ INBOUND = (
     "aiohttp.websocket",
 )
 QUIET = ("aiohttp.access", "engineio", "socketio", "httpx", "httpcore", "telegram.ext")
+# The hub's link to the gateway reports its own state (`gateway link down: <reason>`, its
+# health, its retries); its client libraries' words on the same events (a warning at every
+# orderly disconnect among them) would only say it twice.
+LINK_CLIENTS = ("engineio.client", "socketio.client")
 MAX_SOURCES = 1000
 
 
@@ -154,5 +160,5 @@ def quiet_libraries(level: int = logging.WARNING) -> None:
         library = logging.getLogger(name)
         for own in list(library.handlers):
             library.removeHandler(own)
-        library.setLevel(level)
+        library.setLevel(max(level, logging.ERROR) if name in LINK_CLIENTS else level)
         library.propagate = True

@@ -51,7 +51,7 @@ from hub.health import Probe
 from hub.hub import Hub
 from hub.origin import ChannelRoute, Origin
 from hub.tasks import TaskFunnel
-from hub.transcribe import hear, heard_quote
+from hub.transcribe import heard_quote
 
 log = logging.getLogger("agenthub.channels")
 
@@ -207,15 +207,14 @@ class ChannelManager:
             return
         try:
             # A voice note becomes text first; the person sees what was heard.
-            heard = await hear(self.hub.transcriber, message.text, message.attachments)
-            if heard.transcripts:
-                self._send(plugin, message.route, heard_quote(heard.transcripts))
-            self.hub.submit(
+            submitted = await self.hub.submit_heard(
                 self.hub.agent_for(message.route),
-                heard.text,
+                message.text,
                 Origin(surface="channel", route=message.route),
-                attachments=heard.attachments,
+                attachments=message.attachments,
             )
+            if submitted.transcripts:
+                self._send(plugin, message.route, heard_quote(submitted.transcripts))
         except CodedError as exc:
             self._send(plugin, message.route, coded_error_text(exc))
 

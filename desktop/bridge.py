@@ -46,7 +46,6 @@ from hub.hub import Hub
 from hub.origin import Origin
 from hub.requests import Caller, RequestHost, dispatch
 from hub.requests.agents import AgentParams
-from hub.transcribe import hear
 
 log = logging.getLogger("agenthub.desktop")
 
@@ -116,17 +115,15 @@ class DesktopBridge:
     # -- calls (on the loop) ----------------------------------------------------------------
 
     async def send(self, params: SendParams) -> SendAnswer:
-        # Audio becomes text first (`hub.transcribe`), as for a gateway message frame.
-        heard = await hear(self.hub.transcriber, params.text, params.attachments or ())
-        run_id = self.hub.submit(
+        submitted = await self.hub.submit_heard(
             params.agent_id,
-            heard.text,
+            params.text,
             Origin(surface="desktop"),
             session_key=params.session_key,
             mode=params.mode,
-            attachments=heard.attachments,
+            attachments=params.attachments or (),
         )
-        return SendAnswer(run_id=run_id)
+        return SendAnswer(run_id=submitted.run_id)
 
     async def subscribe(self, params: AgentParams) -> SubscribeAnswer:
         agent = self.hub.agent(params.agent_id)

@@ -48,7 +48,6 @@ from hub.requests import Caller, RequestHost, dispatch
 from hub.requests.agents import HistoryAnswer
 from hub.scopes import viewer_of
 from hub.tasks import TaskFunnel
-from hub.transcribe import hear
 
 log = logging.getLogger("agenthub.hub_link")
 
@@ -163,23 +162,20 @@ class HubLink:
     async def _on_message(self, frame: MessageFrame) -> None:
         agent_id = frame.payload.agent_id
         try:
-            # Audio becomes text first (`hub.transcribe`); history shows what was heard.
-            heard = await hear(
-                self.hub.transcriber, frame.payload.content, frame.payload.attachments or ()
-            )
-            run_id = self.hub.submit(
+            # History shows what was heard in a recording.
+            submitted = await self.hub.submit_heard(
                 agent_id,
-                heard.text,
+                frame.payload.content,
                 Origin(surface="web", device_id=frame.sender),
                 session_key=frame.payload.session_key,
                 mode=frame.payload.mode,
-                attachments=heard.attachments,
+                attachments=frame.payload.attachments or (),
             )
         except CodedError as exc:
             await self._answer(frame, error=(exc.code, str(exc)))
             return
         self.agent_senders[agent_id] = frame.sender
-        await self._answer(frame, answer=MessageAccepted(run_id=run_id))
+        await self._answer(frame, answer=MessageAccepted(run_id=submitted.run_id))
 
     def _caller(self, device_id: str) -> Caller:
         """Paired browsers are the owner's (the owner approved them) unless configured as a

@@ -161,7 +161,8 @@ class GatewayConnection:
 
     async def _on_disconnect(self, reason: object = None) -> None:
         self.last_error = f"disconnected ({reason})"
-        log.info("gateway link down: %s", reason)
+        ours = reason == socketio.AsyncClient.reason.CLIENT_DISCONNECT
+        log.log(logging.INFO if ours else logging.WARNING, "gateway link down: %s", reason)
         self._down.set()
         self._open_window()
 

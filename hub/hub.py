@@ -24,9 +24,9 @@ from hub.lanes import WriteMode
 from hub.model import Compactor, Model
 from hub.origin import ChannelRoute, Origin
 from hub.routes import LastRoute
-from hub.scopes import ConversationConfig, channel_session_key, viewer_of
+from hub.scopes import ConversationConfig, Viewer, channel_session_key, viewer_of
 from hub.sessions import SessionStore
-from hub.transcribe import Transcriber
+from hub.transcribe import Transcriber, hear
 from hub.wire import WireModel
 
 log = logging.getLogger("agenthub.hub")
@@ -42,6 +42,14 @@ class AgentInfo(WireModel):
     queued: int
     session_id: str
     last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """An accepted message: its run, and the transcripts of its recordings."""
+
+    run_id: str
+    transcripts: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -175,10 +183,7 @@ class Hub:
             # membership stay as they are.
             key = MAIN_SESSION if session_key is None else session_key
             return agent.write(text, origin, session_key=key, mode=mode)
-        key = self.session_key_for(origin, session_key)
-        viewer = viewer_of(origin, self.scope_config())
-        if origin.route is None:
-            self.sessions.check_write(agent, viewer, key)
+        key, viewer = self._check_write(agent, origin, session_key)
         images: tuple[TurnImage, ...] = ()
         if attachments:
             prepared = prepare_turn(text, attachments, self.media, agent.agent_id)
@@ -197,6 +202,43 @@ class Hub:
             else:
                 self.last_route.clear()
         return run_id
+
+    async def submit_heard(
+        self,
+        agent_id: str,
+        text: str,
+        origin: Origin,
+        *,
+        session_key: str | None = None,
+        mode: WriteMode | None = None,
+        attachments: Sequence[Attachment] = (),
+    ) -> Submitted:
+        """`submit` for a person's message that may hold recordings: the write check comes
+        first (a message that would be refused costs no transcription), then audio becomes
+        text (`hub.transcribe.hear`). Returns the run id and what was heard, to show the
+        person. Raises what `submit` and `hear` raise."""
+        self._check_write(self.agent(agent_id), origin, session_key)
+        heard = await hear(self.transcriber, text, attachments)
+        run_id = self.submit(
+            agent_id,
+            heard.text,
+            origin,
+            session_key=session_key,
+            mode=mode,
+            attachments=heard.attachments,
+        )
+        return Submitted(run_id, heard.transcripts)
+
+    def _check_write(
+        self, agent: AsyncAgent, origin: Origin, session_key: str | None
+    ) -> tuple[str, Viewer]:
+        """The session a person's message goes to and who they are there; raises when they
+        may not write to it (a chat message may: its chat was authorised on arrival)."""
+        key = self.session_key_for(origin, session_key)
+        viewer = viewer_of(origin, self.scope_config())
+        if origin.route is None:
+            self.sessions.check_write(agent, viewer, key)
+        return key, viewer
 
     def agents_info(self) -> list[AgentInfo]:
         return [

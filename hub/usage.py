@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -235,15 +237,24 @@ def _ends_with_newline(path: Path) -> bool:
         return handle.read(1) == b"\n"
 
 
-def parse_since(value: str) -> int:
-    """An ISO date or date-time as ms since the epoch (without an offset: this machine's local
-    time). Raises ValueError naming the expected form."""
+_AGE = re.compile(r"(\d+)\s*([mhdw])")
+_AGE_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(value: str, now: float | None = None) -> int:
+    """An ISO date or date-time (without an offset: this machine's local time), or an age such
+    as `7d`, `24h`, `30m`, `2w` counted back from `now`, as ms since the epoch. Raises ValueError
+    naming the expected forms."""
+    age = _AGE.fullmatch(value.strip().lower())
+    if age is not None:
+        start = (time.time() if now is None else now) - int(age[1]) * _AGE_SECONDS[age[2]]
+        return int(start * 1000)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(
-            f"since: expected an ISO date or date-time like 2026-11-28 or "
-            f"2026-11-28T09:00+01:00, got {value!r}"
+            f"expected an ISO date or date-time like 2026-11-28 or 2026-11-28T09:00+01:00, "
+            f"or an age like 7d, 24h or 30m, got {value!r}"
         ) from None
     if moment.tzinfo is None:
         moment = moment.astimezone()

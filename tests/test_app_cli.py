@@ -126,6 +126,7 @@ def test_doctor_passes_on_a_good_setup(data_dir: Path) -> None:
     result = run_cli("doctor", env=clean_env(data_dir, AGENTHUB_PORT=str(free_port())))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all checks passed" in result.stdout
+    assert "[ok  ] model: echo (no model configured" in result.stdout
 
 
 def test_doctor_flags_an_open_data_dir(data_dir: Path) -> None:

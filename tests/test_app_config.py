@@ -120,3 +120,22 @@ def test_log_filter_masks_secrets_in_messages_and_tracebacks() -> None:
     assert record.getMessage() == f"token is {MASK}"
     assert record.exc_text is not None
     assert "s3cret-value" not in record.exc_text
+
+
+def test_group_context_sizes_reach_the_telegram_plugin(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    from app.compose import build
+    from channels.telegram import TelegramPlugin
+
+    (data_dir / "config.toml").write_text("telegram_group_context_chars = 900\n")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:test-token")
+    monkeypatch.setenv("TELEGRAM_GROUP_CONTEXT_MESSAGES", "5")
+    runtime = build(load_settings(), "serve")
+    assert runtime.channels is not None
+    (plugin,) = runtime.channels.plugins.values()
+    assert isinstance(plugin, TelegramPlugin)
+    assert (plugin.config.group_context_messages, plugin.config.group_context_chars) == (5, 900)
+    monkeypatch.setenv("TELEGRAM_GROUP_CONTEXT_MESSAGES", "500")
+    with pytest.raises(ConfigError, match="TELEGRAM_GROUP_CONTEXT_MESSAGES"):
+        load_settings()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import JsonValue, ValidationError
 
+from hub.attachments import Attachment
 from hub.conversations import ForbiddenSessionError, UnknownSessionError
 from hub.echo import EchoModel
 from hub.errors import CodedError, describe_validation
@@ -26,6 +27,8 @@ from hub.scopes import (
     check_session_key,
 )
 from hub.sessions import MessageEntry
+from hub.transcribe import Transcriber
+from tests.fake_openai import FakeOpenAI
 
 OWNER_CONFIG = ConversationConfig(
     owners=frozenset({"telegram:111"}),
@@ -223,6 +226,32 @@ async def test_sessions_run_concurrently_under_the_bound_and_serially_within(
     texts = [e.text for e in agent.history(session_key="a") if e.role == "user"]  # type: ignore[union-attr]
     assert texts == ["a one", "a two"]
     await hub.close()
+
+
+async def test_a_voice_note_to_a_forbidden_session_is_refused_before_transcription(
+    data_dir: Path,
+) -> None:
+    """A guest who may not write to a session costs no speech-to-text request."""
+    voice = Attachment(name="v.ogg", media_type="audio/ogg", data=b"OggS voice")
+    async with FakeOpenAI() as openai:
+        hub = make_hub(data_dir)
+        hub.transcriber = Transcriber("openai:whisper-1", api_key=None, base_url=openai.base_url)
+        try:
+            bob = Origin(surface="web", device_id="d-bob")
+            with pytest.raises(ForbiddenSessionError):
+                await hub.submit_heard("main", "", bob, attachments=[voice])
+            assert openai.transcriptions == []
+            submitted = await hub.submit_heard(
+                "main", "", Origin(surface="desktop"), attachments=[voice]
+            )
+            await hub.default_agent.wait_idle()
+            assert submitted.transcripts == (openai.transcript,)
+            assert len(openai.transcriptions) == 1
+            (user,) = [e for e in hub.default_agent.history() if e.role == "user"]  # type: ignore[union-attr]
+            assert user.text == openai.transcript  # type: ignore[union-attr]
+        finally:
+            await hub.transcriber.close()
+            await hub.close()
 
 
 async def test_refusals_for_guests_leak_nothing(data_dir: Path) -> None:

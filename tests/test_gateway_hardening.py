@@ -26,6 +26,7 @@ from tests.test_gateway_support import (
     WAIT_SECONDS,
     connect_client,
     connect_device,
+    eventually,
     raw_socket,
     reply_is,
     running_stack,
@@ -285,3 +286,20 @@ def test_invite_codes_are_stored_hashed_and_old_plain_ones_still_work(tmp_path: 
     old.create_invite()
     assert "ABCD2345" not in path.read_text()
     assert old.redeem_invite("abcd-2345", "y").device_id.startswith("web-")
+
+
+async def test_the_hub_link_reports_its_own_state_once(data_dir: Path) -> None:
+    """An orderly stop logs the link going down at INFO, a gateway that goes away at WARNING;
+    the client libraries' own lines about it (a warning at every orderly stop) stay out."""
+    with product_logging([]) as out:
+        async with running_stack(data_dir):
+            pass  # the link stops first, as at a shutdown
+        async with running_stack(data_dir) as stack:
+            await stack.gateway.stop()
+            await eventually(lambda: not stack.link.linked)
+    lines = out.getvalue().splitlines()
+    print("\n".join(lines))
+    assert not [line for line in lines if ".client: " in line and "io.client" in line]
+    down = [line.split()[2:] for line in lines if "gateway link down" in line]
+    assert down[0][0] == "INFO" and down[0][-2:] == ["client", "disconnect"]
+    assert down[1][0] == "WARNING"

@@ -124,7 +124,7 @@ def test_bad_specs_name_the_valid_forms(text: str, says: str) -> None:
 
 def test_describe_without_a_model_says_how_to_pick_one() -> None:
     line = describe_model(ModelConfig())
-    assert line.startswith("model: echo")
+    assert line.startswith("echo (no model configured")
     assert "AGENTHUB_MODEL" in line
     assert "openai:gpt-4o-mini" in line
     assert "ollama:llama3.2" in line

@@ -86,6 +86,12 @@ def test_parse_since() -> None:
     assert parse_since("2026-11-28T00:00:00+00:00") == 1_795_824_000_000
     with pytest.raises(ValueError, match="ISO date"):
         parse_since("yesterday")
+    now = 1_795_824_000.0
+    assert parse_since("30m", now) == (now - 1800) * 1000
+    assert parse_since("24h", now) == parse_since("1d", now) == (now - 86400) * 1000
+    assert parse_since(" 2W ", now) == (now - 14 * 86400) * 1000
+    with pytest.raises(ValueError, match="an age like 7d"):
+        parse_since("7y", now)
 
 
 def test_budget_zone_is_checked() -> None:
@@ -284,6 +290,7 @@ async def test_ctl_usage_prints_totals(
             main, ["ctl", "usage", "--since", "soon", "--data-dir", str(data_dir)]
         )
         assert code == 1
-        assert "since: expected an ISO date" in capsys.readouterr().err
+        error = capsys.readouterr().err
+        assert "since: expected an ISO date" in error and "since: since" not in error
     finally:
         await server.stop()

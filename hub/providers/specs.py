@@ -53,20 +53,19 @@ def openai_base_url(config: ModelConfig) -> str:
 
 
 def describe_model(config: ModelConfig) -> str:
-    """One start-up line: which model runs, where, and (for echo) how to pick a real one.
-
-    Never shows a key, only whether one is set."""
+    """Which model runs and where, and (for echo) how to pick a real one: the text after
+    "model: " on the start-up banner and in `doctor`. Never shows a key, only whether one is set."""
     spec = parse_spec(config.spec)
     if spec.provider == "echo":
         if config.spec is None or not config.spec.strip():
-            return f"model: echo (no model configured, replies repeat your text); {HOW_TO_PICK}"
-        return "model: echo (replies repeat your text)"
+            return f"echo (no model configured, replies repeat your text); {HOW_TO_PICK}"
+        return "echo (replies repeat your text)"
     if spec.provider == "openai":
         key = "key set" if config.openai_api_key else "no OPENAI_API_KEY"
-        return f"model: {spec} via {openai_base_url(config)} ({key})"
+        return f"{spec} via {openai_base_url(config)} ({key})"
     if spec.provider == "anthropic":
         key = "key set" if config.anthropic_api_key else "no ANTHROPIC_API_KEY"
-        return f"model: {spec} via Anthropic ({key})"
+        return f"{spec} via Anthropic ({key})"
     if spec.provider == "ollama":
-        return f"model: {spec} via Ollama at {config.ollama_base_url}"
-    return f"model: {spec} (in-process llama.cpp)"
+        return f"{spec} via Ollama at {config.ollama_base_url}"
+    return f"{spec} (in-process llama.cpp)"
