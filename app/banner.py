@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,7 +31,19 @@ def print_banner(runtime: Runtime) -> None:
             "put it behind an HTTPS reverse proxy before reaching it over a network"
         )
     lines.append(f"control: agenthub ctl status --data-dir {runtime.settings.data_dir}")
+    where = _not_on_path()
+    if where is not None:
+        lines.append(f"  (`agenthub` is {where}: activate its venv or add {where.parent} to PATH)")
     print("\n".join(lines), flush=True)
+
+
+def _not_on_path() -> Path | None:
+    """This `agenthub` when typing `agenthub` would not run it (a venv not activated)."""
+    here = Path(sys.argv[0]).resolve()
+    if here.name != "agenthub":
+        return None
+    found = shutil.which("agenthub")
+    return None if found is not None and Path(found).resolve() == here else here
 
 
 def _is_loopback(host: str) -> bool:

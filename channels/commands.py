@@ -124,7 +124,7 @@ async def status_text(ctx: CommandContext) -> str:
     state = "replying" if busy else "idle"
     waiting = len(agent.lane(key).turns) if busy else 0
     return (
-        f"Model: {agent.model_for(key).name}\n"
+        f"Model: {agent.models.for_session(key).name}\n"
         f"Conversation: {session.session_id} ({messages} messages) in session {key}\n"
         f"Queue mode: {agent.sessions.mode(key)}\n"
         f"Now: {state}; {waiting} waiting\n"
@@ -151,9 +151,9 @@ def model_text(ctx: CommandContext) -> str:
     agent, key = ctx.agent, ctx.key
     wanted = ctx.message.text.strip()
     if wanted:
-        model = agent.use_model(key, wanted)
+        model = agent.models.use(key, wanted)
         return f"This conversation now uses {model.name}."
-    current = agent.model_for(key).name
+    current = agent.models.for_session(key).name
     if len(agent.models) < 2:
         return f"Model: {current}\nNo other models are configured (`models` in config.toml)."
     others = "\n".join(f"• {name}{' (now)' if name == current else ''}" for name in agent.models)

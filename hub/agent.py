@@ -14,8 +14,8 @@
   restart answers turns that were waiting; `hold()` keeps runs from starting until
   `release()` (start-up recovery).
 - Each run is recorded by a `RunRecorder` (`hub.recorder`: seq stamping, persistence before
-  announcement) and driven by `hub.runs.drive_run`; `hub.sequence` delivers events in seq
-  order.
+  announcement) and driven by `hub.runs.drive_run`; `hub.event_stream` delivers events in seq
+  order to every consumer. A session answers with the model it chose (`hub.session_models`).
 """
 
 from __future__ import annotations
@@ -23,21 +23,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
-from contextlib import aclosing
 
 from hub.accepted import AcceptedMessages
 from hub.attachments import TurnImage
 from hub.errors import AgentClosedError, CodedError, InvalidInputError, QueueFullError
-from hub.events import MAIN_SESSION, AgentEvent, ReadItem
-from hub.fanout import Broadcast, Callback, GapCallback
+from hub.event_stream import EventStream
+from hub.events import MAIN_SESSION, ReadItem
+from hub.fanout import Callback, GapCallback
 from hub.lane_set import LaneSet
 from hub.lanes import SessionLane, WriteMode
 from hub.model import CompactNow, Compactor, Model
 from hub.origin import Origin
-from hub.recorder import RunRecorder, Unanswered
 from hub.runs import RunOutcome, Turn, drive_run, new_run_id
 from hub.scopes import check_session_key
-from hub.sequence import EventSequence
+from hub.session_models import SessionModels
 from hub.session_registry import SessionRegistry
 from hub.sessions import CompactionEntry, HistoryEntry, Session, SessionStore, validate_id
 
@@ -68,23 +67,16 @@ class AsyncAgent:
         loaded_sessions: int = 256,
     ) -> None:
         self.agent_id = validate_id("agent id", agent_id)
-        self.model = model
         self.compactor = compactor
-        # The models a session may switch to (`use_model`), by name; the agent's own first.
-        self.models: dict[str, Model] = {model.name: model}
-        for other in models:
-            self.models.setdefault(other.name, other)
-        self._session_models: dict[str, str] = {}
         self.store = store
         self.sessions = SessionRegistry(store, agent_id, loaded=loaded_sessions)
+        self.models = SessionModels(model, models, self.sessions)
         self.max_input_chars = max_input_chars
         self.last_run: RunOutcome | None = None
-        self._broadcast = Broadcast(self.agent_id, read_limit, subscriber_limit)
-        self._events = EventSequence(self.sessions.resume_seq, self._deliver)
-        self.sessions.last_seq = lambda: self._events.last
+        self.events = EventStream(self.agent_id, self.sessions, read_limit, subscriber_limit)
         self.sessions.busy = self.session_busy
         self._max_queued = max_queued_turns
-        self.accepted = AcceptedMessages(self.agent_id, self.sessions, lambda: self._events.last)
+        self.accepted = AcceptedMessages(self.agent_id, self.sessions, lambda: self.events.last)
         self.lanes = LaneSet(
             self._run,
             max_concurrent_runs=max_concurrent_runs,
@@ -96,6 +88,15 @@ class AsyncAgent:
         self._closing: asyncio.Future[int] | None = None
 
     # -- state ------------------------------------------------------------------------------
+
+    @property
+    def model(self) -> Model:
+        """The agent's own model: what a session answers with until it switches."""
+        return self.models.default
+
+    @model.setter
+    def model(self, model: Model) -> None:
+        self.models.default = model
 
     @property
     def closed(self) -> bool:
@@ -131,7 +132,7 @@ class AsyncAgent:
 
     @property
     def last_seq(self) -> int:
-        return self._events.last
+        return self.events.last
 
     def history(
         self,
@@ -144,21 +145,6 @@ class AsyncAgent:
         """Entries of a key's current session, by seq range, the last `limit` of them."""
         session = self.sessions.current(session_key)
         return session.history(limit=limit, before=before, after=after)
-
-    def model_for(self, session_key: str) -> Model:
-        """The model that answers `session_key`: its switched one, else the agent's."""
-        return self.models.get(self._session_models.get(session_key, ""), self.model)
-
-    def use_model(self, session_key: str, name: str) -> Model:
-        """Answer `session_key` with model `name` (one of `models`) from its next turn on,
-        until the hub restarts. Raises `CodedError` `unknown_model` for another name."""
-        if name not in self.models:
-            known = ", ".join(self.models)
-            raise CodedError(
-                f"no model {name!r} for this agent (configured: {known})", "unknown_model"
-            )
-        self._session_models[session_key] = name
-        return self.models[name]
 
     # -- input ------------------------------------------------------------------------------
 
@@ -223,41 +209,15 @@ class AsyncAgent:
     def subscribe(
         self, callback: Callback, *, on_gap: GapCallback | None = None, name: str = ""
     ) -> Callable[[], None]:
-        """Receive every event from now on, in order, via `callback`.
-
-        A sync callback is called inline as each event is emitted (it must not block); an
-        `async def` one runs in its own task behind a bounded channel, and `on_gap` hears about
-        events dropped when it falls behind (see `hub.fanout`). A callback may raise: it is
-        logged and keeps receiving. Returns the unsubscribe function. Raises
-        `AgentClosedError` after `close()`."""
+        """Receive every event from now on, in order, via `callback` (`EventStream.subscribe`
+        says how). Raises `AgentClosedError` after `close()`."""
         if self._closed:
             raise AgentClosedError(f"agent {self.agent_id} is closed; nothing more to receive")
-        return self._broadcast.subscribe(callback, on_gap, name)
+        return self.events.subscribe(callback, on_gap, name)
 
-    async def read(self) -> AsyncGenerator[ReadItem, None]:
-        """The single-consumer stream: every event, plus `ReadGap` when the reader fell
-        behind. Ends when the agent closes.
-
-        A second reader while one is active raises `ReaderBusyError` on its first step. A
-        reader that stops early should close the iterator (`contextlib.aclosing`) to free the
-        slot at once."""
-        async with aclosing(self._broadcast.read()) as items:
-            async for item in items:
-                yield item
-
-    def _deliver(self, event: AgentEvent) -> None:
-        self._broadcast.emit(event)
-        self.sessions.announced(event)
-
-    def _recorder(self, run_id: str, session_key: str) -> RunRecorder:
-        return RunRecorder(
-            agent_id=self.agent_id,
-            run_id=run_id,
-            session_key=session_key,
-            session=self.sessions.current(session_key),
-            emit=self._events.emit,
-            next_seq=self._events.next,
-        )
+    def read(self) -> AsyncGenerator[ReadItem, None]:
+        """The single-consumer stream (`EventStream.read`); it ends when the agent closes."""
+        return self.events.read()
 
     # -- control ----------------------------------------------------------------------------
 
@@ -280,11 +240,8 @@ class AsyncAgent:
 
         A run in progress finishes in the session it started in; the switch happens before
         the key's next queued turn."""
-        lane = self.lane(session_key)
-        async with lane.lock:
-            session = self.sessions.new(session_key, start_seq=self._events.last)
-        if not lane.busy:
-            self.lanes.lane_idle(lane)
+        async with self.lanes.between_turns(session_key):
+            session = self.sessions.new(session_key, start_seq=self.events.last)
         log.info("agent %s: new session %s for %s", self.agent_id, session.session_id, session_key)
         return session
 
@@ -295,31 +252,15 @@ class AsyncAgent:
         session is answering."""
         if self.compactor is None:
             raise CodedError("this agent's model has no compaction configured", "unavailable")
-        lane = self.lane(session_key)
-        if lane.busy:
+        if self.session_busy(session_key):
             raise CodedError("a reply is in progress; compact once it is done", "busy")
-        async with lane.lock:
+        async with self.lanes.between_turns(session_key):
             session = self.sessions.current(session_key)
             before = session.last_compaction()
-            await self._recorder(new_run_id(), session_key).compact(CompactNow(self.compactor))
-        if not lane.busy:
-            self.lanes.lane_idle(lane)
+            recorder = self.events.recorder(new_run_id(), session_key)
+            await recorder.compact(CompactNow(self.compactor))
         after = session.last_compaction()
         return after if after is not before else None
-
-    async def end_interrupted(
-        self, run_id: str, session_key: str, note: str, unanswered: Sequence[Unanswered] = ()
-    ) -> None:
-        """Close run `run_id`, found unfinished at start-up (`hub.recovery`): the approvals it
-        waited for denied by `restart` (`approval_resolved`, and each call's refusal), `note`
-        as an assistant message marked aborted, then its `run` entry with status
-        `interrupted` and the `agent_end` that tells every client the run is over."""
-        recorder = self._recorder(run_id, session_key)
-        for approval in unanswered:
-            await recorder.deny_unanswered(approval, "restart")
-        recorder.text(note)
-        await recorder.end_message(aborted=True)
-        await recorder.finish("interrupted", None)
 
     async def close(self, *, grace: float = 0.0, drain: float = 5.0) -> int:
         """Stop taking writes; let runs finish for up to `grace` seconds, then abort the
@@ -339,31 +280,23 @@ class AsyncAgent:
                 await asyncio.wait_for(self.lanes.idle.wait(), grace)
             except TimeoutError:
                 log.warning("agent %s: run still going after %.1fs; aborting", self.agent_id, grace)
-        lanes = self.lanes.all()
-        dropped = [turn for lane in lanes for turn in lane.drop_queued()]
+        dropped = await self.lanes.stop()
         if dropped:
             log.warning(
                 "agent %s: %d queued messages never ran (saved: the next start answers them)",
                 self.agent_id,
                 len(dropped),
             )
-        running = [lane.current for lane in lanes if lane.current is not None]
-        for turn in running:
-            turn.steering.clear()
-            turn.abort()
-        self.lanes.opened.set()
-        saved = (turn.recorded() for turn in [*dropped, *running])
-        await asyncio.gather(*(lane.join() for lane in lanes), *saved)
         await self.accepted.close()
         self.sessions.flush()
-        await self._broadcast.close(drain)
+        await self.events.close(drain)
         return len(dropped)
 
     # -- runs -------------------------------------------------------------------------------
 
     async def _run(self, turn: Turn) -> None:
-        recorder = self._recorder(turn.run_id, turn.session_key)
-        model = self.model_for(turn.session_key)
+        recorder = self.events.recorder(turn.run_id, turn.session_key)
+        model = self.models.for_session(turn.session_key)
         self.last_run = await drive_run(turn, recorder, model, self.compactor)
 
 

@@ -2,13 +2,15 @@
 
 A lane exists while its key has work (and always for `main`); an idle one is dropped, its
 key's state living on in the session registry. `idle` is set when no lane has work; `opened`
-gates every run's start (cleared while start-up recovery queues what it found).
+gates every run's start (cleared while start-up recovery queues what it found). A session
+switch or compaction happens `between_turns` of its key; `stop` ends every lane on close.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from hub.events import MAIN_SESSION
 from hub.lanes import Record, SessionLane, WriteMode
@@ -89,3 +91,27 @@ class LaneSet:
         self._on_idle()
         if not self.busy:
             self.idle.set()
+
+    @asynccontextmanager
+    async def between_turns(self, session_key: str) -> AsyncIterator[SessionLane]:
+        """Hold `session_key`'s lane between two of its runs (none runs meanwhile), then
+        treat it as idle unless a turn waits."""
+        lane = self.lane(session_key)
+        async with lane.lock:
+            yield lane
+        if not lane.busy:
+            self.lane_idle(lane)
+
+    async def stop(self) -> list[Turn]:
+        """Drop every turn that has not started, abort the runs going, and return once every
+        lane's worker has ended and each of those turns is saved: the dropped ones."""
+        lanes = self.all()
+        dropped = [turn for lane in lanes for turn in lane.drop_queued()]
+        running = [lane.current for lane in lanes if lane.current is not None]
+        for turn in running:
+            turn.steering.clear()
+            turn.abort()
+        self.opened.set()
+        saved = (turn.recorded() for turn in [*dropped, *running])
+        await asyncio.gather(*(lane.join() for lane in lanes), *saved)
+        return dropped

@@ -10,7 +10,7 @@ nothing the kernel has; the session files are the fsynced truth), so a `kill -9`
 journal saying which runs were going.
 
 At the next start, `Recovery` takes every run the journal left open and:
-1. closes it in its session with status `interrupted` (`AsyncAgent.end_interrupted`: an
+1. closes it in its session with status `interrupted` (`hub.recovery_service`: an
    approval it was waiting for resolved as denied by `restart`, with the tool call's refusal
    as its result; a short assistant note marked aborted; then the `run` entry and its
    `agent_end`), so history and every client show it and nothing looks busy;

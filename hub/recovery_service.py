@@ -22,6 +22,7 @@ from hub.errors import CodedError
 from hub.health import Probe, SubsystemHealth
 from hub.hub import Hub
 from hub.origin import ChannelRoute
+from hub.recorder import RunRecorder, Unanswered
 from hub.recovery import AcceptedLine, OpenRun, RecoveryConfig, RunJournal
 from hub.runs import Turn, new_run_id
 from hub.sessions import AcceptedEntry, MessageEntry, RunEntry, Session, ToolEntry
@@ -136,7 +137,7 @@ class Recovery:
         else:
             used = ", ".join(effects) if effects else "tools"
             note = TOLD_NOTE.format(tools=used)
-        await agent.end_interrupted(run.run_id, run.session_key, note, unanswered)
+        await _end_interrupted(agent.events.recorder(run.run_id, run.session_key), note, unanswered)
         self.denied += [approval.approval_id for approval in unanswered]
         self.closed.append(run.run_id)
         log.warning(
@@ -273,6 +274,20 @@ def _steering_left(run: OpenRun, mine: Sequence[object]) -> list[AcceptedEntry]:
     # A replay records no question of its own; any other run's first user message is it.
     taken = len(said) if run.origin.replay_of else max(0, len(said) - 1)
     return steered[taken:]
+
+
+async def _end_interrupted(
+    recorder: RunRecorder, note: str, unanswered: Sequence[Unanswered]
+) -> None:
+    """Close a run found unfinished at start-up: the approvals it waited for denied by
+    `restart` (`approval_resolved`, and each call's refusal), `note` as an assistant message
+    marked aborted, then its `run` entry with status `interrupted` and the `agent_end` that
+    tells every client the run is over."""
+    for approval in unanswered:
+        await recorder.deny_unanswered(approval, "restart")
+    recorder.text(note)
+    await recorder.end_message(aborted=True)
+    await recorder.finish("interrupted", None)
 
 
 def _saved_in(agent: AsyncAgent, line: AcceptedLine) -> Session | None:

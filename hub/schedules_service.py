@@ -10,7 +10,8 @@ Timing reads the wall clock at least every `TICK` seconds, so a clock jump or a 
 machine is noticed within that. A fire more than `LATE` past due (the hub was down, asleep, or
 the clock jumped forward) is a missed one: `run_once` fires it once, however many were missed;
 `skip` records it skipped. A clock jumping backwards never repeats a fire: the next one is
-always computed after the last. Schedule and heartbeat runs respect the daily budget.
+always computed after the last. Schedule and heartbeat runs respect the daily budget. What
+each fire did is kept by `hub.schedules_results`.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from hub.errors import CodedError
 from hub.health import Probe, SubsystemHealth
 from hub.hub import Hub
 from hub.origin import ChannelRoute, Origin
-from hub.run_watch import WatchedRun, submit_watched
+from hub.run_watch import submit_watched
 from hub.schedules import ScheduleError, ScheduleSpec, next_fire
-from hub.schedules_store import LastRun, LastStatus, ScheduleStore
+from hub.schedules_results import ScheduleResults
+from hub.schedules_store import LastRun, ScheduleStore
 from hub.tasks import TaskFunnel
 from hub.usage_meter import UsageMeter
 from hub.wire import WireModel
@@ -38,7 +40,6 @@ log = logging.getLogger("agenthub.schedules")
 
 TICK = 30.0
 LATE = timedelta(minutes=2)
-DETAIL_CHARS = 200
 
 ChatKnown = Callable[[str, str], bool]
 
@@ -65,6 +66,20 @@ def route_for(deliver: tuple[str, str]) -> ChannelRoute:
     channel, chat_id = deliver
     kind = "group" if chat_id.startswith("-") else "private"
     return ChannelRoute(channel=channel, chat_id=chat_id, user_id=chat_id, chat_kind=kind)
+
+
+def origin_for(spec: ScheduleSpec, last_route: ChannelRoute | None) -> Origin:
+    """Where a fire of `spec` answers: its chat, lastRoute for `last`, else the session."""
+    route: ChannelRoute | None = None
+    if spec.deliver == "last":
+        route = last_route
+    elif spec.chat is not None:
+        route = route_for(spec.chat)
+    if route is None:
+        return Origin(surface="desktop", source="schedule")
+    # A scheduled message answers nobody's message: no reply-to.
+    route = route.model_copy(update={"reply_to_message_id": None})
+    return Origin(surface="channel", route=route, source="schedule")
 
 
 _SCHEDULERS: weakref.WeakKeyDictionary[Hub, Scheduler] = weakref.WeakKeyDictionary()
@@ -105,9 +120,8 @@ class Scheduler:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._next: dict[str, datetime | None] = {}
         self._tasks = TaskFunnel("schedules", log)
-        self._writing = asyncio.Lock()
+        self.results = ScheduleResults(self.store, lambda name: name in self.specs(), self._tasks)
         self._wake = asyncio.Event()
-        self._saving: list[asyncio.Task[None]] = []
         self._loop: asyncio.Task[None] | None = None
         self._loaded = False
         for spec in configured:
@@ -161,7 +175,7 @@ class Scheduler:
                 continue
         for name, last in list(self.store.last.items()):
             if last.status == "running":  # the hub stopped during it: crash recovery closed it
-                self._record(name, last.model_copy(update={"status": "interrupted"}))
+                self.results.record(name, last.model_copy(update={"status": "interrupted"}))
         now = self._clock()
         for name, spec in self.specs().items():
             if name not in self._next:
@@ -173,8 +187,7 @@ class Scheduler:
             self._loop.cancel()
             await asyncio.gather(self._loop, return_exceptions=True)
             self._loop = None
-        # Results already known are saved; runs still going are recorded as `running`.
-        await asyncio.gather(*self._saving, return_exceptions=True)
+        await self.results.flush()
         await self._tasks.close()
 
     def _first(self, name: str, spec: ScheduleSpec, now: datetime) -> datetime | None:
@@ -256,7 +269,7 @@ class Scheduler:
             self._next[name] = next_fire(spec, max(now, due))
             if now - due > LATE and spec.missed == "skip":
                 log.info("schedule %r: missed its %s fire; skipped", name, due.isoformat())
-                self._record(name, LastRun(due=_ms(due), status="skipped", detail="missed"))
+                self.results.record(name, LastRun(due=_ms(due), status="skipped", detail="missed"))
                 continue
             self.fire(name, due=due)
         return handled
@@ -267,56 +280,20 @@ class Scheduler:
         spec = self.specs()[name]
         moment = due or self._clock()
         if not manual and self.meter is not None and not self.meter.allow(f"schedule {name!r}"):
-            self._record(name, LastRun(due=_ms(moment), status="skipped", detail="budget spent"))
+            skipped = LastRun(due=_ms(moment), status="skipped", detail="budget spent")
+            self.results.record(name, skipped)
             return None
         agent = spec.agent or self.hub.default_agent.agent_id
+        origin = origin_for(spec, self.hub.last_route.route)
         try:
-            run = submit_watched(
-                self.hub, agent, spec.prompt, self._origin(spec), session_key=spec.session
-            )
+            run = submit_watched(self.hub, agent, spec.prompt, origin, session_key=spec.session)
         except CodedError as exc:
             log.warning("schedule %r could not start: %s", name, exc.message)
-            self._record(name, LastRun(due=_ms(moment), status="refused", detail=exc.message))
+            refused = LastRun(due=_ms(moment), status="refused", detail=exc.message)
+            self.results.record(name, refused)
             return None
-        self._record(name, LastRun(due=_ms(moment), run_id=run.run_id, status="running"))
-        self._tasks.spawn(self._finish(name, _ms(moment), run), name=f"schedule:{name}")
+        self.results.follow(name, _ms(moment), run)
         return run.run_id
-
-    def _origin(self, spec: ScheduleSpec) -> Origin:
-        route: ChannelRoute | None = None
-        if spec.deliver == "last":
-            route = self.hub.last_route.route
-        elif spec.chat is not None:
-            route = route_for(spec.chat)
-        if route is None:
-            return Origin(surface="desktop", source="schedule")
-        # A scheduled message answers nobody's message: no reply-to.
-        route = route.model_copy(update={"reply_to_message_id": None})
-        return Origin(surface="channel", route=route, source="schedule")
-
-    async def _finish(self, name: str, due: int, run: WatchedRun) -> None:
-        outcome = await run.result()
-        detail = outcome.error[1] if outcome.error else outcome.text
-        status: LastStatus = outcome.status or "interrupted"
-        last = LastRun(due=due, run_id=run.run_id, status=status, detail=detail[:DETAIL_CHARS])
-        if name in self.specs():
-            self.store.last[name] = last
-        await self._save_last(name, last)
-
-    def _record(self, name: str, last: LastRun) -> None:
-        self.store.last[name] = last
-        self._saving = [t for t in self._saving if not t.done()]
-        self._saving.append(self._tasks.spawn(self._save_last(name, last)))
-
-    async def _save_last(self, name: str, last: LastRun) -> None:
-        # One write at a time, in call order: the file's last line per schedule is the truth.
-        async with self._writing:
-            if name not in self.specs():
-                return  # removed meanwhile
-            try:
-                await asyncio.to_thread(self.store.ran, name, last, remember=False)
-            except OSError as exc:
-                log.error("schedule %r: could not save its last result (%s)", name, exc)
 
     def _probe(self) -> SubsystemHealth:
         specs = self.specs()

@@ -51,6 +51,8 @@ class SessionMeta(_Record):
     last_seq: int = 0
     archived: bool = False
     mode: WriteMode = "queue"
+    # The model chosen with `/model` (None: the agent's own).
+    model: str | None = None
     members: list[str] = Field(default_factory=list)
     read: dict[str, ReadMarker] = Field(default_factory=dict)
     previous: list[str] = Field(default_factory=list)

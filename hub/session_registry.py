@@ -145,7 +145,7 @@ class SessionRegistry:
         old = self._meta.get(key)
         meta = SessionMeta(session_key=key, session_id=session.session_id, last_seq=seq)
         if old is not None:
-            meta.mode, meta.members = old.mode, old.members
+            meta.mode, meta.members, meta.model = old.mode, old.members, old.model
             kept = not gone and (self.folder / f"{old.session_id}.jsonl").exists()
             meta.previous = [*old.previous, *([old.session_id] if kept else [])]
         self._meta[key] = meta
@@ -168,6 +168,15 @@ class SessionRegistry:
     def set_mode(self, key: str, mode: WriteMode) -> None:
         self.current(key)
         self._meta[key].mode = mode
+        self.flush()
+
+    def model_of(self, key: str) -> str | None:
+        meta = self._meta.get(key)
+        return meta.model if meta is not None else None
+
+    def set_model(self, key: str, name: str | None) -> None:
+        self.current(key)
+        self._meta[key].model = name
         self.flush()
 
     def join(self, key: str, member: str, route: ChannelRoute | None = None) -> None:

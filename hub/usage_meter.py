@@ -93,7 +93,7 @@ class UsageMeter:
         log.warning("usage missed %d events of agent %s", gap.dropped, gap.agent_id)
 
     async def record(self, end: AgentEnd, source: Source) -> UsageRecord:
-        model = self.hub.agent(end.agent_id).model_for(end.session_key).name
+        model = self.hub.agent(end.agent_id).models.for_session(end.session_key).name
         record = UsageRecord(
             ts=end.ts,
             agent_id=end.agent_id,

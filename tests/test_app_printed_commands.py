@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_process import Served, clean_env, run_cli
+from tests.cli_process import AGENTHUB, Served, clean_env, run_cli
 from tests.conftest import free_port, require_binary
 
 pytestmark = pytest.mark.slow
@@ -36,12 +36,22 @@ def documented_ctl_commands() -> list[str]:
 
 def test_the_banner_and_documented_commands_run_as_printed(data_dir: Path) -> None:
     env = clean_env(data_dir, AGENTHUB_PORT=str(free_port()))
-    # The data directory comes only from the command line, as a newcomer types it.
+    # The data directory comes only from the command line, as a newcomer types it, in a shell
+    # where the venv is not activated.
     del env["AGENTHUB_DATA_DIR"]
+    venv_bin = Path(AGENTHUB).parent.resolve()
+    paths = env.get("PATH", "").split(os.pathsep)
+    env["PATH"] = os.pathsep.join(p for p in paths if p and Path(p).resolve() != venv_bin)
     served = Served("serve", env, "--data-dir", str(data_dir))
     try:
-        printed = served.wait_for_output(r"control: agenthub (.+)").group(1)
-        result = run_cli(*shlex.split(printed), env=env)
+        printed = served.wait_for_output(r"control: (agenthub .+)").group(1)
+        where = Path(served.wait_for_output(r"`agenthub` is (\S+): activate").group(1))
+        assert where == Path(AGENTHUB).resolve()
+        # As the banner says: with its folder on PATH, the printed command runs.
+        shell = {**env, "PATH": os.pathsep.join([str(where.parent), env["PATH"]])}
+        result = subprocess.run(
+            shlex.split(printed), env=shell, capture_output=True, text=True, timeout=30
+        )
         assert result.returncode == 0, (printed, result.stderr)
         assert "agenthub serve" in result.stdout
 

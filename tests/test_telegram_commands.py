@@ -12,10 +12,11 @@ import pytest
 
 from app.config import ConfigError, load_settings
 from app.hub_setup import build_hub
+from hub.agent import AsyncAgent
 from hub.hub import AgentSetup
 from hub.model import CompactionPlan, ModelPart, ModelTurn, TextDelta, UsageReport
 from hub.scopes import ConversationConfig
-from hub.sessions import HistoryEntry
+from hub.sessions import HistoryEntry, SessionStore
 from hub.usage import Price, PriceTable
 from hub.usage_meter import UsageMeter
 from tests.telegram_rig import Rig, telegram_rig, until
@@ -108,7 +109,26 @@ async def test_model_switches_only_this_chats_session(data_dir: Path) -> None:
         assert "Queue mode: queue" in status
         assert await command(rig, "/model alpha") == "This conversation now uses alpha."
         assert await say(rig, "back") == "alpha: back"
-        assert rig.agent.model_for("main").name == "alpha"
+        assert rig.agent.models.for_session("main").name == "alpha"
+
+
+async def test_a_model_switch_is_kept_across_new_and_restarts(data_dir: Path) -> None:
+    alpha, beta = NamedModel("alpha"), NamedModel("beta")
+    agent = AsyncAgent("main", alpha, SessionStore(data_dir), models=(beta,))
+    agent.models.use("main", "beta")
+    agent.models.use("other", "beta")
+    agent.models.use("other", "alpha")
+    agent.sessions.new("main")
+    assert agent.models.for_session("main").name == "beta"
+    await agent.close()
+    again = AsyncAgent("main", alpha, SessionStore(data_dir), models=(beta,))
+    assert again.models.for_session("main").name == "beta"
+    assert again.models.for_session("other").name == "alpha"
+    await again.close()
+    # A kept choice that is no longer configured: the agent's own model answers.
+    fewer = AsyncAgent("main", alpha, SessionStore(data_dir))
+    assert fewer.models.for_session("main").name == "alpha"
+    await fewer.close()
 
 
 async def test_model_without_alternatives_says_how_to_configure_them(data_dir: Path) -> None:
