@@ -73,6 +73,26 @@ class _LanedQueue(asyncio.Queue[object]):
     def _init(self, maxsize: int) -> None:
         self._queue = deque()
         self._lead = 0
+        self._waiting: deque[asyncio.Future[object]] = deque()
+
+    def get(self) -> asyncio.Future[object]:  # type: ignore[override]
+        """The next item, as a future rather than a coroutine: python-engineio's writers wait
+        on it with `asyncio.wait_for`, which wraps a coroutine in a task of its own; that was
+        a task, and a loop turn, for every packet of every socket."""
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        self._hand_over()
+        return future
+
+    def put_nowait(self, item: object) -> None:
+        super().put_nowait(item)
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        while self._waiting and self._queue:
+            waiter = self._waiting.popleft()
+            if not waiter.done():  # one that gave up (timed out, cancelled) is passed over
+                waiter.set_result(self.get_nowait())
 
     def _put(self, item: object) -> None:
         if isinstance(item, StreamPacket):
@@ -210,7 +230,9 @@ class FanOutManager(socketio.AsyncManager):  # type: ignore[misc]
     the lead lane. `delivered()` says when the backlog so far is out; a socket with
     `MAX_BEHIND` stream packets queued misses the next ones (`skipped` counts them)."""
 
-    SLICE = 32
+    # A loop turn carries the writes of at most SLICE sockets, and every hop of an answer
+    # waits for a turn: a small slice keeps the turns short (for a few more turns an event).
+    SLICE = 8
     MAX_BEHIND = 1024
 
     def __init__(self) -> None:
