@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints
 
 from hub.errors import CodedError
 from hub.events import AgentEvent, AgentStart
@@ -26,8 +26,7 @@ from hub.health import Probe, SubsystemHealth
 from hub.hub import Hub
 from hub.origin import ChannelRoute, Origin
 from hub.run_watch import WatchedRun, submit_watched
-from hub.schedules import ScheduleSpec
-from hub.schedules_service import route_for
+from hub.schedules import DeliverTo, deliver_route
 from hub.tasks import TaskFunnel
 from hub.usage_meter import UsageMeter
 from hub.wire import WireModel
@@ -52,15 +51,8 @@ class HeartbeatSpec(WireModel):
     interval_minutes: Annotated[float, Field(ge=1, le=7 * 24 * 60)] = 30
     prompt: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] = DEFAULT_PROMPT
     session: Annotated[str, StringConstraints(min_length=1, max_length=200)] = "main"
-    deliver: str = "last"
+    deliver: DeliverTo = "last"
     pause_after_idle_hours: Annotated[float, Field(ge=0)] = 24
-
-    @field_validator("deliver")
-    @classmethod
-    def _deliver(cls, value: str) -> str:
-        # The same rule as a schedule's.
-        ScheduleSpec(name="x", at="2000-01-01T00:00", prompt="x", deliver=value)
-        return value
 
 
 def nothing_to_report(text: str) -> bool:
@@ -185,15 +177,10 @@ class Heartbeats:
         if outcome.status != "completed" or nothing_to_report(text):
             self.dropped += 1
             return
-        route: ChannelRoute | None = None
-        if spec.deliver == "last":
-            route = self.hub.last_route.route
-        elif spec.deliver != "none":
-            channel, chat_id = spec.deliver.split(":", 1)
-            route = route_for((channel, chat_id))
+        route = deliver_route(spec.deliver, self.hub.last_route.route)
         self.delivered += 1
         if route is not None and self.deliver is not None:
-            self.deliver(route.model_copy(update={"reply_to_message_id": None}), text)
+            self.deliver(route, text)
 
     def _probe(self) -> SubsystemHealth:
         now = self._clock()

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from hub.agent import AsyncAgent
-from hub.attachments import TurnImage
+from hub.attachments import AttachmentRef, TurnImage
 from hub.errors import CodedError
 from hub.health import Probe, SubsystemHealth
 from hub.hub import Hub
@@ -190,7 +190,10 @@ class Recovery:
             origin = run.full_origin().model_copy(
                 update={"source": "recovery", "replay_of": run.run_id}
             )
-            turns.append((Turn(new_run_id(), self._question(run), origin, run.session_key), None))
+            question = self._question(run)
+            turn = Turn(new_run_id(), question.text, origin, run.session_key)
+            turn.images = tuple(self._images(run.agent_id, run.run_id, question.attachments))
+            turns.append((turn, None))
             self.rerun.append(run.run_id)
         elif plan.notice is not None:
             self.told.append(run.run_id)
@@ -233,20 +236,21 @@ class Recovery:
         )
         text = "\n\n".join(piece.text for piece in pieces if piece.text)
         turn = Turn(line.run_id, text, pieces[0].full_origin(), line.session_key)
-        turn.images = tuple(self._images(line, pieces))
+        refs = [ref for piece in pieces for ref in piece.images]
+        turn.images = tuple(self._images(line.agent_id, line.run_id, refs))
         return turn
 
-    def _images(self, line: AcceptedLine, pieces: list[AcceptedEntry]) -> Iterator[TurnImage]:
-        """The stored images of a waiting turn's messages (one gone from disk is left out)."""
-        for ref in (ref for piece in pieces for ref in piece.images):
+    def _images(
+        self, agent_id: str, run_id: str, refs: Iterable[AttachmentRef]
+    ) -> Iterator[TurnImage]:
+        """The stored images of a turn answered again (one gone from disk is left out)."""
+        for ref in refs:
             try:
-                yield TurnImage(ref, self.hub.media.load(line.agent_id, ref.id))
+                yield TurnImage(ref, self.hub.media.load(agent_id, ref.id))
             except OSError as exc:
-                log.warning(
-                    "waiting message for run %s: image %s is gone (%s)", line.run_id, ref.name, exc
-                )
+                log.warning("run %s: image %s is gone (%s)", run_id, ref.name, exc)
 
-    def _question(self, run: OpenRun) -> str:
+    def _question(self, run: OpenRun) -> MessageEntry:
         session = self.hub.agent(run.agent_id).sessions.current(run.session_key)
         for entry in session.entries:
             if (
@@ -254,7 +258,7 @@ class Recovery:
                 and entry.role == "user"
                 and entry.run_id == run.run_id
             ):
-                return entry.text
+                return entry
         raise AssertionError("a rerun is planned only for a saved message")
 
     def probe(self) -> SubsystemHealth:

@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated, Literal
 
 from cronsim import CronSim, CronSimError
-from pydantic import StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, StringConstraints, field_validator, model_validator
 
+from hub.origin import ChannelRoute
 from hub.usage import zone
 from hub.wire import WireModel
 
@@ -27,6 +28,38 @@ Missed = Literal["run_once", "skip"]
 ScheduleName = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ]
+
+
+def _check_deliver(value: str) -> str:
+    if not _DELIVER.match(value):
+        raise ValueError(f"must be 'last', 'none' or 'telegram:<numeric chat id>', got {value!r}")
+    return value
+
+
+# Where the reply of a run the hub starts itself (schedule, heartbeat) goes: `last` (the
+# owner's last chat, lastRoute), `none` (kept in the session only) or `telegram:<chatId>`.
+DeliverTo = Annotated[str, AfterValidator(_check_deliver)]
+
+
+def deliver_chat(deliver: str) -> tuple[str, str] | None:
+    """(channel, chat id) for `<channel>:<chatId>`; None for `last` and `none`."""
+    if deliver in ("last", "none"):
+        return None
+    channel, chat_id = deliver.split(":", 1)
+    return channel, chat_id
+
+
+def deliver_route(deliver: str, last_route: ChannelRoute | None) -> ChannelRoute | None:
+    """The chat a reply goes to (as a new message: no reply-to), or None: the session only."""
+    route: ChannelRoute | None = None
+    chat = deliver_chat(deliver)
+    if deliver == "last":
+        route = last_route
+    elif chat is not None:
+        channel, chat_id = chat
+        kind = "group" if chat_id.startswith("-") else "private"
+        route = ChannelRoute(channel=channel, chat_id=chat_id, user_id=chat_id, chat_kind=kind)
+    return None if route is None else route.model_copy(update={"reply_to_message_id": None})
 
 
 class ScheduleError(ValueError):
@@ -46,7 +79,7 @@ class ScheduleSpec(WireModel):
     prompt: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
     agent: str | None = None
     session: Annotated[str, StringConstraints(min_length=1, max_length=200)] = "main"
-    deliver: str = "last"
+    deliver: DeliverTo = "last"
     timezone: str | None = None
     missed: Missed = "run_once"
     enabled: bool = True
@@ -56,15 +89,6 @@ class ScheduleSpec(WireModel):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("the prompt is empty")
-        return value
-
-    @field_validator("deliver")
-    @classmethod
-    def _deliver(cls, value: str) -> str:
-        if not _DELIVER.match(value):
-            raise ValueError(
-                f"must be 'last', 'none' or 'telegram:<numeric chat id>', got {value!r}"
-            )
         return value
 
     @field_validator("timezone")
@@ -104,10 +128,7 @@ class ScheduleSpec(WireModel):
     @property
     def chat(self) -> tuple[str, str] | None:
         """(channel, chat id) for `deliver = "<channel>:<chatId>"`."""
-        if self.deliver in ("last", "none"):
-            return None
-        channel, chat_id = self.deliver.split(":", 1)
-        return channel, chat_id
+        return deliver_chat(self.deliver)
 
 
 def check_cron(expression: str, where: tzinfo) -> None:

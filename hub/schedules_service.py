@@ -29,7 +29,7 @@ from hub.health import Probe, SubsystemHealth
 from hub.hub import Hub
 from hub.origin import ChannelRoute, Origin
 from hub.run_watch import submit_watched
-from hub.schedules import ScheduleError, ScheduleSpec, next_fire
+from hub.schedules import ScheduleError, ScheduleSpec, deliver_route, next_fire
 from hub.schedules_results import ScheduleResults
 from hub.schedules_store import LastRun, ScheduleStore
 from hub.tasks import TaskFunnel
@@ -62,23 +62,11 @@ def _at(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def route_for(deliver: tuple[str, str]) -> ChannelRoute:
-    channel, chat_id = deliver
-    kind = "group" if chat_id.startswith("-") else "private"
-    return ChannelRoute(channel=channel, chat_id=chat_id, user_id=chat_id, chat_kind=kind)
-
-
 def origin_for(spec: ScheduleSpec, last_route: ChannelRoute | None) -> Origin:
     """Where a fire of `spec` answers: its chat, lastRoute for `last`, else the session."""
-    route: ChannelRoute | None = None
-    if spec.deliver == "last":
-        route = last_route
-    elif spec.chat is not None:
-        route = route_for(spec.chat)
+    route = deliver_route(spec.deliver, last_route)
     if route is None:
         return Origin(surface="desktop", source="schedule")
-    # A scheduled message answers nobody's message: no reply-to.
-    route = route.model_copy(update={"reply_to_message_id": None})
     return Origin(surface="channel", route=route, source="schedule")
 
 

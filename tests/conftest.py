@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# Fixtures that live with what they start (the stand-ins import this module).
+pytest_plugins = ("tests.stand_ins", "tests.recovery_rig")
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 

@@ -18,6 +18,7 @@ from hub.agent import AsyncAgent
 from hub.aggregator import MessageAggregator
 from hub.approvals import Approvals
 from hub.errors import ModelError
+from hub.health import SubsystemHealth
 from hub.hub import AgentSetup, Hub
 from hub.model import Model, ModelPart, ModelTurn, TextDelta, ToolCallFinished, ToolCallStarted
 from hub.scopes import ConversationConfig
@@ -193,6 +194,11 @@ async def telegram_rig(
         await hub.close()
         if api is None:
             await fake.stop()
+
+
+def telegram_health(hub: Hub) -> SubsystemHealth:
+    """The Telegram plugin's line in the hub's health report."""
+    return {s.name: s for s in hub.health.report().subsystems}["telegram"]
 
 
 async def until(predicate: Callable[[], bool], what: str, limit: float = 15.0) -> None:

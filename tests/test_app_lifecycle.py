@@ -8,7 +8,7 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,21 +17,12 @@ from tests.cli_process import Served, clean_env, http_get, run_cli, wait_healthy
 from tests.conftest import free_port
 from tests.fake_bot_api import FakeBotApi
 from tests.fake_openai import FakeOpenAI, Fault, Reply
+from tests.stand_ins import BOT_TOKEN
 
 pytestmark = pytest.mark.slow
 
 OPENAI_KEY = "sk-test-openai-key-5f1c9a7e"
 GATEWAY_TOKEN = "gw-test-token-8d2b6c41e9"
-BOT_TOKEN = "424242:AAtest-bot-token-c3d4e5f6"
-
-
-@pytest.fixture
-async def fakes() -> AsyncIterator[tuple[FakeOpenAI, FakeBotApi]]:
-    bot = FakeBotApi(token=BOT_TOKEN, hang_seconds=0.5)
-    await bot.start()
-    async with FakeOpenAI() as model:
-        yield model, bot
-    await bot.stop()
 
 
 def serve_env(data_dir: Path, model: FakeOpenAI, bot: FakeBotApi, **extra: str) -> dict[str, str]:

@@ -8,29 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.fake_bot_api import FakeBotApi
 from tests.fake_openai import FakeOpenAI, Reply, ToolCall
-from tests.test_app_lifecycle import BOT_TOKEN, serve_env, start, transcript, wait_for
+from tests.test_app_lifecycle import serve_env, start, transcript, wait_for
 from tests.test_recovery_kill import answered, kill_9, runs, served_ctl
 
 pytestmark = pytest.mark.slow
 
 CHAT = 7020
 MARKER = "approval-crash-marker"
-
-
-@pytest.fixture
-async def fakes() -> AsyncIterator[tuple[FakeOpenAI, FakeBotApi]]:
-    bot = FakeBotApi(token=BOT_TOKEN, hang_seconds=0.5)
-    await bot.start()
-    async with FakeOpenAI() as model:
-        yield model, bot
-    await bot.stop()
 
 
 async def test_kill_9_while_an_approval_waits_denies_it_by_restart(

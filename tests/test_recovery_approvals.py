@@ -5,24 +5,17 @@ approval counts as no side effect."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from hub.events import ApprovalResolved
 from hub.sessions import RunEntry, ToolEntry
-from tests.test_recovery import ROUTE, Recovered, crashed, journal_line
+from tests.recovery_rig import ROUTE, Recovered, append_journal, crashed, journal_line
 
 
-@pytest.fixture
-async def recover(data_dir: Path) -> AsyncIterator[Recovered]:
-    state = Recovered(data_dir)
-    yield state
-    await state.close()
-
-
-def approval_lines(*, decided: bool) -> bytes:
+async def crashed_asking(data_dir: Path, *, decided: bool) -> None:
+    """A crash while run r-crashed's shell call waited for approval ap-1 (or after it was
+    `decided`)."""
+    await crashed(data_dir)
     lines = [
         journal_line("tool", runId="r-crashed", tool="shell", toolCallId="c-9"),
         journal_line(
@@ -31,15 +24,13 @@ def approval_lines(*, decided: bool) -> bytes:
     ]
     if decided:
         lines.append(journal_line("decided", runId="r-crashed", approvalId="ap-1"))
-    return b"".join(lines)
+    append_journal(data_dir, *lines)
 
 
 async def test_a_pending_approval_is_denied_by_restart_in_its_session(
     data_dir: Path, recover: Recovered
 ) -> None:
-    await crashed(data_dir)
-    with (data_dir / "runs.jsonl").open("ab") as handle:
-        handle.write(approval_lines(decided=False))
+    await crashed_asking(data_dir, decided=False)
     await recover.run()
     (event,) = [e for e in recover.events if isinstance(e, ApprovalResolved)]
     assert (event.approval_id, event.decision, event.by) == ("ap-1", "denied", "restart")
@@ -61,9 +52,7 @@ async def test_a_pending_approval_is_denied_by_restart_in_its_session(
 async def test_an_approval_decided_before_the_crash_is_left_alone(
     data_dir: Path, recover: Recovered
 ) -> None:
-    await crashed(data_dir)
-    with (data_dir / "runs.jsonl").open("ab") as handle:
-        handle.write(approval_lines(decided=True))
+    await crashed_asking(data_dir, decided=True)
     await recover.run()
     assert recover.recovery.denied == []
     assert not [e for e in recover.entries if isinstance(e, ToolEntry)]

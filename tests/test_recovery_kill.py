@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ import pytest
 from tests.cli_process import Served, run_cli
 from tests.fake_bot_api import FakeBotApi
 from tests.fake_openai import FakeOpenAI, Reply, ToolCall
-from tests.test_app_lifecycle import BOT_TOKEN, serve_env, start, transcript, wait_for
+from tests.test_app_lifecycle import serve_env, start, transcript, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -28,15 +28,6 @@ SLOW = Reply(chunks=tuple(f"part{i} " for i in range(40)), chunk_delay=0.1)
 def stamp(note: str) -> str:
     """A user tool standing for one with side effects (not read-only)."""
     return f"stamped {note}"
-
-
-@pytest.fixture
-async def fakes() -> AsyncIterator[tuple[FakeOpenAI, FakeBotApi]]:
-    bot = FakeBotApi(token=BOT_TOKEN, hang_seconds=0.5)
-    await bot.start()
-    async with FakeOpenAI() as model:
-        yield model, bot
-    await bot.stop()
 
 
 async def kill_9(served: Served) -> None:

@@ -5,7 +5,7 @@ interrupted turn is answered again and both waiting turns are answered, once eac
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from pydantic import JsonValue
 from hub.scopes import ConversationConfig
 from tests.fake_bot_api import FakeBotApi
 from tests.fake_openai import FakeOpenAI, Reply
-from tests.test_app_lifecycle import BOT_TOKEN, serve_env, start, transcript, wait_for
+from tests.test_app_lifecycle import serve_env, start, transcript, wait_for
 from tests.test_recovery_kill import answered, kill_9, questions, runs
 
 pytestmark = pytest.mark.slow
@@ -23,15 +23,6 @@ CHAT = 7010
 # Longer than the chat debounce: a message sent this long after the one before is a turn of
 # its own, not merged into it.
 PAST_DEBOUNCE = ConversationConfig().debounce_idle + 0.3
-
-
-@pytest.fixture
-async def fakes() -> AsyncIterator[tuple[FakeOpenAI, FakeBotApi]]:
-    bot = FakeBotApi(token=BOT_TOKEN, hang_seconds=0.5)
-    await bot.start()
-    async with FakeOpenAI() as model:
-        yield model, bot
-    await bot.stop()
 
 
 def accepted(data_dir: Path, text: str) -> Callable[[], bool]:

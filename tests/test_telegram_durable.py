@@ -13,11 +13,10 @@ import pytest
 
 from channels.outbox_store import Facts, OutboxStore
 from channels.telegram.formatting import render_html
-from hub.health import SubsystemHealth
-from hub.hub import Hub
 from hub.origin import ChannelRoute
 from tests.fake_bot_api import ApiError, FakeBotApi, StoredMessage
 from tests.telegram_rig import ScriptedModel, telegram_rig, until
+from tests.telegram_rig import telegram_health as health
 
 CHAT = 1001
 
@@ -47,10 +46,6 @@ def attempt(floor: int, text: str) -> Facts:
 
 def journal(data_dir: Path) -> OutboxStore:
     return OutboxStore(data_dir / "outbox.jsonl")
-
-
-def health(hub: Hub) -> SubsystemHealth:
-    return {s.name: s for s in hub.health.report().subsystems}["telegram"]
 
 
 async def test_pending_entries_go_first_in_order_and_nothing_landed_is_resent(

@@ -12,7 +12,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from tests.cli_process import Served
 from tests.fake_bot_api import TRANSIENT_FAULTS, FakeBotApi
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.telegram_rig import expected_blocks, long_markdown, pieces_of
-from tests.test_app_lifecycle import BOT_TOKEN, serve_env
+from tests.test_app_lifecycle import serve_env
 
 pytestmark = pytest.mark.slow
 
@@ -35,15 +35,6 @@ ROUNDS = int(
 )
 CHATS = (8101, 8102, 8103, 8104, 8105)
 OUTAGE_SECONDS = 120.0
-
-
-@pytest.fixture
-async def fakes() -> AsyncIterator[tuple[FakeOpenAI, FakeBotApi]]:
-    bot = FakeBotApi(token=BOT_TOKEN, hang_seconds=0.5)
-    await bot.start()
-    async with FakeOpenAI() as model:
-        yield model, bot
-    await bot.stop()
 
 
 def completed_runs(data_dir: Path) -> int:

@@ -9,7 +9,6 @@ import pytest
 
 from channels.base import ChannelMessage
 from channels.telegram import TelegramPlugin, TelegramStartError
-from hub.health import SubsystemHealth
 from hub.hub import Hub
 from tests.fake_bot_api import TRANSIENT_FAULTS, FakeBotApi, FaultKind
 from tests.telegram_rig import (
@@ -17,15 +16,12 @@ from tests.telegram_rig import (
     expected_blocks,
     fast_config,
     long_markdown,
+    telegram_health,
     telegram_rig,
     until,
 )
 
 CHAT = 1001
-
-
-def telegram_health(hub: Hub) -> SubsystemHealth:
-    return {s.name: s for s in hub.health.report().subsystems}["telegram"]
 
 
 async def test_every_block_arrives_once_and_in_order_with_20_percent_failures(

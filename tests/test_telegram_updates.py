@@ -12,16 +12,10 @@ import pytest
 from aiohttp import ClientSession, web
 from pydantic import JsonValue
 
-from hub.health import SubsystemHealth
-from hub.hub import Hub
 from tests.conftest import free_port
-from tests.telegram_rig import ScriptedModel, telegram_rig, until
+from tests.telegram_rig import ScriptedModel, telegram_health, telegram_rig, until
 
 CHAT = 1001
-
-
-def telegram_health(hub: Hub) -> SubsystemHealth:
-    return {s.name: s for s in hub.health.report().subsystems}["telegram"]
 
 
 def message(text: str, *, chat_id: int = CHAT, message_id: int = 50) -> dict[str, JsonValue]:

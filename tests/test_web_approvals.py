@@ -6,73 +6,24 @@ path), shown again from `approvals.list` after a reload, and expired."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from hub.approvals import Approvals
-from hub.model import Model
-from hub.providers import ModelConfig, build_model
-from tests.fake_openai import FakeOpenAI, Reply, ToolCall
-from tests.test_gateway_support import running_stack
-from tests.test_web_chat import chromium, pair_with_link, send
+from tests.fake_openai import FakeOpenAI
+from tests.test_web_chat import send
+from tests.test_web_sessions import final_reply
+from tests.web_pages import script_shell_call, shell_page
 
 # Markup in the arguments must show as text: the card never renders HTML.
 COMMAND = "echo '<b>hi</b>' > made.txt"
 
 
-@pytest.fixture
-async def provider() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as fake:
-        yield fake
-
-
-def shell_model(provider: FakeOpenAI, data_dir: Path, approvals: Approvals) -> Model:
-    config = ModelConfig.model_validate(
-        {
-            "spec": "openai:gpt-test",
-            "openai_base_url": provider.base_url,
-            "openai_api_key": "sk-test",
-            "tooling": {"workspace_root": data_dir / "workspace", "enable_tools": ["shell"]},
-        }
-    )
-    return build_model(config, approvals=approvals)
-
-
-def script_shell_call(provider: FakeOpenAI, command: str, done: str, call_id: str) -> None:
-    provider.enqueue(
-        Reply(
-            chunks=("I will run it.",),
-            tool_calls=(ToolCall("shell", json.dumps({"command": command}), call_id),),
-        ),
-        Reply(chunks=(done,)),
-    )
-
-
-async def final_reply(page: Page, text: str) -> None:
-    reply = page.locator('.message.assistant[data-final="true"] .bubble', has_text=text)
-    await expect(reply).to_have_count(1)
-
-
 async def test_an_ask_tool_is_approved_from_the_browser_and_outcomes_show_everywhere(
     provider: FakeOpenAI, data_dir: Path, artifacts: Path
 ) -> None:
-    approvals = Approvals()
-    async with (
-        running_stack(
-            data_dir,
-            model_factory=lambda: shell_model(provider, data_dir, approvals),
-            approvals=approvals,
-        ) as stack,
-        chromium() as browser,
-    ):
-        page = await browser.new_page()
-        page_errors: list[str] = []
-        page.on("pageerror", lambda error: page_errors.append(str(error)))
-        await pair_with_link(page, stack)
-
+    async with shell_page(provider, data_dir, Approvals()) as (stack, page, page_errors):
         # 1. The card shows the exact tool and arguments, as text; Approve once runs it.
         script_shell_call(provider, COMMAND, "Made the file.", "call_1")
         await send(page, "make a file")
@@ -130,17 +81,7 @@ async def test_an_ask_tool_is_approved_from_the_browser_and_outcomes_show_everyw
 async def test_a_card_decided_while_the_page_was_away_and_a_failed_decision(
     provider: FakeOpenAI, data_dir: Path
 ) -> None:
-    approvals = Approvals()
-    async with (
-        running_stack(
-            data_dir,
-            model_factory=lambda: shell_model(provider, data_dir, approvals),
-            approvals=approvals,
-        ) as stack,
-        chromium() as browser,
-    ):
-        page = await browser.new_page()
-        await pair_with_link(page, stack)
+    async with shell_page(provider, data_dir, Approvals()) as (stack, page, _):
         script_shell_call(provider, "date", "Dated.", "call_1")
         await send(page, "what day is it")
         card = page.locator(".approval")
@@ -168,17 +109,7 @@ async def test_a_card_decided_while_the_page_was_away_and_a_failed_decision(
 async def test_an_unanswered_approval_shows_as_expired(
     provider: FakeOpenAI, data_dir: Path
 ) -> None:
-    approvals = Approvals(timeout=1.0)
-    async with (
-        running_stack(
-            data_dir,
-            model_factory=lambda: shell_model(provider, data_dir, approvals),
-            approvals=approvals,
-        ) as stack,
-        chromium() as browser,
-    ):
-        page = await browser.new_page()
-        await pair_with_link(page, stack)
+    async with shell_page(provider, data_dir, Approvals(timeout=1.0)) as (_, page, _):
         script_shell_call(provider, "sleep 1", "Nobody answered.", "call_1")
         await send(page, "wait for me")
         card = page.locator(".approval")

@@ -7,22 +7,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, ViewportSize, expect
 
 from hub.approvals import Approvals
 from hub.echo import EchoModel
 from hub.origin import Origin
 from tests.fake_openai import FakeOpenAI
 from tests.test_gateway_support import eventually, running_stack
-from tests.test_web_approvals import provider, script_shell_call, shell_model
 from tests.test_web_chat import chromium, pair_with_link, send
 from tests.test_web_sessions import PHONE, final_reply
+from tests.web_pages import paired_page, script_shell_call, shell_page
 
-__all__ = ["provider"]  # the fixture
+DESK: ViewportSize = {"width": 1280, "height": 800}
 
 
 def row(page: Page, key: str) -> Locator:
     return page.locator(f'.session[data-key="{key}"]')
+
+
+async def new_chat(page: Page) -> tuple[str, Locator]:
+    """Starts a new chat from the sidebar: its session key and its row, once it is shown."""
+    await page.locator("#new-session").click()
+    current = page.locator('.session[data-current="true"]')
+    await expect(current).not_to_have_attribute("data-key", "main")
+    key = await current.get_attribute("data-key")
+    assert key
+    return key, row(page, key)
 
 
 async def test_conversations_new_switch_rename_search_unread_mode_and_archive(
@@ -32,10 +42,7 @@ async def test_conversations_new_switch_rename_search_unread_mode_and_archive(
         running_stack(data_dir, model_factory=lambda: EchoModel(pieces=30, delay=0.05)) as stack,
         chromium() as browser,
     ):
-        page = await browser.new_page(viewport={"width": 1280, "height": 800})
-        page_errors: list[str] = []
-        page.on("pageerror", lambda error: page_errors.append(str(error)))
-        await pair_with_link(page, stack)
+        page, page_errors = await paired_page(browser, stack, DESK)
         main = row(page, "main")
         await expect(main).to_have_attribute("data-current", "true")
         await expect(page.locator("#new-session")).to_be_enabled()
@@ -43,12 +50,7 @@ async def test_conversations_new_switch_rename_search_unread_mode_and_archive(
         await final_reply(page, "hello main")
 
         # New chat: a session of its own, shown at once and empty.
-        await page.locator("#new-session").click()
-        current = page.locator('.session[data-current="true"]')
-        await expect(current).not_to_have_attribute("data-key", "main")
-        key = await current.get_attribute("data-key")
-        assert key
-        side = row(page, key)
+        key, side = await new_chat(page)
         await expect(page.locator(".message")).to_have_count(0)
         await expect(page.locator("#session-title")).to_have_text("New chat")
         await send(page, "plan a trip to the sea")
@@ -153,23 +155,8 @@ async def test_phone_width_new_chat_and_switch_close_the_drawer(
 async def test_an_approval_waiting_in_another_session_marks_its_row(
     provider: FakeOpenAI, data_dir: Path, artifacts: Path
 ) -> None:
-    approvals = Approvals()
-    async with (
-        running_stack(
-            data_dir,
-            model_factory=lambda: shell_model(provider, data_dir, approvals),
-            approvals=approvals,
-        ) as stack,
-        chromium() as browser,
-    ):
-        page = await browser.new_page(viewport={"width": 1280, "height": 800})
-        await pair_with_link(page, stack)
-        await page.locator("#new-session").click()
-        current = page.locator('.session[data-current="true"]')
-        await expect(current).not_to_have_attribute("data-key", "main")
-        key = await current.get_attribute("data-key")
-        assert key
-        side = row(page, key)
+    async with shell_page(provider, data_dir, Approvals(), viewport=DESK) as (_, page, _):
+        _, side = await new_chat(page)
         script_shell_call(provider, "ls", "Listed.", "call_1")
         await send(page, "list the files")
         await expect(page.locator('.approval[data-status="pending"]')).to_have_count(1)
