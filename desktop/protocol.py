@@ -19,7 +19,7 @@ from hub.access import PendingRequest
 from hub.attachments import MAX_ATTACHMENTS, Attachment
 from hub.events import AgentEvent, ReadGap
 from hub.lanes import WriteMode
-from hub.requests.agents import AgentId
+from hub.requests.table import AgentId
 from hub.wire import WireModel
 
 

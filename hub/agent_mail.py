@@ -27,7 +27,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from hub.errors import CodedError
 from hub.origin import Origin
-from hub.run_watch import submit_and_wait
+from hub.run_watch import submit_watched
 from hub.wire import WireModel
 
 if TYPE_CHECKING:
@@ -284,14 +284,8 @@ class AgentMail:
         origin = Origin(surface="desktop")
         key = f"{SESSION_PREFIX}{message.sender}"
         if wait:
-            result = await submit_and_wait(
-                hub,
-                message.recipient,
-                text,
-                origin,
-                session_key=key,
-                wait_seconds=self.reply_timeout,
-            )
+            run = submit_watched(hub, message.recipient, text, origin, session_key=key)
+            result = await run.result(self.reply_timeout)
             run_id = result.run_id
         else:
             run_id = hub.submit(message.recipient, text, origin, session_key=key)

@@ -107,15 +107,10 @@ class _Ended(WireModel):
     run_id: str
 
 
-class AcceptedLine(WireModel):
-    """A message accepted for run `run_id`, saved in session `session_id`."""
+class AcceptedLine(Accepted):
+    """The journal line of an `Accepted` message."""
 
     op: Literal["accept"] = "accept"
-    run_id: str
-    agent_id: str
-    session_key: str
-    session_id: str
-    steer: bool = False
 
 
 _Lines = _Started | _Tool | _Ended | AcceptedLine | _Asked | _Decided
@@ -218,13 +213,7 @@ class RunJournal:
             self._append(line)
 
     def on_accepted(self, accepted: Accepted) -> None:
-        line = AcceptedLine(
-            run_id=accepted.run_id,
-            agent_id=accepted.agent_id,
-            session_key=accepted.session_key,
-            session_id=accepted.session_id,
-            steer=accepted.steer,
-        )
+        line = AcceptedLine(**accepted.model_dump())
         if not accepted.steer:
             self._waiting.setdefault(accepted.run_id, line)
         self._append(line)

@@ -104,18 +104,3 @@ def submit_watched(
         raise
     watch.bind(run_id)
     return WatchedRun(run_id, watch, unsubscribe)
-
-
-async def submit_and_wait(
-    hub: Hub,
-    agent_id: str,
-    text: str,
-    origin: Origin,
-    *,
-    session_key: str | None = None,
-    mode: WriteMode | None = None,
-    wait_seconds: float,
-) -> RunResult:
-    """`Hub.submit`, then wait up to `wait_seconds` for the run to end."""
-    run = submit_watched(hub, agent_id, text, origin, session_key=session_key, mode=mode)
-    return await run.result(wait_seconds)

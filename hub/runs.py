@@ -28,6 +28,7 @@ from hub.model import (
 )
 from hub.origin import Origin
 from hub.recorder import RunRecorder
+from hub.wire import WireModel
 
 log = logging.getLogger("agenthub.agent")
 
@@ -46,15 +47,15 @@ def new_run_id() -> str:
     return f"r-{secrets.token_hex(6)}"
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """A message accepted for run `run_id`, saved in session `session_id` of `session_key`."""
+class Accepted(WireModel):
+    """A message accepted for run `run_id`, saved in session `session_id` of `session_key`;
+    `steer`: handed to a run already going."""
 
+    run_id: str
     agent_id: str
     session_key: str
     session_id: str
-    run_id: str
-    steer: bool
+    steer: bool = False
 
 
 @dataclass(slots=True)

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
 from hub.bindings import Binding
 from hub.events import MAIN_SESSION
 from hub.health import HealthReport
 from hub.hub import AgentInfo
 from hub.requests.sessions import viewer_of_caller
-from hub.requests.table import Caller, NoParams, RequestHost, request
+from hub.requests.table import AgentId, Caller, NoParams, RequestHost, SessionKey, request
 from hub.sessions import HistoryEntry
 from hub.wire import WireModel
-
-AgentId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-SessionKey = Annotated[str, StringConstraints(min_length=1, max_length=160)]
 
 
 class AgentParams(WireModel):

@@ -11,12 +11,9 @@ from hub.attachments import Base64Data
 from hub.errors import CodedError
 from hub.events import MAIN_SESSION
 from hub.requests.sessions import viewer_of_caller
-from hub.requests.table import Caller, RequestHost, request
+from hub.requests.table import AgentId, Caller, RequestHost, SessionKey, request
 from hub.sessions import MessageEntry
 from hub.wire import WireModel
-
-AgentId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-SessionKey = Annotated[str, StringConstraints(min_length=1, max_length=160)]
 
 
 class UnknownAttachmentError(CodedError):

@@ -11,8 +11,7 @@ from pydantic import Field
 
 from hub.agent_mail import Inbox, MailMessage, Priority, inbox_path
 from hub.errors import CodedError
-from hub.requests.agents import AgentId
-from hub.requests.table import Caller, RequestHost, request
+from hub.requests.table import AgentId, Caller, RequestHost, request
 from hub.wire import WireModel
 
 

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
 from hub.errors import CodedError
 from hub.events import MAIN_SESSION, RunStatus
 from hub.lanes import WriteMode
 from hub.origin import Origin
-from hub.requests.agents import AgentId
-from hub.requests.table import Caller, RequestHost, request
-from hub.run_watch import submit_and_wait
+from hub.requests.table import AgentId, Caller, RequestHost, SessionKey, request
+from hub.run_watch import submit_watched
 from hub.scopes import viewer_of
 from hub.wire import WireModel
 
-SessionKey = Annotated[str, StringConstraints(min_length=1, max_length=160)]
 DEFAULT_WAIT = 300.0
 
 
@@ -78,15 +76,9 @@ async def messages_send(host: RequestHost, caller: Caller, params: SendParams) -
             agent.agent_id, params.content, origin, session_key=params.session_key, mode=params.mode
         )
         return SendAnswer(agent_id=agent.agent_id, session_key=params.session_key, run_id=run_id)
-    result = await submit_and_wait(
-        hub,
-        agent.agent_id,
-        params.content,
-        origin,
-        session_key=params.session_key,
-        mode=params.mode,
-        wait_seconds=params.timeout,
-    )
+    key, mode = params.session_key, params.mode
+    run = submit_watched(hub, agent.agent_id, params.content, origin, session_key=key, mode=mode)
+    result = await run.result(params.timeout)
     return SendAnswer(
         agent_id=agent.agent_id,
         session_key=params.session_key,

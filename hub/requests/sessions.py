@@ -10,12 +10,9 @@ from pydantic import Field, StringConstraints
 
 from hub.conversations import NewSession, SessionInfo, SessionsPage
 from hub.lanes import WriteMode
-from hub.requests.table import Caller, RequestHost, request
+from hub.requests.table import AgentId, Caller, RequestHost, SessionKey, request
 from hub.scopes import Viewer
 from hub.wire import WireModel
-
-AgentId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-SessionKey = Annotated[str, StringConstraints(min_length=1, max_length=160)]
 
 
 def viewer_of_caller(caller: Caller) -> Viewer:

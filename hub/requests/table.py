@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import JsonValue, ValidationError
+from pydantic import JsonValue, StringConstraints, ValidationError
 
 from hub.access import AccessStore
 from hub.errors import CodedError, InvalidParamsError, describe_validation
@@ -24,6 +24,9 @@ P = TypeVar("P", bound=WireModel)
 A = TypeVar("A", bound=WireModel)
 
 CallerSurface = Literal["desktop", "web", "control", "channel"]
+# The bounds of the ids requests name (the hub checks the rest of their rules).
+AgentId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+SessionKey = Annotated[str, StringConstraints(min_length=1, max_length=160)]
 
 
 class Caller(WireModel):
