@@ -42,6 +42,7 @@ from hub.events import (
     ApprovalResolved,
     ToolExecutionStart,
 )
+from hub.jsonl_files import write_all
 from hub.origin import ChannelRoute, Origin
 from hub.recorder import Unanswered
 from hub.runs import Accepted
@@ -259,9 +260,7 @@ class RunJournal:
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, data)
             finally:
                 os.close(fd)
         except OSError as exc:

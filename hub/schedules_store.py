@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 from pydantic import Field, TypeAdapter, ValidationError
 
 from hub.events import now_ms
+from hub.jsonl_files import write_all
 from hub.schedules import ScheduleSpec
 from hub.wire import WireModel
 
@@ -127,7 +128,8 @@ class ScheduleStore:
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 data = b"\n" + data  # a torn last line stays on its own line
-            _write_all(fd, data)
+            write_all(fd, data)
+            os.fsync(fd)
         finally:
             os.close(fd)
         if remember:
@@ -148,15 +150,9 @@ class ScheduleStore:
         temporary = self.path.with_suffix(".jsonl.tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            _write_all(fd, b"".join(_LINE.dump_json(line) + b"\n" for line in lines))
+            write_all(fd, b"".join(_LINE.dump_json(line) + b"\n" for line in lines))
+            os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temporary, self.path)
         self._lines = len(lines)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-    os.fsync(fd)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -37,7 +38,9 @@ class Reply:
     """A streamed (or plain) answer: text chunks, then tool calls, then usage.
 
     `cut_after` closes the connection after that many text chunks; `first_byte_delay` waits
-    before the response starts; `chunk_delay` waits before every chunk after the first text."""
+    before the response starts; `chunk_delay` waits before every chunk after the first text;
+    `pace(sent)` is awaited before each text chunk after the first, with the number of text
+    chunks sent so far (a test holds the next chunk until its consumer has seen the last)."""
 
     chunks: tuple[str, ...] = ("Hello", ", world")
     tool_calls: tuple[ToolCall, ...] = ()
@@ -47,6 +50,7 @@ class Reply:
     first_byte_delay: float = 0.0
     chunk_delay: float = 0.0
     cut_after: int | None = None
+    pace: Callable[[int], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,8 @@ class FakeOpenAI:
                 return response
             if plan.chunk_delay and index > 1:
                 await asyncio.sleep(plan.chunk_delay)
+            if plan.pace and 1 < index <= len(plan.chunks):
+                await plan.pace(index - 1)
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()

@@ -23,6 +23,7 @@ from hub.sessions import SessionStore
 from tests.agent_turns import assistant_ends, only, run_turn
 from tests.conftest import free_port
 from tests.fake_openai import FakeOpenAI, Fault, Reply, ToolCall
+from tests.test_gateway_support import eventually
 
 
 def explode(reason: str) -> str:
@@ -46,8 +47,22 @@ def agent_for(server: FakeOpenAI, data_dir: Path, **config: object) -> AsyncAgen
 async def test_text_streams_as_message_updates_with_usage(
     server: FakeOpenAI, data_dir: Path
 ) -> None:
-    server.enqueue(Reply(chunks=("Hel", "lo ", "there"), prompt_tokens=42, completion_tokens=3))
     agent = agent_for(server, data_dir, openai_api_key="sk-test")
+    seen: list[str] = []
+    agent.subscribe(lambda e: seen.append(e.delta) if isinstance(e, MessageUpdate) else None)
+
+    async def after_consumer(sent: int) -> None:
+        # Each chunk leaves only once the last reached the subscriber: none arrive together.
+        await eventually(lambda: len(seen) >= sent)
+
+    server.enqueue(
+        Reply(
+            chunks=("Hel", "lo ", "there"),
+            prompt_tokens=42,
+            completion_tokens=3,
+            pace=after_consumer,
+        )
+    )
     events = await run_turn(agent, "hi")
     updates = [e for e in events if isinstance(e, MessageUpdate)]
     assert [u.delta for u in updates] == ["Hel", "lo ", "there"]

@@ -96,13 +96,19 @@ def _pydantic_model(spec: ModelSpec, config: ModelConfig) -> tuple[PydanticModel
         return AnthropicModel(spec.model, provider=provider), Endpoint(
             str(spec), where, "ANTHROPIC_API_KEY"
         )
+    from pydantic_ai.models import create_async_httpx2_client
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
     from pydantic_ai.providers.openai_compatible import OpenAICompatibleProvider
 
+    from hub.providers.folding import fold_stream
+
+    http = create_async_httpx2_client()
+    http.event_hooks["response"].append(fold_stream)
+
     if spec.provider == "ollama":
         ollama = OpenAICompatibleProvider(
-            "ollama", base_url=config.ollama_base_url, api_key=_NO_KEY
+            "ollama", base_url=config.ollama_base_url, api_key=_NO_KEY, http_client=http
         )
         return OpenAIChatModel(spec.model, provider=ollama), Endpoint(
             str(spec),
@@ -117,13 +123,13 @@ def _pydantic_model(spec: ModelSpec, config: ModelConfig) -> tuple[PydanticModel
                 f"{spec} needs an API key: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
                 "OpenAI-compatible server"
             )
-        official = OpenAIProvider(base_url=openai_base_url(config), api_key=key)
+        official = OpenAIProvider(base_url=openai_base_url(config), api_key=key, http_client=http)
         return OpenAIChatModel(spec.model, provider=official), Endpoint(
             str(spec), "the OpenAI API", "OPENAI_API_KEY", "OPENAI_BASE_URL"
         )
     base_url = openai_base_url(config)
     compatible = OpenAICompatibleProvider(
-        "openai-compatible", base_url=base_url, api_key=key or _NO_KEY
+        "openai-compatible", base_url=base_url, api_key=key or _NO_KEY, http_client=http
     )
     return OpenAIChatModel(spec.model, provider=compatible), Endpoint(
         str(spec), f"the server at {base_url}", "OPENAI_API_KEY", "OPENAI_BASE_URL"
