@@ -5,6 +5,9 @@ gateway and Telegram) runs its asyncio loop on a background thread. The window a
 stop together, whichever goes first:
 - the window closes (or SIGINT/SIGTERM) -> the hub drains and stops, then the process exits 0;
 - `agenthub ctl shutdown` -> the hub drains and the window is closed.
+A hub that has not stopped `STOP_MARGIN` seconds after the runs' grace period is left behind:
+the process logs where the hub's tasks and threads were (to find the part that hung) and
+exits 1.
 Before anything starts, `check_display` makes sure a window can open at all; when it cannot,
 the command says what to install or set, and exits 1.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import faulthandler
 import logging
 import signal
 import sys
@@ -30,6 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("agenthub.app")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Beyond the runs' grace period: time for the services to stop and the loop to end.
+STOP_MARGIN = 30.0
 
 
 def run_desktop(settings: Settings, *, with_gateway: bool) -> int:
@@ -85,8 +91,8 @@ def run_desktop(settings: Settings, *, with_gateway: bool) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         batcher.stop()
-        host.stop()
-    return EXIT_OK
+        stopped = host.stop(settings.shutdown_grace + STOP_MARGIN)
+    return EXIT_OK if stopped else EXIT_FAILED
 
 
 def _closer(window: DesktopWindow) -> Callable[[int, FrameType | None], None]:
@@ -121,13 +127,25 @@ class _HubThread:
         self._thread.start()
         self._ready.result()
 
-    def stop(self) -> None:
-        """Ask the Runtime to drain (if it is not already) and wait for the thread to end."""
+    def stop(self, timeout: float) -> bool:
+        """Ask the Runtime to drain (if it is not already) and wait up to `timeout` seconds
+        for the thread to end. False (after logging where every thread was) if it did not."""
         loop = self._loop
         if loop is not None and self._thread.is_alive():
             with contextlib.suppress(RuntimeError):  # the loop already ended
                 loop.call_soon_threadsafe(self._stop_requested.set)
-        self._thread.join()
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            return True
+        log.error("the hub did not stop within %.0f s; exiting without it", timeout)
+        # Where it hung: what each of the hub loop's tasks awaits, then every thread.
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop changed under us: skip it
+                for task in asyncio.all_tasks(loop):
+                    chain = " -> ".join(_awaiting(task.get_coro()))
+                    print(f"task {task.get_name()}: {chain}", file=sys.stderr)
+        faulthandler.dump_traceback(sys.stderr, all_threads=True)
+        return False
 
     def _main(self) -> None:
         asyncio.run(self._lifecycle())
@@ -144,3 +162,15 @@ class _HubThread:
         # The window may still be open (ctl shutdown): close it while the hub drains.
         self._on_stopping()
         await self._stop()
+
+
+def _awaiting(coro: object) -> list[str]:
+    """The chain of coroutines `coro` is suspended in, outermost first, as file:line in name."""
+    chain: list[str] = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        chain.append(f"{frame.f_code.co_qualname} ({frame.f_code.co_filename}:{frame.f_lineno})")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return chain

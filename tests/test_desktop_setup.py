@@ -3,13 +3,16 @@ when no display or Qt library is available."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
+from app.desktop_entry import _HubThread
 from desktop.display import DisplayUnavailable, check_display
 from desktop.window_state import (
     FILE_NAME,
@@ -92,3 +95,29 @@ def test_agenthub_desktop_on_a_headless_machine_says_what_to_do(data_dir: Path) 
     assert "Traceback" not in done.stderr
     # Nothing started: no control socket, no session written.
     assert not (data_dir / "ctl.sock").exists()
+
+
+def test_a_hub_that_does_not_stop_is_left_behind_with_where_it_hung(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    release = threading.Event()
+    stopped: list[str] = []
+
+    async def start() -> None:
+        pass
+
+    async def hanging_stop() -> None:
+        await asyncio.to_thread(release.wait)
+        stopped.append("late")
+
+    host = _HubThread(
+        start=start, stop=hanging_stop, stop_requested=asyncio.Event(), on_stopping=lambda: None
+    )
+    host.start()
+    try:
+        assert host.stop(0.2) is False
+        assert "the hub did not stop within 0 s" in caplog.text
+        assert "hanging_stop" in capfd.readouterr().err  # where the hub thread was
+    finally:
+        release.set()
+    assert host.stop(30) is True and stopped == ["late"]

@@ -111,7 +111,12 @@ class DesktopProcess:
         self.log = log
 
     async def exit_status(self) -> int:
-        return await asyncio.wait_for(self.proc.wait(), 30)
+        """The exit status; the process bounds its own stop (grace + STOP_MARGIN), and one that
+        did not stop cleanly leaves where it hung in its log, shown here."""
+        status = await asyncio.wait_for(self.proc.wait(), 90)
+        if status != 0:
+            print(self.log.read_text(errors="replace")[-20_000:])
+        return status
 
 
 @contextlib.asynccontextmanager

@@ -291,7 +291,7 @@ async def test_a_consumer_that_falls_behind_gets_the_text_folded_and_exact(
         elif isinstance(part, UsageReport):
             usage = part
     assert "".join(deltas) == "".join(chunks)
-    assert 1 < len(deltas) < len(chunks) // 2
+    assert len(deltas) < len(chunks) // 2
     assert usage is not None and (usage.input_tokens, usage.output_tokens) == (7, 300)
 
 
