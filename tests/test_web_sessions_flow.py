@@ -128,6 +128,31 @@ async def test_conversations_new_switch_rename_search_unread_mode_and_archive(
         assert page_errors == []
 
 
+async def test_a_rename_being_typed_survives_sidebar_refreshes(data_dir: Path) -> None:
+    async with (
+        running_stack(data_dir, model_factory=lambda: EchoModel(pieces=20, delay=0.05)) as stack,
+        chromium() as browser,
+    ):
+        page, page_errors = await paired_page(browser, stack, DESK)
+        _, side = await new_chat(page)
+        await send(page, "first words")
+        await final_reply(page, "first words")
+        await side.locator(".session-rename").click()
+        title = page.locator(".session-title-input")
+        await expect(title).to_be_focused()
+        await title.press_sequentially("Holiday ")
+        # Another session starts and ends a reply: the sidebar redraws its markers twice.
+        stack.hub.submit("main", "meanwhile " * 5, Origin(surface="desktop"))
+        await expect(row(page, "main")).to_have_attribute("data-busy", "true")
+        await title.press_sequentially("plans")
+        await expect(row(page, "main")).to_have_attribute("data-busy", "false")
+        await expect(title).to_be_focused()
+        await title.press_sequentially("!")
+        await title.press("Enter")
+        await expect(side.locator(".session-name")).to_have_text("Holiday plans!")
+        assert page_errors == []
+
+
 async def test_phone_width_new_chat_and_switch_close_the_drawer(
     data_dir: Path, artifacts: Path
 ) -> None:

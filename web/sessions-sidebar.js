@@ -45,6 +45,7 @@ export class SessionsSidebar {
     this.current = "main";
     this.query = "";
     this.editing = null;
+    this.renaming = null; // the rename form, kept across renders so what is typed stays
     const $ = (id) => doc.getElementById(id);
     this.$ = {
       app: $("app"), toggle: $("sidebar-toggle"), sidebar: $("sidebar"), scrim: $("scrim"),
@@ -109,6 +110,12 @@ export class SessionsSidebar {
 
   render() {
     const { doc } = this;
+    // A refresh (a reply streaming, another device) must not take the rename box's focus or
+    // caret, which moving it to its new row does: note them before the move.
+    const input = this.renaming?.querySelector("input");
+    const caret = input && doc.activeElement === input
+      ? [input.selectionStart, input.selectionEnd]
+      : null;
     const rows = [];
     for (const session of this.sessions) {
       const snippet = this.query ? this._match(session, this.query) : "";
@@ -119,6 +126,10 @@ export class SessionsSidebar {
       rows.push(el(doc, "li", "session-empty", "No conversation matches."));
     }
     this.$.list.replaceChildren(...rows);
+    if (caret) {
+      input.focus();
+      input.setSelectionRange(...caret);
+    }
   }
 
   _row(session, snippet) {
@@ -131,7 +142,8 @@ export class SessionsSidebar {
     row.dataset.busy = String(Boolean(session.busy));
     row.dataset.waiting = String(Boolean(session.waiting));
     if (this.editing === key) {
-      row.append(this._renameForm(session));
+      this.renaming ??= this._renameForm(session);
+      row.append(this.renaming);
       return row;
     }
     const open = el(doc, "button", "session-open");
@@ -166,6 +178,7 @@ export class SessionsSidebar {
       rename.setAttribute("aria-label", `Rename ${sessionTitle(session)}`);
       rename.addEventListener("click", () => {
         this.editing = key;
+        this.renaming = null;
         this.render();
       });
       row.append(rename);
@@ -190,6 +203,7 @@ export class SessionsSidebar {
     input.setAttribute("aria-label", "New title");
     const done = () => {
       this.editing = null;
+      this.renaming = null;
       this.render();
     };
     form.addEventListener("submit", (event) => {
