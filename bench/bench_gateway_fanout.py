@@ -35,6 +35,20 @@ fan-out, deferred stream acks), two side-by-side runs on a 2-core box shared by 
 Answers p99 fell to 0.51-0.68x at 200 devices in every run, but stay above the 100 ms target
 on this box: there the flood saturates the one process that is hub and gateway, and every hop
 of an answer waits its turn on that event loop behind the writers of 200 sockets.
+
+Then (the socket queue hands a waiting writer its packet as a future, no task per packet per
+socket; fan-out 8 sockets per loop turn, was 32), side by side with the tree before, server
+CPU per run read from /proc, five runs at 200 devices with the box at load 7-12:
+
+| devices | runs/s before -> after | answers p99 before -> after | server CPU/run before -> after |
+|---|---|---|---|
+| 1   | 18.9 -> 27.3 | 35.8 -> 24.0 ms | 4.5 -> 4.0 ms |
+| 20  | 63.2 -> 87.5 | 14.4 -> 22.5 ms | 7.5 -> 5.0 ms |
+| 200 | median 9.3 -> 8.0 | median 291 -> 264 ms (74-373 -> 70-812) | median 33.5 -> 31.5 ms |
+
+On a quiet box (load 0.4) the tree before already measured 47.7 ms p99 at 200 devices. At
+load 7-12 both trees range from 70 to 800 ms between runs: the spread is the box, not the
+change, and these runs cannot show the 100 ms target met or missed under load.
 """
 
 from __future__ import annotations

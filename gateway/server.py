@@ -1,7 +1,8 @@
 """GatewayServer: the Socket.IO relay between hub devices and client devices.
 
-It wires the parts: the connect decision (`gateway.admission`), the pairing desk
-(`gateway.pairing`), the frame relay (`gateway.relay`), this node's sockets
+It wires the parts: the books on who is connected (`gateway.roster`: connects, disconnects,
+`devices` pushes, revocations) with the connect decision (`gateway.admission`), the pairing
+desk (`gateway.pairing`), the frame relay (`gateway.relay`), this node's sockets
 (`gateway.connections`) and presence shared with other nodes (`gateway.presence`).
 - Duplicate ids: a client device may hold up to `max_connections_per_device` sockets at once
   (browser tabs share a device), all of which receive its frames; a hub id already connected
@@ -20,8 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
-from gateway.admission import Admission, refuse
-from gateway.audience import CLIENTS_ROOM, GUESTS_ROOM, Audience
+from gateway.admission import Admission
+from gateway.audience import Audience
 from gateway.config import GatewayConfig
 from gateway.connections import ConnectionTable
 from gateway.http import GatewayStatus, add_health_routes
@@ -30,17 +31,17 @@ from gateway.openai_api import OpenAIApi
 from gateway.origins import OriginPolicy
 from gateway.pairing import PairingDesk
 from gateway.presence import LocalPresence, Presence, RedisPresence
-from gateway.protocol import DeviceInfo, Devices, GoingAway, Registered, Role
-from gateway.relay import HUBS_ROOM, Relay, device_room, is_stream
+from gateway.protocol import DeviceInfo, GoingAway
+from gateway.relay import Relay, is_stream
+from gateway.roster import Roster
 from gateway.sio import FanOutManager, JsonPacket, LanedServer, RedisManager, close_transports
 from gateway.static import WebClientFiles
-from hub.access import AccessStore, Decision, DeviceRecord
+from hub.access import AccessStore
 from hub.health import HealthRegistry, Probe, SubsystemHealth
 from hub.tasks import TaskFunnel
 
 log = logging.getLogger("agenthub.gateway")
 
-DEVICES_PUSH_DELAY = 0.1
 REDIS_SUBSCRIBE_SECONDS = 5.0
 
 
@@ -104,13 +105,23 @@ class GatewayServer:
         self.relay = Relay(
             config, self.table, self.presence, self._to_room, self._to_sid, self.fan_out.delivered
         )
-        self._devices_push: asyncio.TimerHandle | None = None
+        self.roster = Roster(
+            config,
+            self.sio,
+            self.node_id,
+            self.table,
+            self.presence,
+            self.admission,
+            self.pairing,
+            self.audience,
+            self._tasks,
+        )
         self._runner: web.AppRunner | None = None
         self._unlisten: Callable[[], None] | None = None
         self._listening = False
         self.port = config.port
-        self.sio.on("connect", self._on_connect)
-        self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("connect", self.roster.on_connect)
+        self.sio.on("disconnect", self.roster.on_disconnect)
         self.sio.on("send", self.relay.on_send)
         self.sio.on("guests", self.audience.on_guests)
         self.sio.on("pair", self.pairing.pair)
@@ -136,8 +147,8 @@ class GatewayServer:
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
         self.port = self.origins.port = int(self._runner.addresses[0][1])
-        self._listening = True
-        self._unlisten = self.access.listen(self._on_access)
+        self._listening = self.roster.open = True
+        self._unlisten = self.access.listen(self.roster.on_access)
         log.info(
             "gateway %s listening on http://%s:%d%s",
             self.node_id,
@@ -151,11 +162,10 @@ class GatewayServer:
         if self._runner is None:
             return
         self._listening = False
+        self.roster.close()
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
-        if self._devices_push is not None:
-            self._devices_push.cancel()
         notice = GoingAway(reason="gateway stopping").model_dump()
         sids = [*self.table.sids(), *self.pairing.sids()]
         for sid in sids:
@@ -165,7 +175,7 @@ class GatewayServer:
         if self.config.redis_url:
             # Hubs on other nodes must hear that this node's devices are gone.
             try:
-                await self._push_devices()
+                await self.roster.push_devices()
             except Exception as exc:
                 log.warning("could not tell other nodes about departed devices: %s", exc)
         await self.mcp_http.close()
@@ -230,102 +240,6 @@ class GatewayServer:
 
     async def _to_room(self, event: str, data: object, room: str) -> None:
         await self.sio.emit(event, data, room=room)
-
-    # -- connect / disconnect ---------------------------------------------------------------
-
-    async def _on_connect(self, sid: str, environ: dict[str, object], auth: object) -> None:
-        admitted = await self.admission.decide(auth)
-        if admitted is None:
-            self.pairing.admit(sid, _peer_address(environ))
-            self._after_connect(sid, Registered(device_id=None, role="pairing", node=self.node_id))
-            return
-        await self._register(sid, admitted.device_id, admitted.role, admitted.label)
-
-    async def _register(self, sid: str, device_id: str, role: Role, label: str) -> None:
-        self.table.add(sid, device_id, role, label)
-        await self.sio.enter_room(sid, device_room(device_id))
-        try:
-            await self.presence.add(device_id, role, label, sid)
-            if role == "hub":
-                await self.sio.enter_room(sid, HUBS_ROOM)
-            else:
-                await self.audience.seat(sid, device_id)
-        except Exception:
-            self.table.forget(sid)
-            log.exception("presence store failed; refusing %s", device_id)
-            refuse("UNAVAILABLE", "the gateway cannot record presence right now")
-        log.info("%s %s connected (node %s)", role, device_id, self.node_id)
-        hubs = [d.device_id for d in await self.presence.devices() if d.role == "hub"]
-        registered = Registered(
-            device_id=device_id,
-            role=role,
-            node=self.node_id,
-            hubs=hubs,
-            max_frame_bytes=self.config.max_frame_bytes,
-        )
-        self._after_connect(sid, registered)
-        self._schedule_devices_push()
-
-    def _after_connect(self, sid: str, registered: Registered) -> None:
-        # Runs once the handler returned and the CONNECT packet is queued ahead of it.
-        self._tasks.spawn(self.sio.emit("registered", registered.model_dump(), to=sid))
-
-    async def _on_disconnect(self, sid: str, reason: object = None) -> None:
-        self.pairing.leave(sid)
-        conn = self.table.forget(sid)
-        if conn is None:
-            return
-        log.info("%s %s disconnected (%s)", conn.role, conn.device_id, reason)
-        try:
-            await self.presence.remove(conn.device_id, sid)
-        except Exception as exc:
-            log.warning("presence store failed removing %s: %s", conn.device_id, exc)
-        if self._listening:
-            self._schedule_devices_push()
-
-    # -- presence pushes --------------------------------------------------------------------
-
-    def _schedule_devices_push(self) -> None:
-        # Debounced: a burst of connects costs one push, not one per socket.
-        if self._devices_push is None and self._listening:
-            self._devices_push = asyncio.get_running_loop().call_later(
-                DEVICES_PUSH_DELAY, lambda: self._tasks.spawn(self._push_devices())
-            )
-
-    async def _push_devices(self) -> None:
-        self._devices_push = None
-        devices = await self.presence.devices()
-        await self.sio.emit("devices", Devices(devices=devices).model_dump(), room=HUBS_ROOM)
-        hubs = [d for d in devices if d.role == "hub"]
-        # Clients learn only which hubs are online (to address them and to resync when one
-        # comes back); they never see other devices.
-        clients = [CLIENTS_ROOM, GUESTS_ROOM]
-        await self.sio.emit("devices", Devices(devices=hubs).model_dump(), room=clients)
-
-    # -- access changes ---------------------------------------------------------------------
-
-    def _on_access(self, what: str, payload: Decision | DeviceRecord) -> None:
-        if what == "decided" and isinstance(payload, Decision):
-            self.pairing.decided(payload)
-        elif what == "revoked" and isinstance(payload, DeviceRecord):
-            self._tasks.spawn(self._disconnect_device(payload.device_id))
-
-    async def _disconnect_device(self, device_id: str) -> None:
-        sids = self.table.device_sids(device_id)
-        try:
-            sids.update(await self.presence.sids(device_id))
-        except Exception as exc:
-            log.warning("presence lookup failed while revoking %s: %s", device_id, exc)
-        for sid in sids:
-            await self.sio.disconnect(sid)
-        log.info("revoked device %s: %d sockets disconnected", device_id, len(sids))
-
-
-def _peer_address(environ: dict[str, object]) -> str:
-    """The socket's remote address (behind a reverse proxy, the proxy's)."""
-    request = environ.get("aiohttp.request")
-    remote = request.remote if isinstance(request, web.BaseRequest) else None
-    return remote or "unknown"
 
 
 def _without_password(url: str | None) -> str:

@@ -7,7 +7,8 @@ in one module, so a library upgrade touches this file only (tested range: pyproj
   ahead of queued `StreamPacket`s, which keep their own order behind them; the server's
   `streams(event, data)` says which emits are stream packets, `LanedClient.emit_stream` is the
   client's. A server handler may return a future to acknowledge later without holding up
-  the socket.
+  the socket. A connection whose transport closes, or which `disconnect()` ends, while its
+  connect handler still runs is ended once the handler returns (the library would keep it).
 - `FanOutManager` delivers an emit by putting one encoded packet into each recipient's queue
   (no task per recipient): other packets at once, stream packets from an ordered backlog a
   slice of sockets per loop turn (`delivered()` resolves when the backlog so far is out).
@@ -72,6 +73,26 @@ class _LanedQueue(asyncio.Queue[object]):
     def _init(self, maxsize: int) -> None:
         self._queue = deque()
         self._lead = 0
+        self._waiting: deque[asyncio.Future[object]] = deque()
+
+    def get(self) -> asyncio.Future[object]:  # type: ignore[override]
+        """The next item, as a future rather than a coroutine: python-engineio's writers wait
+        on it with `asyncio.wait_for`, which wraps a coroutine in a task of its own; that was
+        a task, and a loop turn, for every packet of every socket."""
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        self._hand_over()
+        return future
+
+    def put_nowait(self, item: object) -> None:
+        super().put_nowait(item)
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        while self._waiting and self._queue:
+            waiter = self._waiting.popleft()
+            if not waiter.done():  # one that gave up (timed out, cancelled) is passed over
+                waiter.set_result(self.get_nowait())
 
     def _put(self, item: object) -> None:
         if isinstance(item, StreamPacket):
@@ -107,10 +128,41 @@ class LanedServer(socketio.AsyncServer):  # type: ignore[misc]
 
     def __init__(self, *, streams: IsStream, **options: object) -> None:
         self.streams = streams
+        # (eio sid, namespace) of pending connections `disconnect()` was asked to end.
+        self._ended_while_pending: set[tuple[str, str]] = set()
         super().__init__(**options)
 
     def _engineio_server_class(self) -> type[engineio.AsyncServer]:
         return _LanedEngineServer
+
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: object) -> None:
+        """python-socketio ignores a transport close, and `disconnect()`, while a connection
+        is still pending (its connect handler awaiting), and then connects it anyway: the
+        connection would stay in every book for good. Ended now, once it has connected."""
+        namespace = namespace or "/"
+        try:
+            await super()._handle_connect(eio_sid, namespace, data)
+        finally:
+            ended = (eio_sid, namespace) in self._ended_while_pending
+            self._ended_while_pending.discard((eio_sid, namespace))
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is None or not self.manager.is_connected(sid, namespace):
+            return  # refused
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None or socket.closed or socket.closing:
+            await self._handle_disconnect(eio_sid, namespace, self.reason.TRANSPORT_CLOSE)
+        elif ended:
+            await self.disconnect(sid, namespace, ignore_queue=True)
+
+    async def disconnect(
+        self, sid: str, namespace: str | None = None, ignore_queue: bool = False
+    ) -> None:
+        namespace = namespace or "/"
+        if self.manager.is_pre_connected(sid, namespace):
+            eio_sid = self.manager.eio_sid_from_sid(sid, namespace)
+            self._ended_while_pending.add((eio_sid, namespace))
+            return
+        await super().disconnect(sid, namespace, ignore_queue=ignore_queue)
 
     async def _handle_event_internal(
         self,
@@ -178,7 +230,9 @@ class FanOutManager(socketio.AsyncManager):  # type: ignore[misc]
     the lead lane. `delivered()` says when the backlog so far is out; a socket with
     `MAX_BEHIND` stream packets queued misses the next ones (`skipped` counts them)."""
 
-    SLICE = 32
+    # A loop turn carries the writes of at most SLICE sockets, and every hop of an answer
+    # waits for a turn: a small slice keeps the turns short (for a few more turns an event).
+    SLICE = 8
     MAX_BEHIND = 1024
 
     def __init__(self) -> None:

@@ -340,6 +340,7 @@ async def fuzz_http(
 @pytest.mark.timeout(int(SECONDS * 3) + 120)  # a longer opt-in run is not a hang
 async def test_fuzzing_the_gateway_leaves_it_clean_bounded_and_answering(data_dir: Path) -> None:
     rng = random.Random(SEED)
+    print(f"fuzz seed {SEED} (AGENTHUB_FUZZ_SEED repeats this run)")  # shown if it fails
     figures = Figures()
     with product_log() as out:
         async with running_stack(

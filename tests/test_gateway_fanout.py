@@ -152,3 +152,25 @@ def test_only_stream_frames_take_the_back_lane() -> None:
         assert not relay.is_stream("receive", data)
     assert not relay.is_stream("send_error", {"code": "RATE_LIMITED"})
     assert not relay.is_stream("devices", {"devices": []})
+    for data in ({"action": "response"}, {"action": "message"}, {"action": "request"}):
+        assert not relay.is_stream("receive", data)
+    assert not relay.is_stream("send_error", {"code": "RATE_LIMITED"})
+    assert not relay.is_stream("devices", {"devices": []})
+
+
+async def test_a_waiting_writer_is_handed_the_next_packet_in_lane_order() -> None:
+    queue = _LanedQueue()
+    waiting = queue.get()  # a future, not a coroutine: waiting on it takes no task
+    assert isinstance(waiting, asyncio.Future) and not waiting.done()
+    gave_up = queue.get()
+    gave_up.cancel()  # as `asyncio.wait_for` does when the writer's wait times out
+    later = queue.get()
+    queue.put_nowait(StreamPacket(MESSAGE, "s1"))
+    queue.put_nowait(Packet(MESSAGE, "a1"))
+    assert [_data(waiting.result()), _data(later.result())] == ["s1", "a1"]
+    queue.put_nowait(StreamPacket(MESSAGE, "s2"))
+    queue.put_nowait(Packet(MESSAGE, "a2"))
+    assert [_data(await asyncio.wait_for(queue.get(), 1)) for _ in range(2)] == ["a2", "s2"]
+    for _ in range(4):
+        queue.task_done()
+    await asyncio.wait_for(queue.join(), 1)  # what the library's close(wait=True) waits on
