@@ -17,7 +17,7 @@ import pytest
 from hub.agent import AsyncAgent
 from hub.events import MessageUpdate
 from hub.model import ModelTurn, TextDelta, UsageReport
-from hub.providers import ModelConfig, build_model
+from hub.providers import ModelConfig, build_model, folding
 from hub.providers.folding import FoldingStream, fold_events
 from hub.sessions import MessageEntry, SessionStore
 from tests.agent_turns import assistant_ends, run_turn
@@ -274,8 +274,41 @@ def config(server: FakeOpenAI) -> ModelConfig:
     return ModelConfig(spec="openai:gpt-test", openai_base_url=server.base_url)
 
 
+class WatchedBody(httpx2.AsyncByteStream):
+    """A response body that records when it has been read to its end."""
+
+    def __init__(self, inner: httpx2.AsyncByteStream) -> None:
+        self.inner = inner
+        self.ended = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for piece in self.inner:
+            yield piece
+        self.ended = True
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.fixture
+def bodies(monkeypatch: pytest.MonkeyPatch) -> list[WatchedBody]:
+    """The bodies the folding hook reads ahead, watched.
+
+    The server having sent a reply is not the client having it: the bytes can still sit in
+    socket buffers, and a consumer that resumes then keeps up with the rest as it arrives."""
+    watched: list[WatchedBody] = []
+
+    class Watching(FoldingStream):
+        def __init__(self, inner: httpx2.AsyncByteStream) -> None:
+            watched.append(WatchedBody(inner))
+            super().__init__(watched[-1])
+
+    monkeypatch.setattr(folding, "FoldingStream", Watching)
+    return watched
+
+
 async def test_a_consumer_that_falls_behind_gets_the_text_folded_and_exact(
-    server: FakeOpenAI,
+    server: FakeOpenAI, bodies: list[WatchedBody]
 ) -> None:
     chunks = tuple(f"w{n} " for n in range(300))
     server.enqueue(Reply(chunks=chunks, prompt_tokens=7, completion_tokens=300))
@@ -285,13 +318,15 @@ async def test_a_consumer_that_falls_behind_gets_the_text_folded_and_exact(
     async for part in model.stream(ModelTurn("main", "r1", "go", ())):
         if isinstance(part, TextDelta):
             deltas.append(part.text)
-            # Busy with the first delta until the server has sent everything.
+            # Busy with the first delta until the whole reply has been read off the network.
             if len(deltas) == 1:
-                await eventually(lambda: server.finished == 1)
+                await eventually(lambda: server.finished == 1 and bodies[0].ended)
         elif isinstance(part, UsageReport):
             usage = part
+    assert len(bodies) == 1
     assert "".join(deltas) == "".join(chunks)
     assert len(deltas) < len(chunks) // 2
+    assert len(deltas) == 2  # the first, then all the rest folded into one
     assert usage is not None and (usage.input_tokens, usage.output_tokens) == (7, 300)
 
 
