@@ -33,7 +33,8 @@ def pieces_of(text: str, pieces: int) -> list[str]:
 
 class ScriptedModel:
     """Answers every turn with `reply` (or echoes the turn when None), in `pieces` deltas.
-    With `hold`, it sends its first piece and then waits for the event (abort tests)."""
+    With `hold`, it sends its first piece and then waits for the event (abort tests); with
+    `hold_first`, it waits for the event before it sends anything."""
 
     def __init__(
         self,
@@ -43,6 +44,7 @@ class ScriptedModel:
         delay: float = 0.0,
         fail: ModelError | None = None,
         hold: asyncio.Event | None = None,
+        hold_first: asyncio.Event | None = None,
         tool_between: bool = False,
         tool_delay: float = 0.0,
     ) -> None:
@@ -51,6 +53,7 @@ class ScriptedModel:
         self.delay = delay
         self.fail = fail
         self.hold = hold
+        self.hold_first = hold_first
         self.tool_between = tool_between
         self.tool_delay = tool_delay
         # When the first piece of the latest turn was yielded (time.monotonic()).
@@ -62,6 +65,8 @@ class ScriptedModel:
 
     async def stream(self, turn: ModelTurn) -> AsyncGenerator[ModelPart, None]:
         text = self.reply if self.reply is not None else turn.text
+        if self.hold_first is not None:
+            await self.hold_first.wait()
         for index, piece in enumerate(pieces_of(text, self.pieces)):
             await asyncio.sleep(self.delay)
             if index == 0:

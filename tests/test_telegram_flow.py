@@ -87,10 +87,11 @@ async def test_provider_failure_is_sent_as_error_text(data_dir: Path) -> None:
 
 
 async def test_typing_is_refreshed_during_a_run_and_stops_when_it_ends(data_dir: Path) -> None:
-    # The run holds after its first piece until the refreshes are seen: however slow the box,
-    # they come while it runs.
+    # Typing is refreshed while nothing of the reply is visible (a live reply's first piece
+    # stops it), so the run holds before its first piece until the refreshes are seen:
+    # however slow the box, they come while it runs.
     hold = asyncio.Event()
-    model = ScriptedModel(pieces=4, delay=0.15, hold=hold)
+    model = ScriptedModel(pieces=4, hold_first=hold)
     async with telegram_rig(data_dir, model, typing_interval=0.05) as rig:
         await rig.api.user_says("take your time")
         await until(lambda: len(rig.api.chat_actions) >= 3, "typing refreshes")
