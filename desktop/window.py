@@ -77,6 +77,8 @@ class DesktopWindow:
         self._origin = ""
         self._state = WindowState()
         self._closed = threading.Event()
+        self._owed: dict[str, dict[str, Any]] = {}
+        self._closing = threading.Lock()
 
     @property
     def closed(self) -> bool:
@@ -102,13 +104,13 @@ class DesktopWindow:
         window.events.before_show += self._on_before_show
         window.events.before_load += self._on_before_load
         window.events.closing += self._on_closing
-        window.events.closed += self._closed.set
+        window.events.closed += self._on_closed
         self._window = window
 
     def run(self) -> None:
         """Show the window and run the GUI loop until the window closes (main thread)."""
         webview.start(gui="qt", http_server=True, private_mode=True, debug=self.config.debug)
-        self._closed.set()
+        self._on_closed()
 
     def evaluate(self, script: str) -> object:
         """Run `script` in the page and return its value (any thread but the GUI's).
@@ -124,6 +126,17 @@ class DesktopWindow:
         """Close the window (any thread); `run()` then returns."""
         if self._window is not None and not self.closed:
             self._window.destroy()
+
+    def _on_closed(self) -> None:
+        self._closed.set()
+        native: Any = self._window.native if self._window is not None else None
+        with self._closing:  # pywebview's event thread, then the main thread after the loop
+            results = getattr(native, "_js_results", None)
+            if isinstance(results, dict) and not isinstance(results, _Unanswerable):
+                native._js_results = _Unanswerable(results)
+                self._owed = results
+            # Again once the GUI loop has ended: a wait may have joined the old table meanwhile.
+            _Unanswerable.release(self._owed)
 
     # -- GUI-thread handlers (pywebview calls these synchronously on Qt's thread) ---------------
 
@@ -160,3 +173,27 @@ class DesktopWindow:
             return
         state = clamped(native.width(), native.height(), native.x(), native.y())
         save_state(self.config.data_dir, state)
+
+
+class _Unanswerable(dict[str, dict[str, Any]]):
+    """The JS results a closed window's page still owes (pywebview 6, Qt).
+
+    pywebview's `evaluate_js` waits without a timeout for the page to hand its result back,
+    and it answers each call from the page on a (non-daemon) thread of its own that way: a
+    closed page never does, and such a thread would keep the process from exiting. Once the
+    window is closed every wait is released, also one registered from now on (the caller gets
+    no result; pywebview does the same on GTK and WinForms). A result the page hands back
+    after its wait was released lands in a throwaway entry (pywebview's Qt callback would
+    otherwise fail on the missing key and abort the process)."""
+
+    def __setitem__(self, key: str, value: dict[str, Any]) -> None:
+        super().__setitem__(key, value)
+        value["semaphore"].release()
+
+    def __missing__(self, key: str) -> dict[str, Any]:
+        return {"semaphore": threading.Semaphore(0), "result": "", "parse_json": False}
+
+    @staticmethod
+    def release(results: dict[str, dict[str, Any]]) -> None:
+        for pending in list(results.values()):
+            pending["semaphore"].release()

@@ -545,3 +545,28 @@ async def test_conversations_in_the_window_with_an_approval_in_a_new_chat(
             assert stored == ["list the files", "Running it.", "Listed in the new chat."]
             app.proc.send_signal(signal.SIGTERM)
             assert await app.exit_status() == 0
+
+
+# Loops of bridge calls, each call made as soon as the previous one answered.
+CALLING = """(() => {
+  window.__answered = 0;
+  for (let i = 0; i < 32; i++) {
+    (async () => {
+      for (;;) {
+        await pywebview.api.request('agents.list', {});
+        window.__answered += 1;
+      }
+    })();
+  }
+  return true;
+})()"""
+
+
+async def test_the_window_exits_with_bridge_calls_in_flight(display: str, data_dir: Path) -> None:
+    # The answer to a page's call goes back on a thread of pywebview's own that waits for the
+    # page to take it: one left waiting by the closed window must not keep the process alive.
+    async with desktop_window(display, data_dir) as (app, page):
+        assert await page.evaluate(CALLING)
+        await page.wait_for("window.__answered > 20")
+        app.proc.send_signal(signal.SIGTERM)
+        assert await app.exit_status() == 0
