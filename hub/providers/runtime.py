@@ -96,9 +96,8 @@ class PydanticAIModel:
         self.settings = settings
         self.model = RetryingModel(model, retry or RetryPolicy(), endpoint)
         # Every tool, whatever offers it, passes the one policy gate.
-        functions: FunctionToolset[CallContext] = FunctionToolset(list(tools))
         self.gate = PolicyGate(
-            CombinedToolset([functions, *toolsets]),
+            _combined([FunctionToolset(list(tools)), *toolsets]),
             policies=policies or ToolPolicies({}),
             approvals=approvals,
             output_chars=output_chars,
@@ -226,6 +225,13 @@ class PydanticAIModel:
             error = to_model_error(exc, self.endpoint)
             return f"{error.code}: {error.message}"
         return None
+
+
+def _combined(toolsets: Sequence[AbstractToolset[CallContext]]) -> AbstractToolset[CallContext]:
+    """`toolsets` as one, leaving out function toolsets with no tools: pydantic-ai runs each
+    step's calls into a combined toolset as one task per member, a cost on every model request."""
+    kept = [t for t in toolsets if not isinstance(t, FunctionToolset) or t.tools]
+    return kept[0] if len(kept) == 1 else CombinedToolset(kept)
 
 
 def _user_prompt(turn: ModelTurn) -> str | list[UserContent]:
