@@ -51,7 +51,6 @@ from hub.model import (
 from hub.providers.failures import Endpoint, RetryPolicy, to_model_error
 from hub.providers.history import instructions, to_model_messages
 from hub.providers.retrying import RetryingModel
-from hub.providers.tools import ToolErrorsAsResults
 from hub.sessions import HistoryEntry, entries_text
 from hub.tools.gate import PolicyGate
 from hub.tools.policy import ToolPolicies
@@ -106,7 +105,6 @@ class PydanticAIModel:
             self.model,
             deps_type=CallContext,
             toolsets=[self.gate],
-            capabilities=[ToolErrorsAsResults()],
             name="agenthub",
         )
 
