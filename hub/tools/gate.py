@@ -3,9 +3,9 @@
 `deny`ed tools are not offered to the model at all (and refused if called anyway); `ask` waits
 for a person through `hub.approvals`; every result is capped at `output_chars`. A tool that
 raises does not end the run: the model sees a failed result naming the error (and the agent
-shows tool_execution_end with is_error). MCP tools carry
-their `"<server>.<tool>"` name in their definition's metadata (see `hub.tools.mcp`); that is
-the name policies, approvals and events use.
+shows tool_execution_end with is_error). MCP tools carry their `"<server>.<tool>"` name in
+their definition's metadata (see `hub.tools.mcp`); that is the name policies, approvals and
+events use.
 """
 
 from __future__ import annotations
