@@ -7,8 +7,11 @@ import socket
 import stat
 from dataclasses import dataclass
 
+from app.agents import agent_model_configs
 from app.config import Settings
 from app.hub_setup import model_config, tools_config
+from hub.access import AccessStore
+from hub.tools.policy import enabled_builtins
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,46 @@ async def check_mcp_servers(settings: Settings) -> list[Check]:
     return checks
 
 
+async def check_web_search(settings: Settings) -> Check | None:
+    """When an agent has web_search: its service is configured and answers one query."""
+    from hub.tools.web_search import SearchFailedError, WebSearcher, web_search_problem
+
+    try:
+        configs = agent_model_configs(settings.agents, model_config(settings), settings.data_dir)
+    except ValueError:
+        return None  # start-up names that error
+    toolings = [c.tooling for _, c in configs.values()]
+    tooling = next((t for t in toolings if "web_search" in enabled_builtins(t)), None)
+    if tooling is None:
+        return None
+    problem = web_search_problem(tooling)
+    if problem is not None:
+        return Check("web search", False, problem, "see docs/tools.md#web_search")
+    searcher = WebSearcher(tooling)
+    try:
+        await searcher.search("agenthub", 1)
+    except SearchFailedError as exc:
+        return Check("web search", False, str(exc), "see docs/tools.md#web_search")
+    return Check("web search", True, f"{searcher.service} answers")
+
+
+def check_guest_devices(settings: Settings) -> Check | None:
+    """Every id in `guest_devices` names a paired device: a mistyped one leaves the device it
+    meant seeing the owner's conversations."""
+    if not settings.guest_devices:
+        return None
+    paired = {d.device_id for d in AccessStore(settings.data_dir / "access.json").devices()}
+    unknown = [d for d in settings.guest_devices if d not in paired]
+    if unknown:
+        return Check(
+            "guest devices",
+            False,
+            f"not paired devices: {', '.join(unknown)}",
+            "use the ids `agenthub ctl devices` lists (like web-1a2b3c4d) in guest_devices",
+        )
+    return Check("guest devices", True, ", ".join(settings.guest_devices))
+
+
 async def run_doctor(settings: Settings) -> int:
     """Print every check; exit status 0 when all pass, 1 otherwise."""
     checks = [
@@ -131,9 +174,14 @@ async def run_doctor(settings: Settings) -> int:
         check_port(settings),
         await check_model(settings),
     ]
-    telegram = await check_telegram(settings)
-    if telegram is not None:
-        checks.append(telegram)
+    optionals = (
+        await check_telegram(settings),
+        check_guest_devices(settings),
+        await check_web_search(settings),
+    )
+    for optional in optionals:
+        if optional is not None:
+            checks.append(optional)
     checks += await check_mcp_servers(settings)
     for check in checks:
         mark = "ok  " if check.ok else "FAIL"

@@ -17,6 +17,7 @@ from hub.hub import AgentSetup, Hub
 from hub.providers import ModelConfig, build_compactor, build_model, describe_model
 from hub.scopes import ConversationConfig
 from hub.tools.config import TUNABLES, ToolsConfig
+from hub.tools.web_search import web_search_problem
 from hub.transcribe import Transcriber
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def conversation_config(settings: Settings) -> ConversationConfig:
             owners=frozenset(owners) if owners is not None else None,
             dm_scope=settings.dm_scope,
             identity_links=settings.identity_links,
+            guest_devices=frozenset(settings.guest_devices),
             max_concurrent_runs=settings.max_concurrent_runs,
         )
     except ValidationError as exc:
@@ -59,6 +61,9 @@ def tools_config(settings: Settings) -> ToolsConfig:
                 "enable_tools": settings.enable_tools,
                 "tool_policies": settings.tool_policies,
                 "mcp_servers": settings.mcp_servers,
+                "web_search_provider": settings.web_search_provider,
+                "web_search_url": settings.web_search_url,
+                "web_search_api_key": settings.brave_api_key,
                 "workspace_root": settings.data_dir / "workspace",
                 "mcp_log_dir": settings.data_dir / "logs",
             }
@@ -107,6 +112,10 @@ def build_hub(settings: Settings) -> tuple[Hub, McpServers | None, str]:
         configs = agent_model_configs(settings.agents, config, settings.data_dir)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    for _, agent_config in configs.values():
+        problem = web_search_problem(agent_config.tooling)
+        if problem is not None:
+            raise ConfigError(problem)
     mcp = None
     if tooling.mcp_servers:
         # pydantic-ai comes with the MCP client: only a hub with MCP servers imports it here.
