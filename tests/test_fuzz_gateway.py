@@ -40,6 +40,7 @@ from hub.echo import EchoModel
 from tests.test_gateway_support import (
     GATEWAY_TOKEN,
     RawSocket,
+    Stack,
     connect_client,
     eventually,
     raw_socket,
@@ -337,6 +338,11 @@ async def fuzz_http(
         await asyncio.sleep(0.005)  # share the loop with the socket fuzzers (one process)
 
 
+async def sockets_freed(stack: Stack) -> None:
+    """Wait until Engine.IO holds no socket but the hub link's and the paired device's."""
+    await eventually(lambda: len(stack.gateway.sio.eio.sockets) == 2)
+
+
 @pytest.mark.timeout(int(SECONDS * 3) + 120)  # a longer opt-in run is not a hang
 async def test_fuzzing_the_gateway_leaves_it_clean_bounded_and_answering(data_dir: Path) -> None:
     rng = random.Random(SEED)
@@ -349,10 +355,14 @@ async def test_fuzzing_the_gateway_leaves_it_clean_bounded_and_answering(data_di
             client_rate=1000.0,
             client_burst=1000,
             max_pairing_sockets_per_address=100,
-            # Engine.IO keeps a closed socket until its ping task wakes (ping_interval): short
-            # intervals let the memory of the thousands of fuzzing sockets go before measuring.
+            # Engine.IO keeps a closed socket until its ping task wakes (ping_interval) and its
+            # sweep (one pass per ping_timeout) comes by: short ones let the memory of the
+            # thousands of fuzzing sockets go before measuring. A socket that leaves a ping
+            # unanswered for ping_timeout is dropped, though: one as long as a step may take
+            # keeps the paired device and the hub link through this process's loop stalling
+            # on a loaded box (a full collection, a burst of frames).
             ping_interval=1.0,
-            ping_timeout=1.0,
+            ping_timeout=STEP_SECONDS,
         ) as stack:
             paired = await connect_client(stack.url, stack.hub, "fuzz")
             assert paired.device_id is not None
@@ -381,7 +391,7 @@ async def test_fuzzing_the_gateway_leaves_it_clean_bounded_and_answering(data_di
                     )
 
             await round_()  # warm-up: what the process allocates once is not a leak
-            await asyncio.sleep(3.0)
+            await sockets_freed(stack)
             gc.collect()
             main = stack.hub.agent("main").sessions
             entries_before = len(main.current("main").entries)
@@ -391,7 +401,7 @@ async def test_fuzzing_the_gateway_leaves_it_clean_bounded_and_answering(data_di
             # Every fuzzing socket is gone from the gateway's books: the hub and `paired` remain.
             await eventually(lambda: len(stack.gateway.table) == 2)
             await eventually(lambda: len(stack.gateway.pairing) == 0)
-            await asyncio.sleep(3.0)  # past ping_interval + ping_timeout: closed sockets freed
+            await sockets_freed(stack)
             gc.collect()
             end_rss = rss_bytes()
             entries = len(main.current("main").entries) - entries_before
