@@ -24,18 +24,11 @@ async def test_the_sidebar_is_a_drawer_at_phone_width(data_dir: Path, artifacts:
         await pair_with_link(page, stack)
         sidebar = page.locator("#sidebar")
         toggle = page.locator("#sidebar-toggle")
-        # Closed at first: the chat has the whole width, and works.
+        # Closed at first.
         await expect(sidebar).to_be_hidden()
         await expect(toggle).to_have_attribute("aria-expanded", "false")
-        await send(page, "hello from a phone")
-        await expect(page.locator('.message.assistant[data-final="true"]')).to_have_text(
-            "hello from a phone"
-        )
-        composer = await page.locator("#composer").bounding_box()
-        assert composer is not None
-        assert composer["x"] >= 0
-        assert composer["x"] + composer["width"] <= PHONE["width"]
-        # Opened: a drawer over the chat, narrower than the screen; the scrim closes it.
+        # Opened: a drawer over the chat, narrower than the screen; the scrim closes it. (Before
+        # the first message: `main` is titled from it once the list refreshes after the run.)
         await toggle.click()
         await expect(sidebar).to_be_visible()
         await expect(toggle).to_have_attribute("aria-expanded", "true")
@@ -50,6 +43,15 @@ async def test_the_sidebar_is_a_drawer_at_phone_width(data_dir: Path, artifacts:
         await page.screenshot(path=str(artifacts / "web-phone-sidebar.png"))
         await page.locator("#scrim").click(position={"x": PHONE["width"] - 20, "y": 400})
         await expect(sidebar).to_be_hidden()
+        # Closed, the chat has the whole width, and works.
+        await send(page, "hello from a phone")
+        await expect(page.locator('.message.assistant[data-final="true"]')).to_have_text(
+            "hello from a phone"
+        )
+        composer = await page.locator("#composer").bounding_box()
+        assert composer is not None
+        assert composer["x"] >= 0
+        assert composer["x"] + composer["width"] <= PHONE["width"]
         # Wide again: the sidebar sits beside the chat and stays as it was toggled.
         await page.set_viewport_size({"width": 1280, "height": 800})
         await toggle.click()
@@ -58,3 +60,6 @@ async def test_the_sidebar_is_a_drawer_at_phone_width(data_dir: Path, artifacts:
         side = await sidebar.bounding_box()
         assert chat is not None and side is not None
         assert chat["x"] >= side["x"] + side["width"]
+        await expect(page.locator('.session[data-key="main"] .session-name')).to_have_text(
+            "hello from a phone"
+        )
