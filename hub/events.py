@@ -141,6 +141,14 @@ class ApprovalResolved(EventBase):
     by: str
 
 
+class SessionDeleted(EventBase):
+    """Session `sessionKey` was deleted (`sessions.delete`): its transcript is gone. A client
+    drops it from its list and, when it shows it, moves to another session. `runId` names the
+    deletion (no run is behind it)."""
+
+    type: Literal["session_deleted"] = "session_deleted"
+
+
 AgentEvent = Annotated[
     AgentStart
     | AgentEnd
@@ -153,7 +161,8 @@ AgentEvent = Annotated[
     | CompactionEnd
     | AgentError
     | ApprovalRequest
-    | ApprovalResolved,
+    | ApprovalResolved
+    | SessionDeleted,
     Field(discriminator="type"),
 ]
 EventType = Literal[
@@ -169,6 +178,7 @@ EventType = Literal[
     "agent_error",
     "approval_request",
     "approval_resolved",
+    "session_deleted",
 ]
 MessageEvent = MessageStart | MessageUpdate | MessageEnd
 
