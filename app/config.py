@@ -167,6 +167,10 @@ class Settings(BaseSettings):
     dm_scope: DmScope | None = Field(
         default=None, validation_alias=AliasChoices("AGENTHUB_DM_SCOPE", "dm_scope")
     )
+    guest_devices: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("AGENTHUB_GUEST_DEVICES", "guest_devices"),
+    )
     identity_links: dict[str, list[str]] = Field(
         default_factory=dict, validation_alias=AliasChoices("identity_links")
     )
@@ -233,7 +237,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("tools", "enable_tools", "owners", "models", mode="before")
+    @field_validator("tools", "enable_tools", "owners", "guest_devices", "models", mode="before")
     @classmethod
     def _split_tools(cls, value: object) -> object:
         if isinstance(value, str):

@@ -128,6 +128,7 @@ def render(method: str, result: JsonValue) -> str:
         return (
             "\n".join(
                 f"{d.device_id:<20} {'online ' if d.connected else 'offline'}  {d.label}"
+                + ("  (guest)" if d.guest else "")
                 for d in devices
             )
             or "no paired devices"

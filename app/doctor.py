@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from app.config import Settings
 from app.hub_setup import model_config, tools_config
+from hub.access import AccessStore
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,23 @@ async def check_mcp_servers(settings: Settings) -> list[Check]:
     return checks
 
 
+def check_guest_devices(settings: Settings) -> Check | None:
+    """Every id in `guest_devices` names a paired device: a mistyped one leaves the device it
+    meant seeing the owner's conversations."""
+    if not settings.guest_devices:
+        return None
+    paired = {d.device_id for d in AccessStore(settings.data_dir / "access.json").devices()}
+    unknown = [d for d in settings.guest_devices if d not in paired]
+    if unknown:
+        return Check(
+            "guest devices",
+            False,
+            f"not paired devices: {', '.join(unknown)}",
+            "use the ids `agenthub ctl devices` lists (like web-1a2b3c4d) in guest_devices",
+        )
+    return Check("guest devices", True, ", ".join(settings.guest_devices))
+
+
 async def run_doctor(settings: Settings) -> int:
     """Print every check; exit status 0 when all pass, 1 otherwise."""
     checks = [
@@ -131,9 +149,9 @@ async def run_doctor(settings: Settings) -> int:
         check_port(settings),
         await check_model(settings),
     ]
-    telegram = await check_telegram(settings)
-    if telegram is not None:
-        checks.append(telegram)
+    for optional in (await check_telegram(settings), check_guest_devices(settings)):
+        if optional is not None:
+            checks.append(optional)
     checks += await check_mcp_servers(settings)
     for check in checks:
         mark = "ok  " if check.ok else "FAIL"

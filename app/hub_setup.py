@@ -36,6 +36,7 @@ def conversation_config(settings: Settings) -> ConversationConfig:
             owners=frozenset(owners) if owners is not None else None,
             dm_scope=settings.dm_scope,
             identity_links=settings.identity_links,
+            guest_devices=frozenset(settings.guest_devices),
             max_concurrent_runs=settings.max_concurrent_runs,
         )
     except ValidationError as exc:

@@ -9,6 +9,9 @@ side is `AsyncAgent.write` to `agent_end`, with the server configured in `[[mcp_
 MCP supervision wrapper, the events and the session entries written to disk. The
 model server (tests/fake_openai.py) runs in its own process; each path gets the same
 alternating script (a tool call, then text).
+
+Two more paths show where the time goes: a bare pydantic-ai agent with `MCPToolset`, and the
+floor under any pydantic-ai runtime: its model and `MCPToolset` driven by hand, no agent loop.
 """
 
 from __future__ import annotations
@@ -28,8 +31,13 @@ from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletionChunk
 from pydantic_ai import Agent
 from pydantic_ai.mcp import MCPToolset
+from pydantic_ai.messages import ModelMessage, ModelRequest, TextPart, ToolCallPart, ToolReturnPart
+from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
+from pydantic_ai.tools import RunContext
+from pydantic_ai.toolsets import AbstractToolset
+from pydantic_ai.usage import RunUsage
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -53,6 +61,7 @@ ROUNDS = 60
 WARM_UP = 5
 ARGS = {"a": 20, "b": 22}
 SERVER_ARGS = ["-m", "tests.mcp_servers.toolbox", "stdio"]
+PATHS = ("bare", "floor", "library", "runtime", "hub")
 
 
 def params_transport() -> object:
@@ -66,7 +75,7 @@ def serve(port: int, ready: ProcessEvent) -> None:
         async with FakeOpenAI(port=port) as fake:
             call = Reply(chunks=(), tool_calls=(ToolCall("toolbox_add", json.dumps(ARGS)),))
             answer = Reply(chunks=("The sum is ", "42."))
-            for _ in range(4 * (ROUNDS + WARM_UP)):
+            for _ in range(len(PATHS) * (ROUNDS + WARM_UP)):
                 fake.enqueue(call, answer)
             ready.set()
             await asyncio.Event().wait()
@@ -186,6 +195,32 @@ async def pydantic_ai_round_trip(agent: Agent[None, str]) -> float:
     return time.perf_counter() - started
 
 
+async def floor_round_trip(model: OpenAIChatModel, toolset: AbstractToolset[None]) -> float:
+    """pydantic-ai's model and MCPToolset without its agent loop: two streamed requests and the
+    call in between, what any runtime on them pays at least."""
+    started = time.perf_counter()
+    context = RunContext(deps=None, model=model, usage=RunUsage())
+    tools = await toolset.get_tools(context)
+    parameters = ModelRequestParameters(function_tools=[t.tool_def for t in tools.values()])
+    messages: list[ModelMessage] = [ModelRequest.user_text_prompt("add 20 and 22")]
+    async with model.request_stream(messages, None, parameters, context) as stream:
+        async for _ in stream:
+            pass
+    messages.append(stream.get())
+    call = next(p for p in stream.get().parts if isinstance(p, ToolCallPart))
+    tool = tools[call.tool_name]
+    result = await toolset.call_tool(
+        call.tool_name, tool.args_validator.validate_json(call.args_as_json_str()), context, tool
+    )
+    messages.append(ModelRequest([ToolReturnPart(call.tool_name, result, call.tool_call_id)]))
+    async with model.request_stream(messages, None, parameters, context) as stream:
+        async for _ in stream:
+            pass
+    reply = stream.get().parts[0]
+    assert result == 42 and isinstance(reply, TextPart) and reply.content == "The sum is 42."
+    return time.perf_counter() - started
+
+
 async def main() -> None:
     port = free_port()
     ready = multiprocessing.Event()
@@ -225,13 +260,20 @@ async def main() -> None:
                     MCPToolset(params_transport(), tool_error_behavior="failed").prefixed("toolbox")
                 ],
             )
-            times: dict[str, list[float]] = {k: [] for k in ("bare", "library", "runtime", "hub")}
-            async with Client(params) as mcp, library:
+            floor_model = OpenAIChatModel(
+                "bench", provider=OpenAIProvider(base_url=base_url, api_key="b")
+            )
+            floor_tools = MCPToolset(params_transport(), tool_error_behavior="failed").prefixed(
+                "toolbox"
+            )
+            times: dict[str, list[float]] = {k: [] for k in PATHS}
+            async with Client(params) as mcp, library, floor_tools:
                 tools = await tool_definitions(mcp)
                 for index in range(ROUNDS + WARM_UP):
                     # Interleaved, so every path sees the same machine load.
                     sample = {
                         "bare": await bare_round_trip(openai, mcp, tools),
+                        "floor": await floor_round_trip(floor_model, floor_tools),
                         "library": await pydantic_ai_round_trip(library),
                         "runtime": await runtime_round_trip(runtime),
                         "hub": await hub_round_trip(agent),
@@ -248,6 +290,14 @@ async def main() -> None:
             "tool round trip model -> MCP stdio tool -> model, hub vs bare openai + mcp client",
             baseline=median["bare"],
             candidate=median["hub"],
+            unit="ms",
+            target=1.3,
+            higher_is_better=False,
+        )
+        report(
+            "floor: pydantic-ai's model + MCPToolset without an agent loop vs bare",
+            baseline=median["bare"],
+            candidate=median["floor"],
             unit="ms",
             target=1.3,
             higher_is_better=False,

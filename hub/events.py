@@ -41,10 +41,12 @@ class EventBase(WireModel):
 
 
 class AgentStart(EventBase):
-    """A run began. `origin` says which surface wrote the turn."""
+    """A run began. `origin` says which surface wrote the turn; `model` which model answers it
+    (the session's choice when the run started)."""
 
     type: Literal["agent_start"] = "agent_start"
     origin: Origin
+    model: str | None = None
 
 
 class AgentEnd(EventBase):

@@ -121,8 +121,8 @@ class RunRecorder:
         """Emit an event the model built mid-run (a tool waiting for approval), given its seq."""
         self._emit(build(self._next_seq()))
 
-    def start(self, origin: Origin) -> None:
-        self._emit(AgentStart(**self._stamp(), origin=origin))
+    def start(self, origin: Origin, model: str) -> None:
+        self._emit(AgentStart(**self._stamp(), origin=origin, model=model))
 
     async def user_message(self, text: str, attachments: tuple[AttachmentRef, ...] = ()) -> None:
         message_id = new_entry_id("m")

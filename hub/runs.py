@@ -114,7 +114,7 @@ async def drive_run(
 ) -> RunOutcome:
     """Run `turn` to its end; never raises (a failure becomes the run's `agent_error`)."""
     await turn.recorded()
-    recorder.start(turn.origin)
+    recorder.start(turn.origin, model.name)
     session = recorder.session
     outcome: BaseException | None
     saving: asyncio.Task[None] | None = None

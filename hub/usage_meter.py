@@ -47,7 +47,7 @@ class UsageMeter:
         self.budget = budget or BudgetConfig()
         self.notify: Notify = lambda text: log.warning("%s", text)
         self._clock = clock or (lambda: datetime.now(UTC).timestamp())
-        self._sources: dict[str, Source] = {}
+        self._starts: dict[str, AgentStart] = {}  # runs under way, by id
         self._day: date | None = None
         self._today = Totals()
         self._announced: date | None = None
@@ -85,15 +85,22 @@ class UsageMeter:
 
     async def _on_event(self, event: AgentEvent) -> None:
         if isinstance(event, AgentStart):
-            self._sources[event.run_id] = event.origin.source
+            self._starts[event.run_id] = event
         elif isinstance(event, AgentEnd):
-            await self.record(event, self._sources.pop(event.run_id, "user"))
+            start = self._starts.pop(event.run_id, None)
+            await self.record(
+                event,
+                start.origin.source if start else "user",
+                start.model if start else None,
+            )
 
     def _on_gap(self, gap: ReadGap) -> None:
         log.warning("usage missed %d events of agent %s", gap.dropped, gap.agent_id)
 
-    async def record(self, end: AgentEnd, source: Source) -> UsageRecord:
-        model = self.hub.agent(end.agent_id).models.for_session(end.session_key).name
+    async def record(self, end: AgentEnd, source: Source, model: str | None) -> UsageRecord:
+        """Record `end`'s usage; `model` is the one that answered (the session's current model
+        when the run's start was not seen)."""
+        model = model or self.hub.agent(end.agent_id).models.for_session(end.session_key).name
         record = UsageRecord(
             ts=end.ts,
             agent_id=end.agent_id,

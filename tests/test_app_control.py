@@ -145,9 +145,15 @@ async def test_pairing_round_trip(served: tuple[Hub, ControlServer, asyncio.Even
 async def test_devices_list_and_revoke(served: tuple[Hub, ControlServer, asyncio.Event]) -> None:
     hub, server, _ = served
     issued = hub.access.redeem_invite(hub.access.create_invite().code, "laptop")
+    tablet = hub.access.redeem_invite(hub.access.create_invite().code, "tablet")
+    hub.conversation_config = hub.conversation_config.model_copy(
+        update={"guest_devices": frozenset({tablet.device_id})}
+    )
     listing = await ask(server, "devices.list")
-    assert rows(listing, "devices")[0]["deviceId"] == issued.device_id
+    listed = {row["deviceId"]: row for row in rows(listing, "devices")}
+    assert (listed[issued.device_id]["guest"], listed[tablet.device_id]["guest"]) == (False, True)
     assert issued.token not in json.dumps(listing.result)
+    assert ctl.render("devices.list", listing.result).splitlines()[1].endswith("tablet  (guest)")
     revoked = await ask(server, "devices.revoke", deviceId=issued.device_id)
     assert revoked.ok
     assert not hub.access.verify_device(issued.device_id, issued.token)

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from app.config import ConfigError, load_settings
+from app.doctor import check_guest_devices
 from app.hub_setup import conversation_config
+from hub.access import AccessStore
 from hub.echo import EchoModel
 from hub.events import MAIN_SESSION
 from hub.hub import Hub
@@ -18,7 +20,12 @@ from hub.origin import ChannelRoute, Origin
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
-    for name in ("AGENTHUB_OWNERS", "AGENTHUB_DM_SCOPE", "TELEGRAM_ALLOWED_USERS"):
+    for name in (
+        "AGENTHUB_OWNERS",
+        "AGENTHUB_DM_SCOPE",
+        "AGENTHUB_GUEST_DEVICES",
+        "TELEGRAM_ALLOWED_USERS",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AGENTHUB_DATA_DIR", str(data_dir))
 
@@ -35,6 +42,31 @@ def test_environment_and_toml_reach_the_rules(
     assert config.owners == frozenset({"telegram:111", "telegram:222"})
     assert (config.scope, config.max_concurrent_runs) == ("per-peer", 9)
     assert config.person("web:web-1") == "ada"
+
+
+def test_guest_devices_from_toml_or_environment(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    (data_dir / "config.toml").write_text('guest_devices = ["web-aaaa0001"]\n')
+    assert conversation_config(load_settings()).guest_devices == {"web-aaaa0001"}
+    monkeypatch.setenv("AGENTHUB_GUEST_DEVICES", "web-aaaa0001, web-bbbb0002")
+    assert conversation_config(load_settings()).guest_devices == {"web-aaaa0001", "web-bbbb0002"}
+
+
+def test_doctor_names_guest_devices_that_are_not_paired(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    assert check_guest_devices(load_settings()) is None
+    access = AccessStore(data_dir / "access.json")
+    paired = access.redeem_invite(access.create_invite().code, "tablet").device_id
+    monkeypatch.setenv("AGENTHUB_GUEST_DEVICES", f"{paired},web-typo0000")
+    check = check_guest_devices(load_settings())
+    assert check is not None and not check.ok
+    assert check.detail == "not paired devices: web-typo0000"
+    assert "agenthub ctl devices" in check.fix
+    monkeypatch.setenv("AGENTHUB_GUEST_DEVICES", paired)
+    check = check_guest_devices(load_settings())
+    assert check is not None and check.ok
 
 
 def test_identity_link_loops_are_a_clear_configuration_error(data_dir: Path) -> None:

@@ -36,8 +36,12 @@ ROUTE = ChannelRoute(channel="telegram", chat_id="42", reply_to_message_id="9", 
 
 SAMPLES: list[tuple[AgentEvent, set[str]]] = [
     (
-        AgentStart(**BASE, origin=Origin(surface="channel", device_id="d-1", route=ROUTE)),
-        {"origin"},
+        AgentStart(
+            **BASE,
+            origin=Origin(surface="channel", device_id="d-1", route=ROUTE),
+            model="openai:gpt-test",
+        ),
+        {"origin", "model"},
     ),
     (
         AgentEnd(**BASE, status="completed", input_tokens=3, output_tokens=4),

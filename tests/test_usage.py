@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,9 @@ from app.control_handlers import ProcessContext, process_methods
 from app.control_server import ControlServer
 from hub.echo import EchoModel
 from hub.errors import CodedError, InvalidParamsError
-from hub.events import AgentEnd
-from hub.hub import Hub
+from hub.events import AgentEnd, AgentEvent, AgentStart
+from hub.hub import AgentSetup, Hub
+from hub.model import ModelPart, ModelTurn, TextDelta, UsageReport
 from hub.origin import Origin, Source
 from hub.providers import ModelConfig, build_model
 from hub.requests import Caller, RequestHost, dispatch
@@ -148,6 +149,53 @@ async def test_meter_records_every_run_with_its_source(hub: Hub, data_dir: Path)
     assert [r.cost for r in records] == [3.0, 2.0]
     # Only the schedule's run counts against the budget.
     assert meter.spent_today().tokens == 4
+
+
+class HeldModel:
+    """Answers "ok" (5 tokens in, 1 out) once `release` is set."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self.release = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def stream(self, turn: ModelTurn) -> AsyncGenerator[ModelPart, None]:
+        await self.release.wait()
+        yield TextDelta("ok")
+        yield UsageReport(5, 1)
+
+
+async def test_usage_names_the_model_that_answered_not_a_switch_during_the_run(
+    data_dir: Path,
+) -> None:
+    alpha, beta = HeldModel("alpha"), HeldModel("beta")
+    hub = Hub(data_dir, agents=[AgentSetup("main", "main", alpha, None, (beta,))])
+    path = data_dir / "usage.jsonl"
+    meter = UsageMeter(hub, path, PriceTable({}))
+    await meter.start()
+    starts: list[AgentStart] = []
+
+    def on_event(event: AgentEvent) -> None:
+        if isinstance(event, AgentStart):
+            starts.append(event)
+
+    unsubscribe = hub.default_agent.subscribe(on_event)
+    try:
+        hub.submit("main", "hello", Origin(surface="desktop"))
+        await until(lambda: bool(starts), "the run's agent_start")
+        # /model beta while alpha is answering: it holds from the next turn on.
+        hub.default_agent.models.use(starts[0].session_key, "beta")
+        alpha.release.set()
+        records = await wait_records(path, 1)
+    finally:
+        unsubscribe()
+        await meter.stop()
+        await hub.close()
+    assert starts[0].model == "alpha"
+    assert [(r.model, r.input_tokens) for r in records] == [("alpha", 5)]
 
 
 async def test_budget_stops_automatic_runs_and_says_so_once(hub: Hub, data_dir: Path) -> None:

@@ -159,6 +159,14 @@ async def test_phone_width_new_chat_and_switch_close_the_drawer(
     async with running_stack(data_dir) as stack, chromium() as browser:
         page = await browser.new_page(viewport=PHONE)
         await pair_with_link(page, stack)
+        # The mode picker shows the mode's name alone at phone width (its long label was cut),
+        # the label with what it does where there is room.
+        picked = page.locator("#mode-picker option:checked")
+        await expect(picked).to_have_text("queue")
+        await page.set_viewport_size(DESK)
+        await expect(picked).to_have_text("queue: answer it next")
+        await page.set_viewport_size(PHONE)
+        await expect(picked).to_have_text("queue")
         sidebar = page.locator("#sidebar")
         await send(page, "in main")
         await final_reply(page, "in main")

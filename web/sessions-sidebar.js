@@ -5,7 +5,7 @@
 
 import { el } from "./dom.js";
 
-const PHONE = "(max-width: 720px)";
+export const PHONE = "(max-width: 720px)";
 const OPEN_KEY = "agenthub.sidebar";
 const SNIPPET = 60;
 

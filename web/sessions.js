@@ -3,6 +3,7 @@
 // search's loading of text; the sidebar (sessions-sidebar.js) draws them. A hub without
 // `sessions.list` has `main` only.
 
+import { fitModeLabels } from "./mode-picker.js";
 import { SessionsSidebar, sessionTitle } from "./sessions-sidebar.js";
 
 export const MAIN = "main";
@@ -24,6 +25,7 @@ export class Sessions {
     this._creating = false;
     this.guest = false; // set by the UI: this device may not see the owner's sessions
     this.$ = { title: doc.getElementById("session-title"), mode: doc.getElementById("mode-picker") };
+    fitModeLabels(this.$.mode, win);
     this.sidebar = new SessionsSidebar(
       doc,
       {

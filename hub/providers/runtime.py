@@ -51,7 +51,6 @@ from hub.model import (
 from hub.providers.failures import Endpoint, RetryPolicy, to_model_error
 from hub.providers.history import instructions, to_model_messages
 from hub.providers.retrying import RetryingModel
-from hub.providers.tools import ToolErrorsAsResults
 from hub.sessions import HistoryEntry, entries_text
 from hub.tools.gate import PolicyGate
 from hub.tools.policy import ToolPolicies
@@ -96,9 +95,8 @@ class PydanticAIModel:
         self.settings = settings
         self.model = RetryingModel(model, retry or RetryPolicy(), endpoint)
         # Every tool, whatever offers it, passes the one policy gate.
-        functions: FunctionToolset[CallContext] = FunctionToolset(list(tools))
         self.gate = PolicyGate(
-            CombinedToolset([functions, *toolsets]),
+            _combined([FunctionToolset(list(tools)), *toolsets]),
             policies=policies or ToolPolicies({}),
             approvals=approvals,
             output_chars=output_chars,
@@ -107,7 +105,6 @@ class PydanticAIModel:
             self.model,
             deps_type=CallContext,
             toolsets=[self.gate],
-            capabilities=[ToolErrorsAsResults()],
             name="agenthub",
         )
 
@@ -226,6 +223,13 @@ class PydanticAIModel:
             error = to_model_error(exc, self.endpoint)
             return f"{error.code}: {error.message}"
         return None
+
+
+def _combined(toolsets: Sequence[AbstractToolset[CallContext]]) -> AbstractToolset[CallContext]:
+    """`toolsets` as one, leaving out function toolsets with no tools: pydantic-ai runs each
+    step's calls into a combined toolset as one task per member, a cost on every model request."""
+    kept = [t for t in toolsets if not isinstance(t, FunctionToolset) or t.tools]
+    return kept[0] if len(kept) == 1 else CombinedToolset(kept)
 
 
 def _user_prompt(turn: ModelTurn) -> str | list[UserContent]:

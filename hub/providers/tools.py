@@ -1,8 +1,5 @@
-"""The tools the agent offers the model: safe built-ins, plus user tools named by import path.
-
-A tool that raises does not end the run: `ToolErrorsAsResults` turns the exception into a
-failed tool result the model sees (and the agent shows as tool_execution_end with is_error).
-"""
+"""The tools the agent offers the model: safe built-ins, plus user tools named by import path
+(each call passes `hub.tools.gate.PolicyGate`)."""
 
 from __future__ import annotations
 
@@ -13,10 +10,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic_ai import RunContext, Tool, ToolFailed
-from pydantic_ai.capabilities import AbstractCapability
-from pydantic_ai.messages import ToolCallPart
-from pydantic_ai.tools import ToolDefinition
+from pydantic_ai import Tool
 
 from hub.providers.calculator import Number, calculate
 
@@ -79,18 +73,3 @@ def build_tools(paths: Sequence[str], *, builtins: bool = True) -> list[Tool[Any
         names.add(tool.name)
         tools.append(tool)
     return tools
-
-
-class ToolErrorsAsResults(AbstractCapability[Any]):
-    """Report a tool's exception to the model as a failed result instead of ending the run."""
-
-    async def on_tool_execute_error(
-        self,
-        ctx: RunContext[Any],
-        *,
-        call: ToolCallPart,
-        tool_def: ToolDefinition,
-        args: Any,
-        error: Exception,
-    ) -> Any:
-        raise ToolFailed(f"{type(error).__name__}: {error}") from error

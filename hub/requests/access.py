@@ -57,6 +57,8 @@ class DeviceInfo(WireModel):
     label: str
     paired_at: float
     connected: bool
+    # Listed in `guest_devices`: sees only its own sessions (docs/sessions.md).
+    guest: bool = False
 
 
 class DevicesAnswer(WireModel):
@@ -107,6 +109,7 @@ async def pair_deny(host: RequestHost, caller: Caller, params: CodeParams) -> De
 @request("devices.list", NoParams, DevicesAnswer, owner_only=True)
 async def devices_list(host: RequestHost, caller: Caller, params: NoParams) -> DevicesAnswer:
     online = {d.device_id for d in await host.connected_devices()}
+    guests = host.hub.conversation_config.guest_devices if host.hub else frozenset()
     return DevicesAnswer(
         devices=[
             DeviceInfo(
@@ -114,6 +117,7 @@ async def devices_list(host: RequestHost, caller: Caller, params: NoParams) -> D
                 label=d.label,
                 paired_at=d.paired_at,
                 connected=d.device_id in online,
+                guest=d.device_id in guests,
             )
             for d in host.access.devices()
         ]

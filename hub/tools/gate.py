@@ -1,9 +1,11 @@
 """`PolicyGate`: the one place every tool call passes, whatever toolset offers the tool.
 
 `deny`ed tools are not offered to the model at all (and refused if called anyway); `ask` waits
-for a person through `hub.approvals`; every result is capped at `output_chars`. MCP tools carry
-their `"<server>.<tool>"` name in their definition's metadata (see `hub.tools.mcp`); that is
-the name policies, approvals and events use.
+for a person through `hub.approvals`; every result is capped at `output_chars`. A tool that
+raises does not end the run: the model sees a failed result naming the error (and the agent
+shows tool_execution_end with is_error). MCP tools carry their `"<server>.<tool>"` name in
+their definition's metadata (see `hub.tools.mcp`); that is the name policies, approvals and
+events use.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pydantic import JsonValue
-from pydantic_ai import RunContext
+from pydantic import JsonValue, ValidationError
+from pydantic_ai import ModelRetry, RunContext, ToolFailed
 from pydantic_ai.toolsets import AbstractToolset, WrapperToolset
 from pydantic_ai.toolsets.abstract import ToolsetTool
 from pydantic_core import to_jsonable_python
@@ -60,6 +62,20 @@ class PolicyGate(WrapperToolset[CallContext]):
         return offered
 
     async def call_tool(
+        self,
+        name: str,
+        tool_args: dict[str, Any],
+        ctx: RunContext[CallContext],
+        tool: ToolsetTool[CallContext],
+    ) -> Any:
+        try:
+            return await self._call(name, tool_args, ctx, tool)
+        except (ModelRetry, ToolFailed, ValidationError):
+            raise  # pydantic-ai's own outcomes: a retry prompt or a failed result
+        except Exception as exc:
+            raise ToolFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _call(
         self,
         name: str,
         tool_args: dict[str, Any],
