@@ -27,7 +27,7 @@ from hub.heartbeats import HeartbeatSpec
 from hub.recovery import RecoveryConfig
 from hub.schedules import ScheduleSpec
 from hub.scopes import DmScope
-from hub.tools.config import McpServerConfig, ToolPolicy
+from hub.tools.config import McpServerConfig, SearchProvider, ToolPolicy
 from hub.usage import BudgetConfig, Price
 
 DmPolicy = Literal["pairing", "allowlist", "open", "disabled"]
@@ -156,6 +156,18 @@ class Settings(BaseSettings):
     mcp_servers: list[McpServerConfig] = Field(
         default_factory=list, validation_alias=AliasChoices("mcp_servers")
     )
+    brave_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("BRAVE_API_KEY", "brave_api_key")
+    )
+    web_search_provider: SearchProvider | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AGENTHUB_WEB_SEARCH_PROVIDER", "web_search_provider"),
+    )
+    web_search_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AGENTHUB_WEB_SEARCH_URL", "web_search_url"),
+        repr=False,
+    )
     tool_settings: dict[str, JsonValue] = Field(
         default_factory=dict, validation_alias=AliasChoices("tool_settings")
     )
@@ -260,7 +272,7 @@ class Settings(BaseSettings):
                 continue
             if isinstance(value, SecretStr):
                 shown[name] = "**********"
-            elif name in ("redis_url", "gateway_url", "openai_base_url"):
+            elif name in ("redis_url", "gateway_url", "openai_base_url", "web_search_url"):
                 shown[name] = mask_url(str(value))
             elif name == "mcp_servers":  # their env may hold keys: names only
                 shown[name] = ",".join(server.name for server in value)
@@ -280,11 +292,12 @@ class Settings(BaseSettings):
                 self.telegram_webhook_secret,
                 self.openai_api_key,
                 self.anthropic_api_key,
+                self.brave_api_key,
             )
             if v is not None
         ]
-        password = urlsplit(self.redis_url).password if self.redis_url else None
-        return [*values, *([password] if password else [])]
+        passwords = [urlsplit(url).password for url in (self.redis_url, self.web_search_url) if url]
+        return [*values, *(p for p in passwords if p)]
 
 
 def mask_url(url: str) -> str:

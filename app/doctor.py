@@ -7,9 +7,11 @@ import socket
 import stat
 from dataclasses import dataclass
 
+from app.agents import agent_model_configs
 from app.config import Settings
 from app.hub_setup import model_config, tools_config
 from hub.access import AccessStore
+from hub.tools.policy import enabled_builtins
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,29 @@ async def check_mcp_servers(settings: Settings) -> list[Check]:
     return checks
 
 
+async def check_web_search(settings: Settings) -> Check | None:
+    """When an agent has web_search: its service is configured and answers one query."""
+    from hub.tools.web_search import SearchFailedError, WebSearcher, web_search_problem
+
+    try:
+        configs = agent_model_configs(settings.agents, model_config(settings), settings.data_dir)
+    except ValueError:
+        return None  # start-up names that error
+    toolings = [c.tooling for _, c in configs.values()]
+    tooling = next((t for t in toolings if "web_search" in enabled_builtins(t)), None)
+    if tooling is None:
+        return None
+    problem = web_search_problem(tooling)
+    if problem is not None:
+        return Check("web search", False, problem, "see docs/tools.md#web_search")
+    searcher = WebSearcher(tooling)
+    try:
+        await searcher.search("agenthub", 1)
+    except SearchFailedError as exc:
+        return Check("web search", False, str(exc), "see docs/tools.md#web_search")
+    return Check("web search", True, f"{searcher.service} answers")
+
+
 def check_guest_devices(settings: Settings) -> Check | None:
     """Every id in `guest_devices` names a paired device: a mistyped one leaves the device it
     meant seeing the owner's conversations."""
@@ -149,7 +174,12 @@ async def run_doctor(settings: Settings) -> int:
         check_port(settings),
         await check_model(settings),
     ]
-    for optional in (await check_telegram(settings), check_guest_devices(settings)):
+    optionals = (
+        await check_telegram(settings),
+        check_guest_devices(settings),
+        await check_web_search(settings),
+    )
+    for optional in optionals:
         if optional is not None:
             checks.append(optional)
     checks += await check_mcp_servers(settings)

@@ -17,6 +17,7 @@ from hub.hub import AgentSetup, Hub
 from hub.providers import ModelConfig, build_compactor, build_model, describe_model
 from hub.scopes import ConversationConfig
 from hub.tools.config import TUNABLES, ToolsConfig
+from hub.tools.web_search import web_search_problem
 from hub.transcribe import Transcriber
 
 if TYPE_CHECKING:
@@ -60,6 +61,9 @@ def tools_config(settings: Settings) -> ToolsConfig:
                 "enable_tools": settings.enable_tools,
                 "tool_policies": settings.tool_policies,
                 "mcp_servers": settings.mcp_servers,
+                "web_search_provider": settings.web_search_provider,
+                "web_search_url": settings.web_search_url,
+                "web_search_api_key": settings.brave_api_key,
                 "workspace_root": settings.data_dir / "workspace",
                 "mcp_log_dir": settings.data_dir / "logs",
             }
@@ -108,6 +112,10 @@ def build_hub(settings: Settings) -> tuple[Hub, McpServers | None, str]:
         configs = agent_model_configs(settings.agents, config, settings.data_dir)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    for _, agent_config in configs.values():
+        problem = web_search_problem(agent_config.tooling)
+        if problem is not None:
+            raise ConfigError(problem)
     mcp = None
     if tooling.mcp_servers:
         # pydantic-ai comes with the MCP client: only a hub with MCP servers imports it here.

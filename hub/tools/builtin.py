@@ -17,6 +17,7 @@ from hub.tools.config import ToolsConfig
 from hub.tools.policy import enabled_builtins
 from hub.tools.shell import run_shell
 from hub.tools.web_fetch import WebFetcher
+from hub.tools.web_search import WebSearcher
 from hub.tools.workspace import MAX_READ_CHARS, Workspace
 
 Ctx = RunContext[CallContext]
@@ -44,6 +45,16 @@ def builtin_toolset(config: ToolsConfig) -> FunctionToolset[CallContext]:
             return await fetcher.fetch(url)
 
         toolset.add_function(web_fetch)
+
+    if "web_search" in enabled:
+        searcher = WebSearcher(config)
+
+        async def web_search(query: str, count: int = 5) -> str:
+            """Search the web: up to `count` (1 to 10) results, each a title, URL and
+            snippet."""
+            return await searcher.search(query, count)
+
+        toolset.add_function(web_search)
 
     if "read_file" in enabled:
 

@@ -2,7 +2,7 @@
 
 TOML (see docs/tools.md):
 
-    enable_tools = ["web_fetch", "workspace", "shell"]
+    enable_tools = ["web_fetch", "web_search", "workspace", "shell"]
     [tool_policies]
     shell = "ask"
     "files.delete" = "deny"
@@ -19,13 +19,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 ToolPolicy = Literal["allow", "ask", "deny"]
+SearchProvider = Literal["brave", "searxng"]
 
 WORKSPACE_TOOLS = ("read_file", "write_file", "edit_file", "list_files")
 AGENT_TOOLS = ("list_agents", "send_to_agent", "broadcast", "get_messages", "mark_read")
-BUILTIN_TOOL_NAMES = ("web_fetch", *WORKSPACE_TOOLS, "shell", *AGENT_TOOLS)
+BUILTIN_TOOL_NAMES = ("web_fetch", "web_search", *WORKSPACE_TOOLS, "shell", *AGENT_TOOLS)
 # `enable_tools` accepts a tool name, `workspace` for the four file tools, or `agents` for the
 # tools that message the hub's other agents.
 TOOL_GROUPS: dict[str, tuple[str, ...]] = {"workspace": WORKSPACE_TOOLS, "agents": AGENT_TOOLS}
@@ -37,6 +38,7 @@ TUNABLES = (
     "web_fetch_max_bytes",
     "web_fetch_timeout",
     "web_fetch_allow_networks",
+    "web_search_timeout",
     "shell_timeout",
     "mcp_call_timeout",
     "mcp_start_timeout",
@@ -107,6 +109,16 @@ class ToolsConfig(BaseModel):
         default_factory=list,
         description="private/loopback networks web_fetch may reach anyway (CIDR), e.g. a LAN wiki",
     )
+    web_search_provider: SearchProvider | None = Field(
+        default=None, description="None: searxng when web_search_url is set, else brave"
+    )
+    web_search_url: str | None = Field(
+        default=None,
+        repr=False,
+        description="the SearXNG instance, or another Brave Search API endpoint",
+    )
+    web_search_api_key: SecretStr | None = Field(default=None, description="BRAVE_API_KEY")
+    web_search_timeout: float = Field(default=15.0, gt=0)
     shell_timeout: float = Field(default=60.0, gt=0)
     mcp_call_timeout: float = Field(default=60.0, gt=0)
     mcp_start_timeout: float = Field(default=20.0, gt=0)
@@ -125,6 +137,13 @@ class ToolsConfig(BaseModel):
             if name not in BUILTIN_TOOL_NAMES and name not in TOOL_GROUPS:
                 known = ", ".join([*BUILTIN_TOOL_NAMES, *TOOL_GROUPS])
                 raise ValueError(f"unknown tool {name!r}; built-in tools are {known}")
+        return value
+
+    @field_validator("web_search_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
         return value
 
     @field_validator("mcp_servers")

@@ -3,7 +3,7 @@ refused (`deny`).
 
 Resolution, first match wins: the tool's own entry in `[tool_policies]`; for an MCP tool
 `"<server>.*"`; then the default: built-in workspace writes and `shell` ask, MCP tools ask,
-everything else (web_fetch, reads, the calculator, user tools) is allowed.
+everything else (web_fetch, web_search, reads, the calculator, user tools) is allowed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from hub.tools.config import BUILTIN_TOOL_NAMES, TOOL_GROUPS, ToolPolicy, ToolsC
 
 DEFAULT_POLICIES: Mapping[str, ToolPolicy] = {
     "web_fetch": "allow",
+    "web_search": "allow",
     "read_file": "allow",
     "list_files": "allow",
     "write_file": "ask",
