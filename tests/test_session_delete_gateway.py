@@ -1,5 +1,6 @@
-"""`session_deleted` through the real gateway: the owner's devices and the guest that took part
-in the deleted session hear of it; another guest does not (its session list never showed it)."""
+"""`session_deleted` on the surfaces: through the real gateway the owner's devices and the guest
+that took part in the deleted session hear of it, another guest does not (its list never showed
+it); the desktop window's bridge pushes it to the page, asked through the bridge itself."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pydantic import BaseModel, JsonValue
 
 from gateway.protocol import StreamFrame, StreamPayload
 from hub.conversations import NewSession
+from hub.events import SessionDeleted
 from hub.requests import Caller, RequestHost, dispatch
 from hub.scopes import ConversationConfig
+from tests.test_desktop_bridge import has_event, make_rig
 from tests.test_gateway_support import (
     Device,
     connect_client,
@@ -89,3 +92,18 @@ async def test_session_deleted_reaches_who_could_see_it(data_dir: Path) -> None:
         assert {p.session_key for p in bobs_frames} == {bobs}
         for device in (owner, alice, bob):
             await device.close()
+
+
+def test_the_desktop_window_hears_a_deletion(data_dir: Path) -> None:
+    with make_rig(data_dir) as rig:
+        assert rig.call("subscribe", "main").ok
+        created = rig.call("request", "sessions.new", {"agentId": "main"})
+        assert created.ok and isinstance(created.payload, dict)
+        key = created.payload["sessionKey"]
+        deleted = rig.call("request", "sessions.delete", {"agentId": "main", "sessionKey": key})
+        assert deleted.ok, deleted.error
+        rig.sink.wait_for(has_event(SessionDeleted))
+        (event,) = [e for e in rig.sink.events() if isinstance(e, SessionDeleted)]
+        assert (event.agent_id, event.session_key) == ("main", key)
+        refused = rig.refused("request", "sessions.delete", {"agentId": "main", "sessionKey": key})
+        assert refused.code == "unknown_session"
