@@ -22,6 +22,7 @@ from hub.events import MAIN_SESSION, SessionDeleted
 from hub.lanes import WriteMode
 from hub.scopes import ConversationConfig, Viewer, check_session_key
 from hub.session_index import SessionMeta
+from hub.session_registry import session_files
 from hub.sessions import HistoryEntry, Session
 from hub.wire import WireModel
 
@@ -211,9 +212,8 @@ class Conversations:
                 "busy",
             )
         folder = agent.sessions.folder
-        files = [folder / f"{sid}.jsonl" for sid in (*meta.previous, meta.session_id)]
         try:
-            images = referenced_ids(files)
+            images = referenced_ids(session_files(folder, meta))
         except OSError as exc:
             log.warning("agent %s: could not read %s for its images (%s)", agent.agent_id, key, exc)
             images = set()  # the start-up sweep removes them

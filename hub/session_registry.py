@@ -173,20 +173,11 @@ class SessionRegistry:
         return meta
 
     def delete(self, key: str) -> list[Path]:
-        """Remove `key`'s session files (current and older) and its index entry; returns the
-        files removed. The next seq is kept as given out (the caller announces the deletion
-        with it). Raises `OSError` when a file cannot be removed (the entry then stays)."""
+        """Remove `key`'s session files and index entry; returns the files removed. The next
+        seq counts as given out (the caller announces the deletion with it). Raises `OSError`
+        when a file cannot be removed (the entry then stays)."""
         meta = self._meta[key]
-        paths = [self.folder / f"{sid}.jsonl" for sid in (*meta.previous, meta.session_id)]
-        removed = []
-        for path in paths:
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                continue
-            removed.append(path)
-        if removed:
-            fsync_dir(self.folder)
+        removed = remove_files(session_files(self.folder, meta))
         del self._meta[key]
         self._loaded.pop(key, None)
         self.departed[key] = meta
@@ -300,3 +291,22 @@ class SessionRegistry:
             write_atomic(self.index_path, data)
         except OSError as exc:
             log.warning("agent %s: could not save the session index (%s)", self.agent_id, exc)
+
+
+def session_files(folder: Path, meta: SessionMeta) -> list[Path]:
+    """Every session file of a key: the older ones, then the current one."""
+    return [folder / f"{sid}.jsonl" for sid in (*meta.previous, meta.session_id)]
+
+
+def remove_files(paths: list[Path]) -> list[Path]:
+    """Unlink `paths` (those already gone are skipped), durably; returns the ones removed."""
+    removed = []
+    for path in paths:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    if removed:
+        fsync_dir(removed[0].parent)
+    return removed

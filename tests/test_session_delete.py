@@ -1,7 +1,8 @@
 """`sessions.delete`: who may delete, what goes (files, index entry, photos only it holds),
 what stays (other sessions' photos, usage totals, schedules), the `session_deleted` event, a
-key written to again, the seq after a restart, refusals and storage failures, the start-up
-sweep of photos nothing names, and `agenthub ctl sessions delete`."""
+key written to again, the seq after a restart, refusals (a session answering, one waiting for
+approval: stopping it denies the approval) and storage failures, the start-up sweep of photos
+nothing names, and `agenthub ctl sessions delete`."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from pydantic import JsonValue
 from app.cli import main
 from app.control_handlers import ProcessContext, process_methods
 from app.control_server import ControlServer
+from hub.approvals import Approvals
 from hub.attachments import SWEEP_GRACE, Attachment
 from hub.errors import CodedError
-from hub.events import AgentEvent, SessionDeleted
+from hub.events import AgentEvent, ApprovalResolved, SessionDeleted
 from hub.hub import Hub
 from hub.origin import Origin
 from hub.requests import Caller, RequestHost, dispatch
@@ -27,8 +29,10 @@ from hub.sessions import MessageEntry
 from hub.usage import PriceTable, UsageFile
 from hub.usage_meter import UsageMeter
 from hub.wire import WireModel
+from tests.fake_openai import FakeOpenAI
 from tests.telegram_rig import until
 from tests.test_core_conversations import GatedEcho, dm, make_hub
+from tests.web_pages import script_shell_call, shell_model
 
 OWNER = Caller(surface="desktop", owner=True)
 ALICE = Caller(surface="web", device_id="d-alice")
@@ -204,6 +208,35 @@ async def test_a_session_answering_is_refused_until_stopped(data_dir: Path) -> N
         await hub.default_agent.wait_idle()
         deleted = (await ask(hub, "sessions.delete", sessionKey=key)).model_dump()
         assert deleted["imagesRemoved"] == 1 and media(data_dir) == set()
+    finally:
+        await hub.close()
+
+
+async def test_a_session_waiting_for_approval_is_refused_and_stopping_denies_it(
+    data_dir: Path, provider: FakeOpenAI
+) -> None:
+    approvals = Approvals()
+    hub = Hub(
+        data_dir,
+        lambda: shell_model(provider, data_dir, approvals),
+        approvals=approvals,
+    )
+    events: list[AgentEvent] = []
+    hub.default_agent.subscribe(events.append)
+    try:
+        key = await new_session(hub)
+        script_shell_call(provider, "rm -rf notes", "never run", "call-1")
+        hub.submit("main", "tidy up", WEB, session_key=key)
+        await until(lambda: bool(approvals.pending()), "the approval request")
+        with pytest.raises(CodedError) as caught:
+            await ask(hub, "sessions.delete", sessionKey=key)
+        assert caught.value.code == "busy"
+        assert hub.default_agent.abort(key)
+        await hub.default_agent.wait_idle()
+        (resolved,) = [e for e in events if isinstance(e, ApprovalResolved)]
+        assert (resolved.session_key, resolved.decision, resolved.by) == (key, "denied", "abort")
+        await ask(hub, "sessions.delete", sessionKey=key)
+        assert key not in keys(hub) and approvals.pending() == []
     finally:
         await hub.close()
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, JsonValue
+from pydantic import JsonValue
 
-from gateway.protocol import StreamFrame, StreamPayload
+from gateway.protocol import StreamPayload
 from hub.conversations import NewSession
 from hub.events import SessionDeleted
 from hub.requests import Caller, RequestHost, dispatch
@@ -60,14 +60,6 @@ async def test_session_deleted_reaches_who_could_see_it(data_dir: Path) -> None:
         await _until(alice, "agent_end", alices)
         await _until(owner, "agent_end", alices)
 
-        sent: list[BaseModel] = []
-        emit = stack.link.connection.emit
-
-        async def counting(frame: BaseModel, *, answer: bool = False) -> bool:
-            sent.append(frame)
-            return await emit(frame, answer=answer)
-
-        stack.link.connection.emit = counting  # type: ignore[method-assign]
         host = RequestHost(access=stack.hub.access, health=stack.hub.health, hub=stack.hub)
         await dispatch(
             host,
@@ -78,13 +70,6 @@ async def test_session_deleted_reaches_who_could_see_it(data_dir: Path) -> None:
         heard = (await _until(alice, "session_deleted", alices))[-1]
         assert (heard.event["agentId"], heard.event["sessionKey"]) == ("main", alices)
         await _until(owner, "session_deleted", alices)
-        deleted = [
-            f
-            for f in sent
-            if isinstance(f, StreamFrame) and f.payload.event.get("type") == "session_deleted"
-        ]
-        assert sorted(f.to for f in deleted) == sorted(["*", alice_id])
-
         # Bob's frames keep their order: a deletion sent to him would come before this run's.
         message = {"agentId": "main", "content": "bob here", "sessionKey": bobs}
         await bob.send("hub", "message", message)
