@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     brave_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("BRAVE_API_KEY", "brave_api_key")
     )
+    tavily_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TAVILY_API_KEY", "tavily_api_key")
+    )
     web_search_provider: SearchProvider | None = Field(
         default=None,
         validation_alias=AliasChoices("AGENTHUB_WEB_SEARCH_PROVIDER", "web_search_provider"),
@@ -293,6 +296,7 @@ class Settings(BaseSettings):
                 self.openai_api_key,
                 self.anthropic_api_key,
                 self.brave_api_key,
+                self.tavily_api_key,
             )
             if v is not None
         ]

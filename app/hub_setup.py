@@ -63,7 +63,8 @@ def tools_config(settings: Settings) -> ToolsConfig:
                 "mcp_servers": settings.mcp_servers,
                 "web_search_provider": settings.web_search_provider,
                 "web_search_url": settings.web_search_url,
-                "web_search_api_key": settings.brave_api_key,
+                "brave_api_key": settings.brave_api_key,
+                "tavily_api_key": settings.tavily_api_key,
                 "workspace_root": settings.data_dir / "workspace",
                 "mcp_log_dir": settings.data_dir / "logs",
             }

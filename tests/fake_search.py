@@ -1,8 +1,10 @@
-"""A local web search server for tests: the Brave Search API and a SearXNG instance in one.
+"""A local web search server for tests: the Brave Search API, Tavily and a SearXNG instance.
 
 `GET /res/v1/web/search` answers like Brave (`{"web": {"results": [{title, url,
 description}]}}`), refusing a request whose `X-Subscription-Token` is not `key` with 401 (its
 body repeats the token, as a careless service might, so tests see it never reaches the model).
+`POST /search` answers like Tavily (`{"results": [{title, url, content}]}`), refusing a
+request without `Authorization: Bearer <key>` the same way.
 `GET /search` answers like SearXNG (`{"results": [{title, url, content}]}`) and, like an
 instance whose JSON API is off, with 403 to a request without `format=json`.
 
@@ -71,6 +73,7 @@ class Seen:
     path: str
     query: dict[str, str]
     token: str | None
+    body: dict[str, Any] | None = None
 
 
 @dataclass
@@ -95,6 +98,10 @@ class FakeSearch:
         return f"{self.base_url}/res/v1/web/search"
 
     @property
+    def tavily_url(self) -> str:
+        return f"{self.base_url}/search"
+
+    @property
     def searxng_url(self) -> str:
         return self.base_url
 
@@ -106,6 +113,7 @@ class FakeSearch:
         app = web.Application()
         app.router.add_get("/res/v1/web/search", self._brave)
         app.router.add_get("/search", self._searxng)
+        app.router.add_post("/search", self._tavily)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
         self.port = self.port or free_port()
@@ -117,14 +125,15 @@ class FakeSearch:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def _record(self, request: web.Request) -> Plan:
-        token = request.headers.get("X-Subscription-Token")
-        self.seen.append(Seen(request.path, dict(request.query), token))
+    def _record(
+        self, request: web.Request, token: str | None, body: dict[str, Any] | None = None
+    ) -> Plan:
+        self.seen.append(Seen(request.path, dict(request.query), token, body))
         return self._plans.popleft() if self._plans else self.default
 
     async def _brave(self, request: web.Request) -> web.Response:
-        plan = self._record(request)
         token = request.headers.get("X-Subscription-Token")
+        plan = self._record(request, token)
         if token != self.key:
             return web.json_response({"error": f"unknown token {token}"}, status=401)
         if isinstance(plan, Hits):
@@ -134,8 +143,18 @@ class FakeSearch:
             return web.json_response(answer if hits else {"type": "search"})
         return await self._other(plan)
 
+    async def _tavily(self, request: web.Request) -> web.Response:
+        token = request.headers.get("Authorization")
+        plan = self._record(request, token, await request.json())
+        if token != f"Bearer {self.key}":
+            return web.json_response({"detail": {"error": f"bad key {token}"}}, status=401)
+        if isinstance(plan, Hits):
+            hits = [{"title": t, "url": u, "content": c, "score": 0.9} for t, u, c in plan.results]
+            return web.json_response({"query": "?", "results": hits, "response_time": 0.1})
+        return await self._other(plan)
+
     async def _searxng(self, request: web.Request) -> web.Response:
-        plan = self._record(request)
+        plan = self._record(request, None)
         if request.query.get("format") != "json":
             return web.Response(status=403, text="403 Forbidden")
         if isinstance(plan, Hits):

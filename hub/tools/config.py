@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 ToolPolicy = Literal["allow", "ask", "deny"]
-SearchProvider = Literal["brave", "searxng"]
+SearchProvider = Literal["brave", "tavily", "searxng"]
 
 WORKSPACE_TOOLS = ("read_file", "write_file", "edit_file", "list_files")
 AGENT_TOOLS = ("list_agents", "send_to_agent", "broadcast", "get_messages", "mark_read")
@@ -110,14 +110,16 @@ class ToolsConfig(BaseModel):
         description="private/loopback networks web_fetch may reach anyway (CIDR), e.g. a LAN wiki",
     )
     web_search_provider: SearchProvider | None = Field(
-        default=None, description="None: searxng when web_search_url is set, else brave"
+        default=None,
+        description="None: searxng when web_search_url is set, else one with a key (brave first)",
     )
     web_search_url: str | None = Field(
         default=None,
         repr=False,
-        description="the SearXNG instance, or another Brave Search API endpoint",
+        description="the SearXNG instance, or another endpoint for Brave or Tavily",
     )
-    web_search_api_key: SecretStr | None = Field(default=None, description="BRAVE_API_KEY")
+    brave_api_key: SecretStr | None = None
+    tavily_api_key: SecretStr | None = None
     web_search_timeout: float = Field(default=15.0, gt=0)
     shell_timeout: float = Field(default=60.0, gt=0)
     mcp_call_timeout: float = Field(default=60.0, gt=0)

@@ -1,8 +1,9 @@
 """`web_search(query, count)`: a compact numbered list of web results (title, URL, snippet).
 
-Two services, chosen by `web_search_provider` (unset: SearXNG when `web_search_url` is set, else
-Brave): the Brave Search API (`X-Subscription-Token: BRAVE_API_KEY`), or a SearXNG instance's
-JSON API (`/search?format=json`). Snippets arrive with HTML in them (Brave marks the matched
+Three services, chosen by `web_search_provider` (unset: SearXNG when `web_search_url` is set,
+else the one with a key, Brave first): the Brave Search API (`X-Subscription-Token:
+BRAVE_API_KEY`), Tavily (`Authorization: Bearer TAVILY_API_KEY`), or a SearXNG instance's JSON
+API (`/search?format=json`). Snippets arrive with HTML in them (Brave marks the matched
 words with `<strong>`): they become plain text through the stdlib HTML parser. The result URLs
 are only text for the model; reading one is `web_fetch`'s job, under its SSRF guard.
 
@@ -17,17 +18,23 @@ from html.parser import HTMLParser
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from hub.errors import CodedError
 from hub.tools.config import SearchProvider, ToolsConfig
 from hub.tools.policy import enabled_builtins
 
 BRAVE_ENDPOINT = "https://api.search.brave.com/res/v1/web/search"
+TAVILY_ENDPOINT = "https://api.tavily.com/search"
 MAX_COUNT = 10
 SNIPPET_CHARS = 400
 TITLE_CHARS = 200
-SERVICE_NAMES: dict[SearchProvider, str] = {"brave": "Brave Search", "searxng": "SearXNG"}
+SERVICE_NAMES: dict[SearchProvider, str] = {
+    "brave": "Brave Search",
+    "tavily": "Tavily",
+    "searxng": "SearXNG",
+}
+KEY_NAMES: dict[SearchProvider, str] = {"brave": "BRAVE_API_KEY", "tavily": "TAVILY_API_KEY"}
 _log = logging.getLogger("agenthub.tools.web_search")
 
 
@@ -63,21 +70,31 @@ class _BraveAnswer(_Loose):
     web: _BraveWeb | None = None  # absent when nothing matched
 
 
-class _SearxHit(_Loose):
+class _ContentHit(_Loose):
     title: str = ""
     url: str
     content: str | None = ""
 
 
-class _SearxAnswer(_Loose):
-    results: list[_SearxHit]
+class _ResultsAnswer(_Loose):
+    """Tavily's answer and SearXNG's: `results`, each with its snippet in `content`."""
+
+    results: list[_ContentHit]
 
 
 def search_provider(config: ToolsConfig) -> SearchProvider:
     """The service web_search uses under `config`."""
     if config.web_search_provider is not None:
         return config.web_search_provider
-    return "searxng" if config.web_search_url else "brave"
+    if config.web_search_url:
+        return "searxng"
+    return "tavily" if config.brave_api_key is None and config.tavily_api_key else "brave"
+
+
+def api_key(config: ToolsConfig, provider: SearchProvider) -> SecretStr | None:
+    if provider == "brave":
+        return config.brave_api_key
+    return config.tavily_api_key if provider == "tavily" else None
 
 
 def web_search_problem(config: ToolsConfig) -> str | None:
@@ -85,19 +102,21 @@ def web_search_problem(config: ToolsConfig) -> str | None:
     if "web_search" not in enabled_builtins(config):
         return None
     provider = search_provider(config)
-    if provider == "searxng" and not config.web_search_url:
+    if provider == "searxng":
+        if config.web_search_url:
+            return None
         return (
             "web_search uses SearXNG but has no instance: set web_search_url "
             "(AGENTHUB_WEB_SEARCH_URL) to its address"
         )
-    if provider == "brave" and config.web_search_api_key is None:
-        if config.web_search_provider is None:
-            return (
-                "web_search is enabled but has no search service: set BRAVE_API_KEY "
-                "(Brave Search API) or web_search_url (a SearXNG instance)"
-            )
-        return "web_search uses Brave Search but has no key: set BRAVE_API_KEY"
-    return None
+    if api_key(config, provider) is not None:
+        return None
+    if config.web_search_provider is None:
+        return (
+            "web_search is enabled but has no search service: set BRAVE_API_KEY (Brave Search "
+            "API), TAVILY_API_KEY (Tavily) or web_search_url (a SearXNG instance)"
+        )
+    return f"web_search uses {SERVICE_NAMES[provider]} but has no key: set {KEY_NAMES[provider]}"
 
 
 class WebSearcher:
@@ -107,7 +126,7 @@ class WebSearcher:
         self.provider = search_provider(config)
         self.service = SERVICE_NAMES[self.provider]
         self.url = config.web_search_url
-        self.key = config.web_search_api_key
+        self.key = api_key(config, self.provider)
         self.timeout = config.web_search_timeout
 
     async def search(self, query: str, count: int = 5) -> str:
@@ -148,11 +167,9 @@ class WebSearcher:
             ) from None
 
     def _problem(self) -> str | None:
-        if self.provider == "brave" and self.key is None:
-            return "set BRAVE_API_KEY"
-        if self.provider == "searxng" and not self.url:
-            return "set web_search_url"
-        return None
+        if self.provider == "searxng":
+            return None if self.url else "set web_search_url"
+        return None if self.key is not None else f"set {KEY_NAMES[self.provider]}"
 
     async def _request(self, client: httpx.AsyncClient, query: str, count: int) -> httpx.Response:
         if self.provider == "brave":
@@ -164,6 +181,13 @@ class WebSearcher:
                     "Accept": "application/json",
                     "X-Subscription-Token": self.key.get_secret_value(),
                 },
+            )
+        if self.provider == "tavily":
+            assert self.key is not None
+            return await client.post(
+                self.url or TAVILY_ENDPOINT,
+                json={"query": query, "max_results": count},
+                headers={"Authorization": f"Bearer {self.key.get_secret_value()}"},
             )
         assert self.url is not None
         base = self.url.rstrip("/")
@@ -184,10 +208,16 @@ class WebSearcher:
                 f"web search is rate limited by {service} (HTTP 429): wait before searching "
                 "again, or search less often"
             )
-        if self.provider == "brave" and (status in (401, 403) or _brave_bad_token(response)):
+        bad_key = status in (401, 403) or (self.provider == "brave" and _brave_bad_token(response))
+        if self.provider != "searxng" and bad_key:
             raise SearchFailedError(
                 f"web search failed: {service} refused the API key (HTTP {status}); "
-                "check BRAVE_API_KEY and its subscription"
+                f"check {KEY_NAMES[self.provider]} and its subscription"
+            )
+        if self.provider == "tavily" and status in (432, 433):
+            raise SearchFailedError(
+                f"web search failed: the Tavily plan's usage limit is reached (HTTP {status}); "
+                "raise it in the Tavily dashboard, or wait for the next billing period"
             )
         if self.provider == "searxng" and status == 403:
             raise SearchFailedError(
@@ -209,8 +239,8 @@ class WebSearcher:
                 brave = _BraveAnswer.model_validate_json(response.content)
                 found = brave.web.results if brave.web else []
                 return [hit_of(h.title, h.url, h.description) for h in found]
-            searx = _SearxAnswer.model_validate_json(response.content)
-            return [hit_of(h.title, h.url, h.content or "") for h in searx.results]
+            answer = _ResultsAnswer.model_validate_json(response.content)
+            return [hit_of(h.title, h.url, h.content or "") for h in answer.results]
         except ValidationError:
             raise SearchFailedError(
                 f"web search failed: {self.service} sent an answer that is not the JSON "
