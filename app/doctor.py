@@ -7,9 +7,9 @@ import socket
 import stat
 from dataclasses import dataclass
 
-from app.agents import agent_model_configs
-from app.config import Settings
-from app.hub_setup import model_config, tools_config
+from app.agents import agent_model_configs, restrict_mcp_servers
+from app.config import ConfigError, Settings
+from app.hub_setup import conversation_config, model_config, tools_config
 from hub.access import AccessStore
 from hub.tools.policy import enabled_builtins
 
@@ -20,6 +20,21 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+
+
+def check_configuration(settings: Settings) -> Check:
+    """What `serve` derives from the settings (model, tools, agents, conversations) holds
+    together; the checks that build on it need it to."""
+    try:
+        config = model_config(settings)
+        restrict_mcp_servers(settings.agents, config.tooling)
+        agent_model_configs(settings.agents, config, settings.data_dir)
+        conversation_config(settings)
+    except (ConfigError, ValueError) as exc:
+        return Check(
+            "configuration", False, str(exc), "fix the setting it names (config.toml or env)"
+        )
+    return Check("configuration", True, f"loaded ({len(settings.masked())} settings)")
 
 
 def check_data_dir(settings: Settings) -> Check:
@@ -130,10 +145,7 @@ async def check_web_search(settings: Settings) -> Check | None:
     """When an agent has web_search: its service is configured and answers one query."""
     from hub.tools.web_search import SearchFailedError, WebSearcher, web_search_problem
 
-    try:
-        configs = agent_model_configs(settings.agents, model_config(settings), settings.data_dir)
-    except ValueError:
-        return None  # start-up names that error
+    configs = agent_model_configs(settings.agents, model_config(settings), settings.data_dir)
     toolings = [c.tooling for _, c in configs.values()]
     tooling = next((t for t in toolings if "web_search" in enabled_builtins(t)), None)
     if tooling is None:
@@ -168,21 +180,16 @@ def check_guest_devices(settings: Settings) -> Check | None:
 
 async def run_doctor(settings: Settings) -> int:
     """Print every check; exit status 0 when all pass, 1 otherwise."""
-    checks = [
-        Check("configuration", True, f"loaded ({len(settings.masked())} settings)"),
-        check_data_dir(settings),
-        check_port(settings),
-        await check_model(settings),
-    ]
-    optionals = (
-        await check_telegram(settings),
-        check_guest_devices(settings),
-        await check_web_search(settings),
-    )
-    for optional in optionals:
-        if optional is not None:
-            checks.append(optional)
-    checks += await check_mcp_servers(settings)
+    configuration = check_configuration(settings)
+    checks = [configuration, check_data_dir(settings), check_port(settings)]
+    if configuration.ok:
+        checks.append(await check_model(settings))
+    optionals = [await check_telegram(settings), check_guest_devices(settings)]
+    if configuration.ok:
+        optionals.append(await check_web_search(settings))
+    checks += [check for check in optionals if check is not None]
+    if configuration.ok:
+        checks += await check_mcp_servers(settings)
     for check in checks:
         mark = "ok  " if check.ok else "FAIL"
         print(f"[{mark}] {check.name}: {check.detail}")

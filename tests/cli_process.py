@@ -28,6 +28,8 @@ _SCRUBBED = (
     "TELEGRAM_",
     "OPENAI_",
     "ANTHROPIC_",
+    "BRAVE_",
+    "TAVILY_",
 )
 
 

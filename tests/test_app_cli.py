@@ -136,6 +136,14 @@ def test_doctor_flags_an_open_data_dir(data_dir: Path) -> None:
     assert "chmod 700" in result.stdout
 
 
+def test_doctor_names_a_bad_setting_instead_of_crashing(data_dir: Path) -> None:
+    (data_dir / "config.toml").write_text("[tool_settings]\nbogus = 1\n")
+    result = run_cli("doctor", env=clean_env(data_dir, AGENTHUB_PORT=str(free_port())))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "[FAIL] configuration: tool_settings: unknown key 'bogus'" in result.stdout
+    assert "[ok  ] data directory" in result.stdout and "Traceback" not in result.stderr
+
+
 def test_second_hub_on_the_same_data_dir_is_refused(data_dir: Path) -> None:
     served = Served("serve", clean_env(data_dir, AGENTHUB_PORT=str(free_port())))
     try:

@@ -4,6 +4,7 @@ seq continuity, and a child process SIGKILLed mid-append many times."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -250,7 +251,7 @@ async def test_a_failed_write_raises_and_keeps_memory_consistent(data_dir: Path)
 # that appends entries (printing each index once `append` returned) until it is SIGKILLed.
 # Forking from a warm process keeps 25 rounds fast; the writer is what gets killed.
 CHILD = """
-import asyncio, os, sys
+import asyncio, os, sys, traceback
 from pathlib import Path
 from hub.sessions import MessageEntry, SessionStore
 
@@ -270,7 +271,13 @@ async def append_forever(data_dir: Path) -> None:
 for _ in sys.stdin:
     pid = os.fork()
     if pid == 0:
-        asyncio.run(append_forever(Path(sys.argv[1])))
+        # A writer only ends by SIGKILL; if it fails instead, it says why (stderr) and never
+        # falls through into this loop.
+        try:
+            asyncio.run(append_forever(Path(sys.argv[1])))
+        except BaseException:
+            traceback.print_exc()
+        os._exit(3)
     print(f"pid {pid}", flush=True)
     os.waitpid(pid, 0)
     print("dead", flush=True)
@@ -291,15 +298,18 @@ def test_sigkill_mid_append_loses_at_most_the_entry_being_written(
     rng = random.Random(20261121)
     store = SessionStore(data_dir)
     saved: list[str] = []
+    errors = tmp_path / "child.err"
     child = subprocess.Popen(
         [sys.executable, str(script), str(data_dir)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=errors.open("w"),
         env=env,
         text=True,
     )
     assert child.stdin is not None
     assert child.stdout is not None
+    writer = 0
     try:
         for _ in range(25):
             child.stdin.write("go\n")
@@ -319,11 +329,15 @@ def test_sigkill_mid_append_loses_at_most_the_entry_being_written(
                 end = os.times().elapsed + rng.random() * 0.004
                 while os.times().elapsed < end:
                     pass
-            os.kill(writer, signal.SIGKILL)
+            try:
+                os.kill(writer, signal.SIGKILL)
+            except ProcessLookupError:
+                pytest.fail(f"the writer ended before the kill:\n{errors.read_text()[-3000:]}")
             # Every ack the writer printed before it died counts, read or not.
             while (line := child.stdout.readline()) != "dead\n":
                 assert line, "the child process died"
                 acked.append(int(line))
+            writer = 0  # reaped: its pid may be reused
             session = store.current("main")  # must load, whatever the kill left behind
             ids = [e.id for e in session.entries]
             assert ids[: len(saved)] == saved, "an entry that was already saved went missing"
@@ -336,6 +350,9 @@ def test_sigkill_mid_append_loses_at_most_the_entry_being_written(
                 assert entry.text == expected_text(n)
             saved = ids
     finally:
+        if writer:  # a failed round leaves its writer running: it must not outlive the test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(writer, signal.SIGKILL)
         child.kill()
         child.wait()
         child.stdin.close()

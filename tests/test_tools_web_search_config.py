@@ -13,6 +13,8 @@ from app.config import ConfigError, load_settings
 from app.doctor import check_web_search
 from app.hub_setup import build_hub, tools_config
 from hub.tools.web_search import search_provider, web_search_problem
+from tests.cli_process import clean_env, run_cli
+from tests.conftest import free_port
 from tests.fake_search import FakeSearch
 
 KEY = "brave-test-key-0123456789"
@@ -116,3 +118,14 @@ async def test_doctor_names_the_missing_key_and_probes_the_service(
     env.setenv("BRAVE_API_KEY", KEY)
     good = await check_web_search(load_settings())
     assert good is not None and good.ok and good.detail == "Brave Search answers"
+
+
+@pytest.mark.slow
+def test_the_cli_names_the_missing_key_in_serve_and_doctor(data_dir: Path) -> None:
+    env = clean_env(data_dir, AGENTHUB_ENABLE_TOOLS="web_search", AGENTHUB_PORT=str(free_port()))
+    served = run_cli("serve", env=env)
+    assert served.returncode == 2, served.stdout + served.stderr
+    assert "web_search is enabled but has no search service: set BRAVE_API_KEY" in served.stderr
+    doctor = run_cli("doctor", env=env)
+    assert doctor.returncode == 1, doctor.stdout + doctor.stderr
+    assert "[FAIL] web search: web_search is enabled but has no search service" in doctor.stdout
