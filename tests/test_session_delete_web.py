@@ -14,6 +14,7 @@ from hub.attachments import Attachment
 from hub.origin import Origin
 from tests.test_core_conversations import GatedEcho
 from tests.test_gateway_support import running_stack
+from tests.test_web_attachments import png
 from tests.test_web_chat import chromium, send
 from tests.test_web_sessions import PHONE, final_reply
 from tests.web_pages import paired_page
@@ -54,7 +55,7 @@ async def test_delete_from_the_drawer_on_every_client(data_dir: Path, artifacts:
         assert key
         await send(desk, "plan a trip to the sea")
         await final_reply(desk, "plan a trip to the sea")
-        photo = Attachment(name="sea.png", media_type="image/png", data=b"\x89PNG sea")
+        photo = Attachment(name="sea.png", media_type="image/png", data=png(96, 64, (40, 110, 200)))
         stack.hub.submit(
             "main", "pictures", Origin(surface="web"), session_key=key, attachments=[photo]
         )
