@@ -24,6 +24,7 @@ from hub.errors import CodedError
 from hub.events import AgentEvent, ApprovalResolved, SessionDeleted
 from hub.hub import Hub
 from hub.origin import Origin
+from hub.recovery_service import Recovery
 from hub.requests import Caller, RequestHost, dispatch
 from hub.sessions import MessageEntry
 from hub.usage import PriceTable, UsageFile
@@ -124,6 +125,33 @@ async def test_delete_removes_files_entry_and_only_its_own_photos(data_dir: Path
         assert again.default_agent.last_seq >= deleted[0].seq
     finally:
         await again.close()
+
+
+def journal(data_dir: Path) -> list[dict[str, JsonValue]]:
+    text = (data_dir / "runs.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+async def test_the_run_journal_forgets_the_session(data_dir: Path) -> None:
+    hub = make_hub(data_dir)
+    recovery = Recovery(hub, data_dir / "runs.jsonl")
+    await recovery.closing.start()
+    await recovery.resuming.start()
+    try:
+        key = await new_session(hub)
+        await say(hub, key, "secret plans")
+        await say(hub, "main", "hello", origin=Origin(surface="desktop"))
+        lines = journal(data_dir)
+        theirs = {line["runId"] for line in lines if line.get("sessionKey") == key}
+        mine = [line for line in lines if line["runId"] not in theirs]
+        assert theirs and mine
+
+        await ask(hub, "sessions.delete", sessionKey=key)
+
+        await until(lambda: journal(data_dir) == mine, "the journal without the session's runs")
+    finally:
+        await recovery.closing.stop()
+        await hub.close()
 
 
 async def test_a_key_written_to_again_starts_fresh(data_dir: Path) -> None:
