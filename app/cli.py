@@ -150,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     sessions.add_argument("--agent", help="only this agent")
     sessions.add_argument("--search", help="only sessions whose title or key contains this")
     sessions.add_argument("--archived", action="store_true", help="archived sessions instead")
+    session_commands = sessions.add_subparsers(dest="sessions_command", metavar="ACTION")
+    delete_session = command(
+        session_commands,
+        "delete",
+        help="delete a conversation for good, with the photos no other conversation holds",
+    )
+    delete_session.add_argument("session_agent", metavar="AGENT")
+    delete_session.add_argument("session_key", metavar="KEY")
     history = command(ctl_commands, "history", help="messages of an agent's current session")
     history.add_argument("--agent", help="agent id (default: the first agent)")
     history.add_argument("--after-seq", type=int, help="only entries after this seq")
@@ -264,6 +272,9 @@ def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, JsonValue]]:
             params["agentId"] = args.agent
         return "history", params
     if command == "sessions":
+        if getattr(args, "sessions_command", None) == "delete":
+            key = args.session_key
+            return "sessions.delete", {"agentId": args.session_agent, "sessionKey": key}
         chosen = {"agentId": args.agent, "search": args.search, "archived": args.archived}
         return "process.sessions", {k: v for k, v in chosen.items() if v}
     if command == "devices":

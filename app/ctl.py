@@ -23,6 +23,7 @@ from app.control_protocol import (
 )
 from hub.approvals import ApprovalAnswer, PendingApproval
 from hub.bindings import Binding
+from hub.conversations import DeletedSession
 from hub.hub import AgentInfo
 from hub.requests.access import (
     DecisionAnswer,
@@ -117,6 +118,8 @@ def render(method: str, result: JsonValue) -> str:
     if method == "process.sessions":
         sessions = _load(SessionsResult, result).sessions
         return "\n".join(_session_line(s) for s in sessions) or "no sessions"
+    if method == "sessions.delete":
+        return _deleted(_load(DeletedSession, result))
     if method == "history":
         entries = _load(HistoryAnswer, result).entries
         return "\n".join(_history_line(e) for e in entries) or "no messages"
@@ -194,6 +197,19 @@ def render(method: str, result: JsonValue) -> str:
     if method == "process.shutdown":
         return "shutting down"
     return json.dumps(result, indent=2)
+
+
+def _deleted(deleted: DeletedSession) -> str:
+    lines = [
+        f"deleted {deleted.session_key}: {deleted.files_removed} session file(s), "
+        f"{deleted.images_removed} photo(s) no other conversation holds"
+    ]
+    lines += [
+        f"schedule {name} still runs there: its next run starts the conversation afresh "
+        f"(agenthub ctl schedules remove {name} to stop it)"
+        for name in deleted.schedules
+    ]
+    return "\n".join(lines)
 
 
 def _status(status: StatusResult) -> str:

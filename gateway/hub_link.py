@@ -261,7 +261,9 @@ class HubLink:
         guests = config.guest_devices & (self.connection.clients or set())
         if not guests or payload.stream_id == READ_GAP_STREAM:
             return sorted(guests)
-        meta = self.hub.agent(payload.agent_id).sessions.meta(payload.session_key)
+        sessions = self.hub.agent(payload.agent_id).sessions
+        # A session deleted a moment ago: its news goes to whoever could see it.
+        meta = sessions.meta(payload.session_key) or sessions.departed.get(payload.session_key)
         return sorted(
             guest
             for guest in guests

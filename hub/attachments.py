@@ -15,7 +15,9 @@ import hashlib
 import io
 import logging
 import os
-from collections.abc import Sequence
+import re
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
@@ -211,9 +213,17 @@ def join_text(text: str, more: str) -> str:
     return f"{text}\n\n{more}" if text.strip() else more
 
 
+# A stored image's id: its content's SHA-256 (first 32 hex digits) and its type's suffix.
+_REF_ID = re.compile(rb"[0-9a-f]{32}\.(?:jpg|png|gif|webp|bin)")
+# How old an image nothing references must be before the start-up sweep deletes it.
+SWEEP_GRACE = 3600.0
+
+
 class MediaStore:
     """Images of turns, under `<data-dir>/media/<agentId>/`: one file per distinct content
-    (named by its SHA-256), so the same photo sent twice is stored once."""
+    (named by its SHA-256), so the same photo sent twice is stored once, and several sessions
+    may name one file. A file goes when no session names it any more: `remove` when a session
+    is deleted, `sweep` at start-up (images stored by turns that never ran)."""
 
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "media"
@@ -242,6 +252,66 @@ class MediaStore:
         if "/" in ref_id or "\\" in ref_id or ref_id.startswith("."):
             raise FileNotFoundError(ref_id)
         return (self.root / agent_id / ref_id).read_bytes()
+
+    def remove(
+        self, agent_id: str, ref_ids: Iterable[str], keep: Iterable[Path], held: Iterable[str]
+    ) -> list[str]:
+        """Delete the stored images `ref_ids` that no file of `keep` (the agent's session
+        files) names and no turn still queued or running `held`; returns the ids removed.
+        Raises `OSError` when a file of `keep` cannot be read. Call it with no await between
+        gathering `held` and this call, so no turn can take an image up meanwhile."""
+        wanted = {ref for ref in ref_ids if _REF_ID.fullmatch(ref.encode())} - set(held)
+        if not wanted:
+            return []
+        return self._unlink(agent_id, sorted(wanted - referenced_ids(keep)))
+
+    def sweep(
+        self, agent_id: str, keep: Iterable[Path], *, grace: float = SWEEP_GRACE
+    ) -> list[str]:
+        """At start-up: delete the agent's stored images (and leftover partial writes) that no
+        file of `keep` names and that are older than `grace` seconds (a turn may be storing
+        one now); returns the names removed."""
+        folder = self.root / agent_id
+        if not folder.is_dir():
+            return []
+        cutoff = time.time() - grace
+        old = []
+        for path in folder.iterdir():
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    old.append(path.name)
+            except OSError:
+                continue
+        if not old:
+            return []
+        used = referenced_ids(keep)
+        return self._unlink(agent_id, sorted(name for name in old if name not in used))
+
+    def _unlink(self, agent_id: str, names: list[str]) -> list[str]:
+        removed = []
+        for name in names:
+            try:
+                (self.root / agent_id / name).unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.warning("agent %s: could not delete image %s (%s)", agent_id, name, exc)
+                continue
+            removed.append(name)
+        return removed
+
+
+def referenced_ids(paths: Iterable[Path]) -> set[str]:
+    """The stored-image ids the files name (session files hold them in their entries); an
+    unreadable file makes nothing deletable, so it raises `OSError`."""
+    found: set[str] = set()
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        found.update(match.decode() for match in _REF_ID.findall(data))
+    return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Session operations for clients: list, new, rename, archive, history, mark read, mode.
+"""Session operations for clients: list, new, rename, archive, delete, history, mark read,
+mode.
 
 Every operation takes the `Viewer` who asks. The owner sees every session; anyone else only
 the sessions they wrote in (or were given by `new`). A session a viewer may not see is refused
@@ -8,19 +9,24 @@ conversations; `unknown_session` is only said about sessions the viewer could se
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Annotated
 
 from pydantic import Field
 
 from hub.agent import AsyncAgent
+from hub.attachments import MediaStore, referenced_ids
 from hub.errors import CodedError
-from hub.events import MAIN_SESSION
+from hub.events import MAIN_SESSION, SessionDeleted
 from hub.lanes import WriteMode
 from hub.scopes import ConversationConfig, Viewer, check_session_key
 from hub.session_index import SessionMeta
+from hub.session_registry import session_files
 from hub.sessions import HistoryEntry, Session
 from hub.wire import WireModel
+
+log = logging.getLogger("agenthub.sessions")
 
 
 class UnknownSessionError(CodedError):
@@ -56,6 +62,17 @@ class SessionsPage(WireModel):
 class NewSession(WireModel):
     session_key: str
     session_id: str
+
+
+class DeletedSession(WireModel):
+    """What `sessions.delete` removed: the session files of the key (its current session and
+    older ones) and the stored images no other session names. `schedules`: schedules that
+    still run in this key (their next fire starts it afresh)."""
+
+    session_key: str
+    files_removed: int
+    images_removed: int
+    schedules: list[str] = Field(default_factory=list)
 
 
 class SessionHistory(WireModel):
@@ -174,6 +191,67 @@ class Conversations:
             raise CodedError("main is the owner's conversation; it cannot be archived", "forbidden")
         return self._info(agent, agent.sessions.archive(key, archived), viewer)
 
+    def delete(
+        self, agent: AsyncAgent, viewer: Viewer, key: str, media: MediaStore
+    ) -> DeletedSession:
+        """Delete `key` for good (whoever may archive it may delete it): its session files
+        and index entry, then the stored images no remaining session or queued turn names;
+        every client hears `session_deleted`. A session answering (or between two turns) is
+        refused with `busy`: a run would keep writing to the files, and stopping it is the
+        person's call (stopping also denies what it waits approval for)."""
+        if key == MAIN_SESSION and viewer.owner:
+            raise _main_kept()
+        meta = self._meta(agent, viewer, key)
+        if key == MAIN_SESSION:
+            raise _main_kept()
+        lane = agent.lanes.get(key)
+        if lane is not None and (lane.busy or lane.lock.locked()):
+            raise CodedError(
+                "this conversation is answering; stop the reply (or wait for it to end), "
+                "then delete it",
+                "busy",
+            )
+        folder = agent.sessions.folder
+        try:
+            images = referenced_ids(session_files(folder, meta))
+        except OSError as exc:
+            log.warning("agent %s: could not read %s for its images (%s)", agent.agent_id, key, exc)
+            images = set()  # the start-up sweep removes them
+        try:
+            removed = agent.sessions.delete(key)
+        except OSError as exc:
+            raise CodedError(
+                f"could not delete the conversation's files ({exc.strerror or exc}); "
+                "check the data directory's permissions and try again",
+                "storage",
+            ) from None
+        deletion = f"del-{secrets.token_hex(6)}"
+        agent.events.announce(
+            lambda seq: SessionDeleted(
+                agent_id=agent.agent_id, run_id=deletion, seq=seq, session_key=key
+            )
+        )
+        held = {
+            image.ref.id
+            for lane in agent.lanes.all()
+            for turn in (lane.current, *lane.turns)
+            if turn is not None
+            for image in turn.images
+        }
+        try:
+            gone = media.remove(agent.agent_id, images, folder.glob("*.jsonl"), held)
+        except OSError as exc:
+            log.warning("agent %s: images of %s kept for now (%s)", agent.agent_id, key, exc)
+            gone = []
+        log.info(
+            "agent %s: deleted session %s (%d files, %d images)",
+            agent.agent_id,
+            key,
+            len(removed),
+            len(gone),
+        )
+        return DeletedSession(session_key=key, files_removed=len(removed), images_removed=len(gone))
+
     def set_mode(self, agent: AsyncAgent, viewer: Viewer, key: str, mode: WriteMode) -> SessionInfo:
         """The session's default write mode."""
         meta = self._meta(agent, viewer, key)
@@ -214,3 +292,10 @@ class Conversations:
             last_seq=agent.last_seq,
             entries=session.history(limit=limit, before=before, after=after),
         )
+
+
+def _main_kept() -> CodedError:
+    return CodedError(
+        "main is the owner's conversation; it cannot be deleted (start a new chat instead)",
+        "forbidden",
+    )

@@ -44,6 +44,10 @@ class EventStream:
             next_seq=self._sequence.next,
         )
 
+    def announce(self, build: Callable[[int], AgentEvent]) -> None:
+        """Emit an event no run records (e.g. `session_deleted`), given the next seq."""
+        self._sequence.emit(build(self._sequence.next()))
+
     def subscribe(
         self, callback: Callback, on_gap: GapCallback | None = None, name: str = ""
     ) -> Callable[[], None]:

@@ -143,6 +143,14 @@ class ApprovalResolved(EventBase):
     by: str
 
 
+class SessionDeleted(EventBase):
+    """Session `sessionKey` was deleted (`sessions.delete`): its transcript is gone. A client
+    drops it from its list and, when it shows it, moves to another session. `runId` names the
+    deletion (no run is behind it)."""
+
+    type: Literal["session_deleted"] = "session_deleted"
+
+
 AgentEvent = Annotated[
     AgentStart
     | AgentEnd
@@ -155,7 +163,8 @@ AgentEvent = Annotated[
     | CompactionEnd
     | AgentError
     | ApprovalRequest
-    | ApprovalResolved,
+    | ApprovalResolved
+    | SessionDeleted,
     Field(discriminator="type"),
 ]
 EventType = Literal[
@@ -171,6 +180,7 @@ EventType = Literal[
     "agent_error",
     "approval_request",
     "approval_resolved",
+    "session_deleted",
 ]
 MessageEvent = MessageStart | MessageUpdate | MessageEnd
 

@@ -10,6 +10,7 @@ Every surface asks `forward(surface, event)`; none writes its own filter.
 | compaction_start / end         | yes            | yes            | no             |
 | agent_error                    | yes            | yes            | as text        |
 | approval_request / resolved    | yes            | yes            | yes            |
+| session_deleted                | yes            | yes            | no             |
 | user message events            | no             | no             | no             |
 
 `LIFECYCLE` rows reach the channel manager so it can bind a run to its route and stop the
@@ -17,7 +18,9 @@ typing indicator; they are never shown in the chat. `AS_TEXT` means the surface 
 event as plain text (`[Error] …`). `STATUS` means only the tool's name reaches the chat, as
 a short status line under a live reply while the tool runs: arguments and results stay
 private. A channel renders approval events itself (buttons on the chat where the run
-started, edited to show the outcome), never as raw events.
+started, edited to show the outcome), never as raw events. `session_deleted` updates the
+session lists of the desktop and web clients (a guest's only when it could see the session);
+a chat has no list to update.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ FILTER_TABLE: Final[Mapping[EventType, Mapping[Surface, Forward]]] = MappingProx
         "agent_error": {"desktop": _Y, "web": _Y, "channel": _T},
         "approval_request": {"desktop": _Y, "web": _Y, "channel": _Y},
         "approval_resolved": {"desktop": _Y, "web": _Y, "channel": _Y},
+        "session_deleted": {"desktop": _Y, "web": _Y, "channel": _N},
     }
 )
 

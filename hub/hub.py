@@ -119,6 +119,8 @@ class Hub:
             )
         self.sessions = Conversations(self.agents, self.conversation_config)
         self.health.register("model", self._model_health)
+        for agent_id in self.agents:
+            self._sweep_media(agent_id)
 
     @property
     def default_agent(self) -> AsyncAgent:
@@ -253,6 +255,17 @@ class Hub:
             )
             for a in self.agents.values()
         ]
+
+    def _sweep_media(self, agent_id: str) -> None:
+        """Delete stored images no session names (a turn refused after storing them), once
+        they are older than `hub.attachments.SWEEP_GRACE`."""
+        try:
+            swept = self.media.sweep(agent_id, self.store.agent_dir(agent_id).glob("*.jsonl"))
+        except OSError as exc:
+            log.warning("agent %s: stored images not swept (%s)", agent_id, exc)
+            return
+        if swept:
+            log.info("agent %s: deleted %d stored image(s) no session names", agent_id, len(swept))
 
     def _model_health(self) -> SubsystemHealth:
         runs = [a.last_run for a in self.agents.values() if a.last_run is not None]

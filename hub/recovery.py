@@ -40,9 +40,10 @@ from hub.events import (
     AgentStart,
     ApprovalRequest,
     ApprovalResolved,
+    SessionDeleted,
     ToolExecutionStart,
 )
-from hub.jsonl_files import write_all
+from hub.jsonl_files import write_all, write_atomic
 from hub.origin import ChannelRoute, Origin
 from hub.recorder import Unanswered
 from hub.runs import Accepted
@@ -220,7 +221,9 @@ class RunJournal:
         self._append(line)
 
     def on_event(self, event: AgentEvent) -> None:
-        if isinstance(event, AgentStart):
+        if isinstance(event, SessionDeleted):
+            self._forget(event.agent_id, event.session_key)
+        elif isinstance(event, AgentStart):
             self._append(
                 _Started(
                     run_id=event.run_id,
@@ -254,6 +257,34 @@ class RunJournal:
             self._append(_Ended(run_id=event.run_id))
             if self._lines > COMPACT_AFTER and not self._open:
                 self.reset()
+
+    def _forget(self, agent_id: str, session_key: str) -> None:
+        """Rewrite the journal without the runs of a deleted session (their origins and the
+        arguments of the approvals they asked for go with its transcript). It has none going:
+        a busy session is not deleted."""
+        kept: list[bytes] = []
+        gone: set[str] = set()
+        for raw in _lines(self.path):
+            try:
+                line = _LINE.validate_json(raw)
+            except ValidationError:
+                kept.append(raw)
+                continue
+            if isinstance(line, AcceptedLine | _Started) and (line.agent_id, line.session_key) == (
+                agent_id,
+                session_key,
+            ):
+                gone.add(line.run_id)
+            if line.run_id not in gone:
+                kept.append(raw)
+        if not gone:
+            return
+        try:
+            write_atomic(self.path, b"".join(raw + b"\n" for raw in kept))
+        except OSError as exc:
+            log.error("%s: could not drop a deleted session's runs (%s)", self.path, exc)
+            return
+        self._lines = len(kept)
 
     def _append(self, line: _Lines) -> None:
         data = _LINE.dump_json(line) + b"\n"

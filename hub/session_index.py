@@ -63,6 +63,9 @@ class SessionMeta(_Record):
 class SessionIndex(_Record):
     version: int = 1
     sessions: dict[str, SessionMeta] = Field(default_factory=dict)
+    # The highest seq given out when sessions were deleted (their files held the seqs): the
+    # agent resumes past it, so no seq a client has seen is used again.
+    seq_floor: int = 0
 
 
 def make_title(text: str) -> str:
@@ -73,10 +76,11 @@ def make_title(text: str) -> str:
 
 def scan(folder: Path, agent_id: str) -> tuple[dict[str, SessionMeta], int]:
     """Each key's metadata and the seq to resume from: the index, checked against every
-    session file's header and last line; a key whose file is newer is recounted from it."""
+    session file's header and last line (a key whose file is newer is recounted from it),
+    and never below the index's `seq_floor`."""
     index = read_index(folder / "index.json")
     metas = index.sessions
-    resume_seq = 0
+    resume_seq = index.seq_floor
     known = {m.session_id for m in metas.values()}
     known |= {sid for m in metas.values() for sid in m.previous}
     current: dict[str, tuple[str, int]] = {}

@@ -7,6 +7,8 @@ write mode, who wrote there) is kept per key in `sessions/<agentId>/index.json`,
 atomically a moment after changes. The files stay the truth (`hub.session_index.scan`), and the
 agent's seq resumes past the highest one (see `Session.resume_seq`).
 
+`delete` removes a key's files and entry for good; the key, written to again, starts afresh.
+
 At most `loaded` sessions are held in memory; the least recently used idle one is unloaded and
 read again on demand. A session file deleted on disk while loaded is noticed on the next use:
 the key then starts a new session (a run writing at that moment fails with code `storage`).
@@ -18,9 +20,10 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from hub.events import MAIN_SESSION, AgentEnd, AgentEvent, MessageEnd
-from hub.jsonl_files import write_atomic
+from hub.jsonl_files import fsync_dir, write_atomic
 from hub.lanes import WriteMode
 from hub.origin import ChannelRoute
 from hub.session_index import ReadMarker, SessionIndex, SessionMeta, make_title, scan
@@ -29,6 +32,7 @@ from hub.sessions import MessageEntry, Session, SessionStore, load_session
 log = logging.getLogger("agenthub.sessions")
 
 FLUSH_DELAY = 1.0
+DEPARTED_KEPT = 64
 
 
 class SessionRegistry:
@@ -49,6 +53,9 @@ class SessionRegistry:
         self._loaded: OrderedDict[str, Session] = OrderedDict()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._meta, self.resume_seq = scan(self.folder, agent_id)
+        self.seq_floor = self.resume_seq
+        # Keys deleted lately, with what they were: who could see them hears of the deletion.
+        self.departed: OrderedDict[str, SessionMeta] = OrderedDict()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -165,6 +172,21 @@ class SessionRegistry:
         self.flush()
         return meta
 
+    def delete(self, key: str) -> list[Path]:
+        """Remove `key`'s session files and index entry; returns the files removed. The next
+        seq counts as given out (the caller announces the deletion with it). Raises `OSError`
+        when a file cannot be removed (the entry then stays)."""
+        meta = self._meta[key]
+        removed = remove_files(session_files(self.folder, meta))
+        del self._meta[key]
+        self._loaded.pop(key, None)
+        self.departed[key] = meta
+        while len(self.departed) > DEPARTED_KEPT:
+            self.departed.popitem(last=False)
+        self.seq_floor = max(self.seq_floor, self.last_seq() + 1)
+        self.flush()
+        return removed
+
     def set_mode(self, key: str, mode: WriteMode) -> None:
         self.current(key)
         self._meta[key].mode = mode
@@ -262,9 +284,29 @@ class SessionRegistry:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        data = SessionIndex(sessions=self._meta).model_dump_json(by_alias=True).encode()
+        index = SessionIndex(sessions=self._meta, seq_floor=self.seq_floor)
+        data = index.model_dump_json(by_alias=True).encode()
         try:
             self.store.make_agent_dir(self.agent_id)
             write_atomic(self.index_path, data)
         except OSError as exc:
             log.warning("agent %s: could not save the session index (%s)", self.agent_id, exc)
+
+
+def session_files(folder: Path, meta: SessionMeta) -> list[Path]:
+    """Every session file of a key: the older ones, then the current one."""
+    return [folder / f"{sid}.jsonl" for sid in (*meta.previous, meta.session_id)]
+
+
+def remove_files(paths: list[Path]) -> list[Path]:
+    """Unlink `paths` (those already gone are skipped), durably; returns the ones removed."""
+    removed = []
+    for path in paths:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    if removed:
+        fsync_dir(removed[0].parent)
+    return removed

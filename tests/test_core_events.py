@@ -23,6 +23,7 @@ from hub.events import (
     MessageUpdate,
     ReadGap,
     ReadItem,
+    SessionDeleted,
     ToolExecutionEnd,
     ToolExecutionStart,
 )
@@ -94,6 +95,7 @@ SAMPLES: list[tuple[AgentEvent, set[str]]] = [
         ApprovalResolved(**BASE, approval_id="ap-1", decision="approved", by="ctl"),
         {"approvalId", "decision", "by"},
     ),
+    (SessionDeleted(**BASE, session_key="web:1"), set()),
 ]
 
 

@@ -20,6 +20,7 @@ from hub.events import (
     MessageStart,
     MessageUpdate,
     Role,
+    SessionDeleted,
     ToolExecutionEnd,
     ToolExecutionStart,
 )
@@ -59,6 +60,8 @@ def make(event_type: EventType, role: Role) -> AgentEvent:
             )
         case "approval_resolved":
             return ApprovalResolved(**BASE, approval_id="a", decision="denied", by="owner")
+        case "session_deleted":
+            return SessionDeleted(**BASE, session_key="web:1")
 
 
 Y, N, T, L, S = Forward.YES, Forward.NO, Forward.AS_TEXT, Forward.LIFECYCLE, Forward.STATUS
@@ -79,6 +82,7 @@ EXPECTED: dict[EventType, tuple[Forward, Forward, Forward]] = {
     "agent_error": (Y, Y, T),
     "approval_request": (Y, Y, Y),
     "approval_resolved": (Y, Y, Y),
+    "session_deleted": (Y, Y, N),
 }
 
 

@@ -10,6 +10,11 @@ const SHAPES = {
     ["path", { d: "M13 2H6a2 2 0 0 0-2 2v16a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V9z" }],
     ["polyline", { points: "13 2 13 9 20 9" }],
   ],
+  trash: [
+    ["polyline", { points: "3 6 5 6 21 6" }],
+    ["path", { d: "M19 6l-1 14a2 2 0 0 1-2 2H8a2 2 0 0 1-2-2L5 6" }],
+    ["path", { d: "M10 11v6M14 11v6M9 6V4a1 1 0 0 1 1-1h4a1 1 0 0 1 1 1v2" }],
+  ],
 };
 
 /** An inline SVG icon (decorative: hidden from screen readers). */

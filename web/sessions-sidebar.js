@@ -1,9 +1,11 @@
-// The conversations sidebar: new chat, switch, rename, archive, search over titles and text,
-// unread and busy markers. It only draws and reports what the person does; ui.js owns the
-// sessions and the requests. Collapsible: beside the chat on wide screens, a drawer over it
-// on narrow ones (style.css switches at 720px). Every title and snippet is set as text.
+// The conversations sidebar: new chat, switch, rename, archive, delete (after an in-row
+// confirmation), search over titles and text, unread and busy markers. It only draws and
+// reports what the person does; ui.js owns the sessions and the requests. Collapsible: beside
+// the chat on wide screens, a drawer over it on narrow ones (style.css switches at 720px).
+// Every title and snippet is set as text.
 
 import { el } from "./dom.js";
+import { icon } from "./icons.js";
 
 export const PHONE = "(max-width: 720px)";
 const OPEN_KEY = "agenthub.sidebar";
@@ -32,7 +34,8 @@ function snippetAround(text, at, length) {
 
 export class SessionsSidebar {
   /**
-   * `actions`: {select(key), create(), rename(key, title), archive(key), search(query)};
+   * `actions`: {select(key), create(), rename(key, title), archive(key), search(query),
+   * remove(key) (resolves to whether the session was deleted)};
    * `textOf(key)`: the loaded text of a session, for the search.
    */
   constructor(doc, actions, textOf, { storage = localStorage, win = window } = {}) {
@@ -46,6 +49,8 @@ export class SessionsSidebar {
     this.query = "";
     this.editing = null;
     this.renaming = null; // the rename form, kept across renders so what is typed stays
+    this.confirming = null; // the key whose deletion waits for a yes, and its box
+    this.confirmBox = null;
     const $ = (id) => doc.getElementById(id);
     this.$ = {
       app: $("app"), toggle: $("sidebar-toggle"), sidebar: $("sidebar"), scrim: $("scrim"),
@@ -116,6 +121,7 @@ export class SessionsSidebar {
     const caret = input && doc.activeElement === input
       ? [input.selectionStart, input.selectionEnd]
       : null;
+    const confirmFocus = this.confirmBox?.contains(doc.activeElement) ? doc.activeElement : null;
     const rows = [];
     for (const session of this.sessions) {
       const snippet = this.query ? this._match(session, this.query) : "";
@@ -130,6 +136,7 @@ export class SessionsSidebar {
       input.focus();
       input.setSelectionRange(...caret);
     }
+    if (confirmFocus?.isConnected) confirmFocus.focus();
   }
 
   _row(session, snippet) {
@@ -144,6 +151,12 @@ export class SessionsSidebar {
     if (this.editing === key) {
       this.renaming ??= this._renameForm(session);
       row.append(this.renaming);
+      return row;
+    }
+    if (this.confirming === key) {
+      this.confirmBox ??= this._confirmDelete(session);
+      row.dataset.confirming = "true";
+      row.append(this.confirmBox);
       return row;
     }
     const open = el(doc, "button", "session-open");
@@ -188,10 +201,68 @@ export class SessionsSidebar {
         archive.title = "Archive";
         archive.setAttribute("aria-label", `Archive ${sessionTitle(session)}`);
         archive.addEventListener("click", () => this.actions.archive(key));
-        row.append(archive);
+        const remove = el(doc, "button", "session-action session-delete");
+        remove.append(icon(doc, "trash"));
+        remove.type = "button";
+        remove.title = "Delete";
+        remove.setAttribute("aria-label", `Delete ${sessionTitle(session)}`);
+        remove.addEventListener("click", () => {
+          this.confirming = key;
+          this.confirmBox = null;
+          this.render();
+          this.confirmBox?.querySelector(".session-confirm-cancel").focus();
+        });
+        row.append(archive, remove);
       }
     }
     return row;
+  }
+
+  /** Forget a deletion waiting for a yes (done, cancelled, or its session gone). */
+  endConfirm(key, focusRow = false) {
+    if (this.confirming !== key) return;
+    this.confirming = null;
+    this.confirmBox = null;
+    this.render();
+    if (!focusRow) return;
+    const row = [...this.$.list.children].find((r) => r.dataset.key === key);
+    row?.querySelector(".session-delete")?.focus();
+  }
+
+  /** The in-row question before a deletion: Delete or Cancel (Escape), focus on Cancel. */
+  _confirmDelete(session) {
+    const { doc } = this;
+    const key = session.sessionKey;
+    const box = el(doc, "div", "session-confirm");
+    box.setAttribute("role", "group");
+    box.setAttribute("aria-label", `Delete ${sessionTitle(session)}?`);
+    const question = el(doc, "p", "session-confirm-text");
+    question.append(
+      "Delete ",
+      el(doc, "strong", "", sessionTitle(session)),
+      "? Its messages and the photos only it holds are removed for good.",
+    );
+    const buttons = el(doc, "div", "session-confirm-actions");
+    const yes = el(doc, "button", "danger session-confirm-delete", "Delete");
+    yes.type = "button";
+    const no = el(doc, "button", "secondary session-confirm-cancel", "Cancel");
+    no.type = "button";
+    yes.addEventListener("click", () => {
+      yes.disabled = no.disabled = true;
+      yes.textContent = "Deleting…";
+      // Refused: back to the row's Delete button (the banner says why).
+      this.actions.remove(key).then((deleted) => this.endConfirm(key, !deleted));
+    });
+    no.addEventListener("click", () => this.endConfirm(key, true));
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.stopPropagation();
+        this.endConfirm(key, true);
+      }
+    });
+    buttons.append(yes, no);
+    box.append(question, buttons);
+    return box;
   }
 
   _renameForm(session) {

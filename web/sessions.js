@@ -1,6 +1,6 @@
 // The shown agent's sessions (docs/sessions.md): the list from the hub (`sessions.list`),
-// the requests on them (new, rename, archive, mode, mark read), unread markers, and the
-// search's loading of text; the sidebar (sessions-sidebar.js) draws them. A hub without
+// the requests on them (new, rename, archive, delete, mode, mark read), unread markers, and
+// the search's loading of text; the sidebar (sessions-sidebar.js) draws them. A hub without
 // `sessions.list` has `main` only.
 
 import { fitModeLabels } from "./mode-picker.js";
@@ -33,6 +33,7 @@ export class Sessions {
         create: () => this.create(),
         rename: (key, title) => this.rename(key, title),
         archive: (key) => this.archive(key),
+        remove: (key) => this.remove(key),
         search: () => this.loadForSearch(),
       },
       (key) => this.textOf(key),
@@ -200,6 +201,41 @@ export class Sessions {
     this.lists.set(agentId, list);
     if (sessionKey === ui.sessionKey && agentId === ui.agentId) ui.switchSession(MAIN);
     else this.render();
+    this.refresh();
+  }
+
+  /** Delete a session for good (`sessions.delete`); every client then hears
+   * `session_deleted` (see `deleted`). Refusals (a reply in progress) show in the banner.
+   * Resolves to whether it was deleted. */
+  async remove(sessionKey) {
+    const { ui } = this;
+    const agentId = ui.agentId;
+    try {
+      await this._change(() => ui.transport.request("sessions.delete", { agentId, sessionKey }));
+    } catch (error) {
+      ui.showBanner(`Could not delete: ${error.message}`, error.code);
+      return false;
+    }
+    this.deleted(agentId, sessionKey);
+    return true;
+  }
+
+  /** Session `sessionKey` is gone (deleted here or elsewhere): drop it and its transcript;
+   * showing it, move to main (a guest: to its newest session, or a new one). */
+  deleted(agentId, sessionKey) {
+    const { ui } = this;
+    const list = this.lists.get(agentId);
+    if (list) this.lists.set(agentId, list.filter((s) => s.sessionKey !== sessionKey));
+    ui.states.delete(`${agentId}\n${sessionKey}`);
+    this.unread.delete(`${agentId}\n${sessionKey}`);
+    this.sidebar.endConfirm(sessionKey);
+    if (agentId !== ui.agentId) return;
+    if (sessionKey !== ui.sessionKey) {
+      this.render();
+      return;
+    }
+    if (this.guest) this._showOneListed(this.lists.get(agentId) || []);
+    else ui.switchSession(MAIN);
     this.refresh();
   }
 

@@ -282,6 +282,10 @@ export class ChatUI {
       return;
     }
     const sessionKey = event.sessionKey || MAIN;
+    if (event.type === "session_deleted") {
+      this.sessions.deleted(agentId, sessionKey);
+      return;
+    }
     const state = this.state(agentId, sessionKey);
     const { item, created } = state.applyEvent(event);
     const shown = this._shown(agentId, sessionKey);

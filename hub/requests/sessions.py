@@ -1,6 +1,7 @@
 """Requests about conversations: `sessions.list`, `sessions.new`, `sessions.rename`,
-`sessions.archive`, `sessions.mark_read`, `sessions.mode`. Each answers only about sessions the
-caller may see (`hub.conversations`): the owner sees all, a guest device only its own."""
+`sessions.archive`, `sessions.delete`, `sessions.mark_read`, `sessions.mode`. Each answers only
+about sessions the caller may see (`hub.conversations`): the owner sees all, a guest device only
+its own."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from hub.conversations import NewSession, SessionInfo, SessionsPage
+from hub.conversations import DeletedSession, NewSession, SessionInfo, SessionsPage
 from hub.lanes import WriteMode
 from hub.requests.table import AgentId, Caller, RequestHost, SessionKey, request
+from hub.schedules_service import Scheduler
 from hub.scopes import Viewer
 from hub.wire import WireModel
 
@@ -89,6 +91,22 @@ async def sessions_archive(host: RequestHost, caller: Caller, params: ArchivePar
     agent = hub.agent(params.agent_id)
     viewer = viewer_of_caller(caller)
     return hub.sessions.archive(agent, viewer, params.session_key, params.archived)
+
+
+@request("sessions.delete", KeyParams, DeletedSession)
+async def sessions_delete(host: RequestHost, caller: Caller, params: KeyParams) -> DeletedSession:
+    hub = host.need_hub()
+    agent = hub.agent(params.agent_id)
+    viewer = viewer_of_caller(caller)
+    deleted = hub.sessions.delete(agent, viewer, params.session_key, hub.media)
+    # A schedule running in the key keeps running: its next fire starts the key afresh.
+    default = hub.default_agent.agent_id
+    schedules = [
+        name
+        for name, spec in Scheduler.of(hub).specs().items()
+        if (spec.agent or default) == agent.agent_id and spec.session == params.session_key
+    ]
+    return deleted.model_copy(update={"schedules": schedules})
 
 
 @request("sessions.mark_read", MarkReadParams, SessionInfo)
