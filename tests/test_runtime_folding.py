@@ -326,7 +326,9 @@ async def test_a_consumer_that_falls_behind_gets_the_text_folded_and_exact(
     assert len(bodies) == 1
     assert "".join(deltas) == "".join(chunks)
     assert len(deltas) < len(chunks) // 2
-    assert len(deltas) == 2  # the first, then all the rest folded into one
+    # The first, then all the rest folded into one (or all of it in the first, when the folding
+    # hook had read the whole reply before the model's stream handed out its first delta).
+    assert len(deltas) in (1, 2)
     assert usage is not None and (usage.input_tokens, usage.output_tokens) == (7, 300)
 
 
