@@ -245,16 +245,18 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 512 tokens")
         return value
 
-    @field_validator("telegram_allowed_users", mode="before")
+    @field_validator(
+        "telegram_allowed_users",
+        "tools",
+        "enable_tools",
+        "owners",
+        "guest_devices",
+        "models",
+        mode="before",
+    )
     @classmethod
-    def _split_users(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("tools", "enable_tools", "owners", "guest_devices", "models", mode="before")
-    @classmethod
-    def _split_tools(cls, value: object) -> object:
+    def _split_lists(cls, value: object) -> object:
+        """A list from the environment is comma-separated."""
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
