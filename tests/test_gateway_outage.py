@@ -69,6 +69,8 @@ async def test_a_hub_without_its_gateway_leaks_nothing_and_logs_the_outage_twice
             async with asyncio.timeout(10):
                 await link.wait_linked()
         finally:
+            # the link goes first: a gateway stopped under a live link starts a second outage
+            await link.stop()
             await gateway.stop()
     finally:
         await link.stop()
