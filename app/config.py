@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, JsonValue, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -22,16 +22,19 @@ from pydantic_settings import (
 )
 
 from app.agents import AgentTable
+from app.settings_groups import (
+    GatewaySettings,
+    ModelSettings,
+    TelegramSettings,
+    ToolSettings,
+)
 from hub.bindings import Binding
 from hub.heartbeats import HeartbeatSpec
 from hub.recovery import RecoveryConfig
 from hub.schedules import ScheduleSpec
 from hub.scopes import DmScope
-from hub.tools.config import McpServerConfig, SearchProvider, ToolPolicy
 from hub.usage import BudgetConfig, Price
 
-DmPolicy = Literal["pairing", "allowlist", "open", "disabled"]
-TelegramStreaming = Literal["edit", "off"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -39,141 +42,14 @@ class ConfigError(Exception):
     """Bad configuration; the message names the variable and why. Exit status 2."""
 
 
-class Settings(BaseSettings):
-    """Every setting of the hub, with the environment variable that sets it."""
-
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+class HubSettings(BaseModel):
+    """Where the hub keeps its data and serves, who may use it, and how it runs."""
 
     data_dir: Path = Field(
         default=Path("~/.agenthub"), validation_alias=AliasChoices("AGENTHUB_DATA_DIR", "data_dir")
     )
-    model: str | None = Field(
-        default=None, validation_alias=AliasChoices("AGENTHUB_MODEL", "model")
-    )
-    # Other model specs a chat may switch its session to (`/model <spec>`).
-    models: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias=AliasChoices("AGENTHUB_MODELS", "models")
-    )
     host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("AGENTHUB_HOST", "host"))
     port: int = Field(default=8765, validation_alias=AliasChoices("AGENTHUB_PORT", "port"))
-    gateway_url: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("AGENTHUB_GATEWAY_URL", "gateway_url"),
-        repr=False,
-    )
-    gateway_token: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("AGENTHUB_GATEWAY_TOKEN", "gateway_token")
-    )
-    redis_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("AGENTHUB_REDIS_URL", "redis_url"), repr=False
-    )
-    public_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("AGENTHUB_PUBLIC_URL", "public_url")
-    )
-    telegram_bot_token: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "telegram_bot_token")
-    )
-    telegram_api_base_url: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("TELEGRAM_API_BASE_URL", "telegram_api_base_url"),
-    )
-    telegram_dm_policy: DmPolicy = Field(
-        default="pairing", validation_alias=AliasChoices("TELEGRAM_DM_POLICY", "telegram_dm_policy")
-    )
-    telegram_allowed_users: Annotated[list[int], NoDecode] = Field(
-        default_factory=list,
-        validation_alias=AliasChoices("TELEGRAM_ALLOWED_USERS", "telegram_allowed_users"),
-    )
-    telegram_streaming: TelegramStreaming = Field(
-        default="edit",
-        validation_alias=AliasChoices("TELEGRAM_STREAMING", "telegram_streaming"),
-    )
-    telegram_send_retry_seconds: float = Field(
-        default=900.0,
-        ge=0,
-        validation_alias=AliasChoices("TELEGRAM_SEND_RETRY_SECONDS", "telegram_send_retry_seconds"),
-    )
-    telegram_group_context_messages: int = Field(
-        default=20,
-        ge=0,
-        le=200,
-        validation_alias=AliasChoices(
-            "TELEGRAM_GROUP_CONTEXT_MESSAGES", "telegram_group_context_messages"
-        ),
-    )
-    telegram_group_context_chars: int = Field(
-        default=4000,
-        ge=0,
-        le=50_000,
-        validation_alias=AliasChoices(
-            "TELEGRAM_GROUP_CONTEXT_CHARS", "telegram_group_context_chars"
-        ),
-    )
-    telegram_webhook_url: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("AGENTHUB_TELEGRAM_WEBHOOK_URL", "telegram_webhook_url"),
-    )
-    telegram_webhook_secret: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices(
-            "AGENTHUB_TELEGRAM_WEBHOOK_SECRET", "telegram_webhook_secret"
-        ),
-    )
-    openai_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
-    )
-    openai_base_url: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url"),
-        repr=False,
-    )
-    anthropic_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "anthropic_api_key")
-    )
-    system_prompt: str | None = Field(
-        default=None, validation_alias=AliasChoices("AGENTHUB_SYSTEM_PROMPT", "system_prompt")
-    )
-    context_window: int | None = Field(
-        default=None, validation_alias=AliasChoices("AGENTHUB_CONTEXT_WINDOW", "context_window")
-    )
-    image_input: bool | None = Field(
-        default=None, validation_alias=AliasChoices("AGENTHUB_IMAGE_INPUT", "image_input")
-    )
-    transcribe_model: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("AGENTHUB_TRANSCRIBE_MODEL", "transcribe_model"),
-    )
-    tools: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias=AliasChoices("AGENTHUB_TOOLS", "tools")
-    )
-    enable_tools: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        validation_alias=AliasChoices("AGENTHUB_ENABLE_TOOLS", "enable_tools"),
-    )
-    tool_policies: dict[str, ToolPolicy] = Field(
-        default_factory=dict, validation_alias=AliasChoices("tool_policies")
-    )
-    mcp_servers: list[McpServerConfig] = Field(
-        default_factory=list, validation_alias=AliasChoices("mcp_servers")
-    )
-    brave_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("BRAVE_API_KEY", "brave_api_key")
-    )
-    tavily_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("TAVILY_API_KEY", "tavily_api_key")
-    )
-    web_search_provider: SearchProvider | None = Field(
-        default=None,
-        validation_alias=AliasChoices("AGENTHUB_WEB_SEARCH_PROVIDER", "web_search_provider"),
-    )
-    web_search_url: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("AGENTHUB_WEB_SEARCH_URL", "web_search_url"),
-        repr=False,
-    )
-    tool_settings: dict[str, JsonValue] = Field(
-        default_factory=dict, validation_alias=AliasChoices("tool_settings")
-    )
     agents: AgentTable = Field(default_factory=dict, validation_alias=AliasChoices("agents"))
     bindings: list[Binding] = Field(default_factory=list, validation_alias=AliasChoices("bindings"))
     owners: Annotated[list[str], NoDecode] | None = Field(
@@ -213,17 +89,6 @@ class Settings(BaseSettings):
         default="info", validation_alias=AliasChoices("AGENTHUB_LOG_LEVEL", "log_level")
     )
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
-
     @field_validator("port")
     @classmethod
     def _port_range(cls, value: int) -> int:
@@ -238,12 +103,29 @@ class Settings(BaseSettings):
             raise ValueError("must be 0-3600 seconds")
         return value
 
-    @field_validator("context_window")
+    @field_validator("data_dir")
     @classmethod
-    def _window_range(cls, value: int | None) -> int | None:
-        if value is not None and value < 512:
-            raise ValueError("must be at least 512 tokens")
-        return value
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+
+class Settings(
+    BaseSettings, ToolSettings, TelegramSettings, GatewaySettings, ModelSettings, HubSettings
+):
+    """Every setting of the hub, with the environment variable that sets it."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
     @field_validator(
         "telegram_allowed_users",
@@ -260,11 +142,6 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
-
-    @field_validator("data_dir")
-    @classmethod
-    def _expand(cls, value: Path) -> Path:
-        return value.expanduser()
 
     # URLs may carry a password: they stay out of repr() and print through mask_url.
 
