@@ -6,15 +6,18 @@ what is missing or stale.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from hub.events import MAIN_SESSION, now_ms
+from hub.jsonl_files import write_atomic
 from hub.lanes import WriteMode
 from hub.origin import ChannelRoute
 from hub.sessions import UNCLEAN_SEQ_GAP, MessageEntry, SessionHeader, load_session
@@ -134,6 +137,48 @@ def recount(folder: Path, meta: SessionMeta) -> None:
     first_user = next((m for m in messages if m.role == "user"), None)
     if not meta.renamed:
         meta.title = make_title(first_user.text) if first_user else ""
+
+
+class IndexFile:
+    """`index.json` kept in step with `snapshot()`: written atomically (a temporary file renamed
+    over it) right away, or once a moment after a burst of changes."""
+
+    def __init__(
+        self,
+        path: Path,
+        snapshot: Callable[[], SessionIndex],
+        make_dir: Callable[[], Path],
+        *,
+        delay: float,
+    ) -> None:
+        self.path = path
+        self._snapshot = snapshot
+        self._make_dir = make_dir
+        self._delay = delay
+        self._handle: asyncio.TimerHandle | None = None
+
+    def schedule(self) -> None:
+        """Write a moment from now (at once outside an event loop)."""
+        if self._handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.write()
+            return
+        self._handle = loop.call_later(self._delay, self.write)
+
+    def write(self) -> None:
+        """Write now; a failure is logged (the session files stay the truth)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        data = self._snapshot().model_dump_json(by_alias=True).encode()
+        try:
+            self._make_dir()
+            write_atomic(self.path, data)
+        except OSError as exc:
+            log.warning("%s: could not save the session index (%s)", self.path, exc)
 
 
 def read_index(path: Path) -> SessionIndex:

@@ -16,17 +16,16 @@ the key then starts a new session (a run writing at that moment fails with code 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hub.events import MAIN_SESSION, AgentEnd, AgentEvent, MessageEnd
-from hub.jsonl_files import fsync_dir, write_atomic
+from hub.jsonl_files import fsync_dir
 from hub.lanes import WriteMode
 from hub.origin import ChannelRoute
-from hub.session_index import ReadMarker, SessionIndex, SessionMeta, make_title, scan
+from hub.session_index import IndexFile, ReadMarker, SessionIndex, SessionMeta, make_title, scan
 from hub.sessions import MessageEntry, Session, SessionStore, load_session
 
 log = logging.getLogger("agenthub.sessions")
@@ -43,15 +42,18 @@ class SessionRegistry:
         self.agent_id = agent_id
         self.folder = store.agent_dir(agent_id)
         self.index_path = self.folder / "index.json"
-        self.resume_seq = 0
+        self._index = IndexFile(
+            self.index_path,
+            lambda: SessionIndex(sessions=self._meta, seq_floor=self.seq_floor),
+            lambda: store.make_agent_dir(agent_id),
+            delay=FLUSH_DELAY,
+        )
         # Set by the agent: its current seq (new sessions start there) and whether a key has
         # a run going (its session is never unloaded then).
         self.last_seq: Callable[[], int] = lambda: self.resume_seq
         self.busy: Callable[[str], bool] = lambda key: False
         self._limit = max(1, loaded)
-        self._meta: dict[str, SessionMeta] = {}
         self._loaded: OrderedDict[str, Session] = OrderedDict()
-        self._flush_handle: asyncio.TimerHandle | None = None
         self._meta, self.resume_seq = scan(self.folder, agent_id)
         self.seq_floor = self.resume_seq
         # Keys deleted lately, with what they were: who could see them hears of the deletion.
@@ -267,30 +269,12 @@ class SessionRegistry:
             if old != keep and old != MAIN_SESSION and not self.busy(old):
                 del self._loaded[old]
 
-    # -- the index file ---------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write the index now."""
+        self._index.write()
 
     def _schedule_flush(self) -> None:
-        if self._flush_handle is not None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.flush()
-            return
-        self._flush_handle = loop.call_later(FLUSH_DELAY, self.flush)
-
-    def flush(self) -> None:
-        """Write the index now (atomically: a temporary file renamed over it)."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        index = SessionIndex(sessions=self._meta, seq_floor=self.seq_floor)
-        data = index.model_dump_json(by_alias=True).encode()
-        try:
-            self.store.make_agent_dir(self.agent_id)
-            write_atomic(self.index_path, data)
-        except OSError as exc:
-            log.warning("agent %s: could not save the session index (%s)", self.agent_id, exc)
+        self._index.schedule()
 
 
 def session_files(folder: Path, meta: SessionMeta) -> list[Path]:

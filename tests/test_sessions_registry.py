@@ -13,7 +13,9 @@ import pytest
 from hub.agent import AsyncAgent
 from hub.echo import EchoModel
 from hub.events import AgentError, AgentEvent
+from hub.session_index import IndexFile, SessionIndex, read_index
 from hub.sessions import MessageEntry, SessionStore
+from tests.test_gateway_support import eventually
 
 
 def make_agent(data_dir: Path, loaded_sessions: int = 256) -> AsyncAgent:
@@ -138,3 +140,26 @@ async def test_a_session_deleted_on_disk_mid_run_fails_the_run_clearly(data_dir:
     await chat(agent, "k", "next")
     assert texts(agent, "k") == ["next", "next"]  # in a new session of the key
     await agent.close()
+
+
+async def test_index_writes_coalesce_and_a_failed_write_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    snapshots = []
+
+    def snapshot() -> SessionIndex:
+        snapshots.append(1)
+        return SessionIndex(seq_floor=len(snapshots))
+
+    index = IndexFile(tmp_path / "index.json", snapshot, lambda: tmp_path, delay=0.01)
+    for _ in range(5):
+        index.schedule()
+    await eventually(lambda: (tmp_path / "index.json").exists())
+    assert len(snapshots) == 1  # five changes, one write
+    assert read_index(tmp_path / "index.json").seq_floor == 1
+
+    blocked = IndexFile(tmp_path / "index.json", snapshot, lambda: tmp_path, delay=0.01)
+    (tmp_path / "index.json").unlink()
+    (tmp_path / "index.json").mkdir()  # a directory where the file belongs: the write fails
+    blocked.write()
+    assert "could not save the session index" in caplog.text
