@@ -4,6 +4,10 @@ Request:  {"id": "1", "method": "history", "params": {"agentId": "main", "limit"
 Response: {"id": "1", "ok": true, "result": …}
           {"id": "1", "ok": false, "error": {"code": "unknown_agent", "message": "no agent 'x'"}}
 
+A request with `"stream": true` that waits for a run (`messages.send` with `wait`) gets each
+event of that run first, one line each, then its response:
+          {"id": "1", "event": {"type": "message_update", "runId": "r-…", …}}
+
 Methods are those of the hub's request table (`hub.requests`) plus the process's own:
 `process.status`, `process.sessions`, `process.shutdown`.
 """
@@ -25,6 +29,14 @@ class CtlRequest(WireModel):
     id: str = Field(min_length=1, max_length=64)
     method: str = Field(min_length=1, max_length=64)
     params: dict[str, JsonValue] = Field(default_factory=dict)
+    stream: bool = False
+
+
+class CtlEvent(WireModel):
+    """An event of the run a streaming request waits for, sent before its response."""
+
+    id: str
+    event: dict[str, JsonValue]
 
 
 class CtlError(WireModel):

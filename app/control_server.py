@@ -17,10 +17,11 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from app.control_handlers import ProcessMethod
-from app.control_protocol import MAX_LINE_BYTES, CtlError, CtlRequest, CtlResponse
+from app.control_protocol import MAX_LINE_BYTES, CtlError, CtlEvent, CtlRequest, CtlResponse
 from hub.errors import CodedError, InvalidParamsError, describe_validation
+from hub.events import AgentEvent
 from hub.health import Probe
-from hub.requests import Caller, RequestHost, dispatch
+from hub.requests import Caller, RequestHost, RunEvents, dispatch
 
 log = logging.getLogger("agenthub.ctl")
 
@@ -92,7 +93,7 @@ class ControlServer:
                     continue
                 if not line:
                     return
-                await self._send(writer, await self._handle(line))
+                await self._send(writer, await self._handle(line, writer))
         except ConnectionError:
             return
         finally:
@@ -108,13 +109,13 @@ class ControlServer:
         writer.write(response.model_dump_json().encode() + b"\n")
         await writer.drain()
 
-    async def _handle(self, line: bytes) -> CtlResponse:
+    async def _handle(self, line: bytes, writer: asyncio.StreamWriter) -> CtlResponse:
         try:
             request = CtlRequest.model_validate_json(line)
         except ValidationError as exc:
             return _error("?", "invalid_request", describe_validation(exc))
         try:
-            result = await self._answer(request)
+            result = await self._answer(request, _event_lines(request.id, writer))
         except CodedError as exc:
             return _error(request.id, exc.code, exc.message)
         except Exception as exc:
@@ -122,10 +123,16 @@ class ControlServer:
             return _error(request.id, "internal", f"{type(exc).__name__}: {exc}")
         return CtlResponse(id=request.id, ok=True, result=result.model_dump(mode="json"))
 
-    async def _answer(self, request: CtlRequest) -> BaseModel:
+    async def _answer(self, request: CtlRequest, events: RunEvents) -> BaseModel:
         own = self._process.get(request.method)
         if own is None:
-            return await dispatch(self._host, OWNER, request.method, request.params)
+            return await dispatch(
+                self._host,
+                OWNER,
+                request.method,
+                request.params,
+                on_run_event=events if request.stream else None,
+            )
         try:
             params = own.params.model_validate(request.params)
         except ValidationError as exc:
@@ -135,3 +142,17 @@ class ControlServer:
 
 def _error(request_id: str, code: str, message: str) -> CtlResponse:
     return CtlResponse(id=request_id, ok=False, error=CtlError(code=code, message=message))
+
+
+def _event_lines(request_id: str, writer: asyncio.StreamWriter) -> RunEvents:
+    """Writes each event as a line ahead of the response. Called inline as the agent emits, so
+    it never waits: the socket takes what it can at once, the rest is buffered (and flushed by
+    the response's drain). A client gone meanwhile is skipped."""
+
+    def write(event: AgentEvent) -> None:
+        if writer.is_closing():
+            return
+        line = CtlEvent(id=request_id, event=event.model_dump(mode="json"))
+        writer.write(line.model_dump_json().encode() + b"\n")
+
+    return write

@@ -47,6 +47,13 @@ class NotRunningError(Exception):
     pass
 
 
+def not_running(path: Path) -> NotRunningError:
+    return NotRunningError(
+        f"no agenthub is running with data directory {path.parent} "
+        f"(no answer on {path}); start one with `agenthub serve`"
+    )
+
+
 def call(
     path: Path, method: str, params: dict[str, JsonValue], *, timeout: float = 15.0
 ) -> CtlResponse:
@@ -58,10 +65,7 @@ def call(
         try:
             sock.connect(str(path))
         except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise NotRunningError(
-                f"no agenthub is running with data directory {path.parent} "
-                f"(no answer on {path}); start one with `agenthub serve`"
-            ) from exc
+            raise not_running(path) from exc
         sock.sendall(request.model_dump_json().encode() + b"\n")
         buffer = b""
         while not buffer.endswith(b"\n"):

@@ -60,29 +60,6 @@ def bearer_device(access: AccessStore, authorization: str | None) -> tuple[str, 
     return (record.device_id, token) if record is not None else None
 
 
-class ReplyText:
-    """A run's assistant text as its events arrive (a blank line between its messages):
-    `take(event)` returns what the event added."""
-
-    def __init__(self) -> None:
-        self.text = ""
-        self._written: dict[str, int] = {}  # message id -> characters taken
-
-    def take(self, event: dict[str, JsonValue]) -> str:
-        if event.get("type") not in ("message_update", "message_end"):
-            return ""
-        if event.get("role") != "assistant":
-            return ""
-        message_id, full = str(event.get("messageId")), str(event.get("text", ""))
-        added = "\n\n" if message_id not in self._written and self._written else ""
-        taken = self._written.setdefault(message_id, 0)
-        if len(full) > taken:
-            added += full[taken:]
-            self._written[message_id] = len(full)
-        self.text += added
-        return added
-
-
 class ApiDeviceError(CodedError):
     """The device's link failed: refused (`UNAUTHORIZED`), no hub (`DEVICE_NOT_FOUND`), rate
     limited (`RATE_LIMITED`), or gone (`unavailable`)."""

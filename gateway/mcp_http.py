@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from pydantic import JsonValue, ValidationError
 
-from gateway.api_device import ApiDevice, ApiDevices, ReplyText, bearer_device
+from gateway.api_device import ApiDevice, ApiDevices, bearer_device
 from gateway.asgi_bridge import Asgi, serve_asgi
 from hub.access import AccessStore
 from hub.errors import CodedError
 from hub.requests.messages import SendAnswer
+from hub.run_watch import ReplyText
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import Context

@@ -25,11 +25,12 @@ from typing import Annotated, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
-from gateway.api_device import ApiDevice, ApiDevices, ReplyText, RunStream, bearer_device
+from gateway.api_device import ApiDevice, ApiDevices, RunStream, bearer_device
 from hub.access import AccessStore
 from hub.errors import CodedError, describe_validation
 from hub.requests.agents import AgentsAnswer
 from hub.requests.messages import SendAnswer
+from hub.run_watch import ReplyText
 
 _Answer = TypeVar("_Answer", bound=BaseModel)
 

@@ -8,6 +8,8 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pydantic import JsonValue
+
 from hub.events import AgentEnd, AgentError, AgentEvent, MessageEnd, RunStatus
 from hub.hub import Hub
 from hub.lanes import WriteMode
@@ -32,8 +34,9 @@ class RunResult:
 class RunWatch:
     """The events of one run, collected from the agent's multi-consumer stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_event: Callable[[AgentEvent], None] | None = None) -> None:
         self.run_id: str | None = None
+        self.on_event = on_event
         self.early: list[AgentEvent] = []
         self.replies: list[str] = []
         self.error: tuple[str, str] | None = None
@@ -54,6 +57,8 @@ class RunWatch:
                 self._take(event)
 
     def _take(self, event: AgentEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
         if isinstance(event, MessageEnd) and event.role == "assistant" and event.text:
             self.replies.append(event.text)
         elif isinstance(event, AgentError):
@@ -91,11 +96,12 @@ def submit_watched(
     *,
     session_key: str | None = None,
     mode: WriteMode | None = None,
+    on_event: Callable[[AgentEvent], None] | None = None,
 ) -> WatchedRun:
     """`Hub.submit`, listening to the run from before it is written (so none of its events
-    can slip by). Raises what `Hub.submit` raises."""
+    can slip by); `on_event` sees each of them. Raises what `Hub.submit` raises."""
     agent = hub.agent(agent_id)
-    watch = RunWatch()
+    watch = RunWatch(on_event)
     unsubscribe = agent.subscribe(watch, name="run-watch")
     try:
         run_id = hub.submit(agent_id, text, origin, session_key=session_key, mode=mode)
@@ -104,3 +110,26 @@ def submit_watched(
         raise
     watch.bind(run_id)
     return WatchedRun(run_id, watch, unsubscribe)
+
+
+class ReplyText:
+    """A run's assistant text as its events arrive (a blank line between its messages):
+    `take(event)` returns what the event added."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._written: dict[str, int] = {}  # message id -> characters taken
+
+    def take(self, event: dict[str, JsonValue]) -> str:
+        if event.get("type") not in ("message_update", "message_end"):
+            return ""
+        if event.get("role") != "assistant":
+            return ""
+        message_id, full = str(event.get("messageId")), str(event.get("text", ""))
+        added = "\n\n" if message_id not in self._written and self._written else ""
+        taken = self._written.setdefault(message_id, 0)
+        if len(full) > taken:
+            added += full[taken:]
+            self._written[message_id] = len(full)
+        self.text += added
+        return added

@@ -1,6 +1,7 @@
 """`agenthub mcp` as a real stdio subprocess, driven by the `mcp` SDK's client against a
-running `agenthub serve`: its tools list agents, message them (waiting for the reply), read
-history and list sessions; withheld agents, bad input and a stopped hub are tool errors."""
+running `agenthub serve`: its tools list agents, message them (the reply streaming as
+progress), read history and list sessions; withheld agents, bad input and a stopped hub are
+tool errors."""
 
 from __future__ import annotations
 
@@ -63,11 +64,21 @@ async def test_tools_list_message_and_read_back(env: dict[str, str]) -> None:
         agents = data_of(await mcp.call_tool("list_agents", {}))
         assert [a["agent_id"] for a in agents] == ["main"]
 
+        streamed: list[str] = []
+
+        async def progress(progress: float, total: float | None, message: str | None) -> None:
+            streamed.append(message or "")
+
         reply = data_of(
-            await mcp.call_tool("send_message", {"agent": "main", "text": "hello from a host"})
+            await mcp.call_tool(
+                "send_message",
+                {"agent": "main", "text": "hello from a host"},
+                progress_callback=progress,
+            )
         )
         assert reply["reply"] == "hello from a host" and reply["status"] == "completed"
         assert reply["session"] == "mcp"
+        assert len(streamed) > 1 and "".join(streamed) == "hello from a host"
 
         history = data_of(await mcp.call_tool("read_history", {"agent": "main", "session": "mcp"}))
         assert [(h["role"], h["text"]) for h in history] == [

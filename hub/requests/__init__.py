@@ -22,6 +22,7 @@ from hub.requests.table import (
     NoParams,
     Request,
     RequestHost,
+    RunEvents,
     dispatch,
     request,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "NoParams",
     "Request",
     "RequestHost",
+    "RunEvents",
     "access",
     "agents",
     "approvals",

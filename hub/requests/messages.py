@@ -16,7 +16,7 @@ from hub.errors import CodedError
 from hub.events import MAIN_SESSION, RunStatus
 from hub.lanes import WriteMode
 from hub.origin import Origin
-from hub.requests.table import AgentId, Caller, RequestHost, SessionKey, request
+from hub.requests.table import AgentId, Caller, RequestHost, SessionKey, request, run_events
 from hub.run_watch import submit_watched
 from hub.scopes import viewer_of
 from hub.wire import WireModel
@@ -77,7 +77,15 @@ async def messages_send(host: RequestHost, caller: Caller, params: SendParams) -
         )
         return SendAnswer(agent_id=agent.agent_id, session_key=params.session_key, run_id=run_id)
     key, mode = params.session_key, params.mode
-    run = submit_watched(hub, agent.agent_id, params.content, origin, session_key=key, mode=mode)
+    run = submit_watched(
+        hub,
+        agent.agent_id,
+        params.content,
+        origin,
+        session_key=key,
+        mode=mode,
+        on_event=run_events(),
+    )
     result = await run.result(params.timeout)
     return SendAnswer(
         agent_id=agent.agent_id,

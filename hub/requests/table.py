@@ -9,6 +9,7 @@ package's modules.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -16,6 +17,7 @@ from pydantic import JsonValue, StringConstraints, ValidationError
 
 from hub.access import AccessStore
 from hub.errors import CodedError, InvalidParamsError, describe_validation
+from hub.events import AgentEvent
 from hub.health import HealthRegistry
 from hub.hub import Hub
 from hub.wire import WireModel
@@ -27,6 +29,16 @@ CallerSurface = Literal["desktop", "web", "control", "channel"]
 # The bounds of the ids requests name (the hub checks the rest of their rules).
 AgentId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 SessionKey = Annotated[str, StringConstraints(min_length=1, max_length=160)]
+
+RunEvents = Callable[[AgentEvent], None]
+# Set by `dispatch` for a transport that can send interim lines: a request that waits for a
+# run (`messages.send` with `wait`) hands it each event of that run as it happens.
+_run_events: ContextVar[RunEvents | None] = ContextVar("run_events", default=None)
+
+
+def run_events() -> RunEvents | None:
+    """Where the request being answered may send the events of the run it waits for."""
+    return _run_events.get()
 
 
 class Caller(WireModel):
@@ -109,9 +121,15 @@ def request(
 
 
 async def dispatch(
-    host: RequestHost, caller: Caller, method: str, params: Mapping[str, JsonValue] | None
+    host: RequestHost,
+    caller: Caller,
+    method: str,
+    params: Mapping[str, JsonValue] | None,
+    *,
+    on_run_event: RunEvents | None = None,
 ) -> WireModel:
     """Validate `params`, check the caller may ask, run the handler and return its answer.
+    `on_run_event` gets the events of a run the request waits for, before the answer.
     Raises `CodedError` (unknown_method, forbidden, invalid_params, or the handler's own)."""
     entry = REQUESTS.get(method)
     if entry is None:
@@ -122,5 +140,9 @@ async def dispatch(
         parsed = entry.params.model_validate(dict(params or {}))
     except ValidationError as exc:
         raise InvalidParamsError(describe_validation(exc)) from None
-    answer: WireModel = await entry.handler(host, caller, parsed)
+    token = _run_events.set(on_run_event)
+    try:
+        answer: WireModel = await entry.handler(host, caller, parsed)
+    finally:
+        _run_events.reset(token)
     return answer
