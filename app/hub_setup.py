@@ -66,6 +66,7 @@ def tools_config(settings: Settings) -> ToolsConfig:
                 "brave_api_key": settings.brave_api_key,
                 "tavily_api_key": settings.tavily_api_key,
                 "workspace_root": settings.data_dir / "workspace",
+                "memory_root": settings.data_dir / "memory",
                 "mcp_log_dir": settings.data_dir / "logs",
             }
         )

@@ -84,6 +84,8 @@ class AsyncAgent:
             mode_of=self.sessions.mode,
             on_idle=self.sessions.trim,
         )
+        # Set by the hub: whose memory a session's runs use (`hub.scopes.memory_scope`).
+        self.memory_scope: Callable[[str], str | None] = lambda session_key: None
         self._closed = False
         self._closing: asyncio.Future[int] | None = None
 
@@ -297,7 +299,8 @@ class AsyncAgent:
     async def _run(self, turn: Turn) -> None:
         recorder = self.events.recorder(turn.run_id, turn.session_key)
         model = self.models.for_session(turn.session_key)
-        self.last_run = await drive_run(turn, recorder, model, self.compactor)
+        scope = self.memory_scope(turn.session_key)
+        self.last_run = await drive_run(turn, recorder, model, self.compactor, memory_scope=scope)
 
 
 def check_text(text: str, limit: int, *, empty_ok: bool = False) -> None:

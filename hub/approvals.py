@@ -73,6 +73,8 @@ class CallContext:
     session_key: str = "main"
     session_id: str = ""
     announce: Announce | None = None
+    # Whose notes the memory tools keep (`hub.scopes.memory_scope`); None: no memory here.
+    memory_scope: str | None = None
 
 
 @dataclass(slots=True)

@@ -24,7 +24,13 @@ from hub.lanes import WriteMode
 from hub.model import Compactor, Model
 from hub.origin import ChannelRoute, Origin
 from hub.routes import LastRoute
-from hub.scopes import ConversationConfig, Viewer, channel_session_key, viewer_of
+from hub.scopes import (
+    ConversationConfig,
+    Viewer,
+    channel_session_key,
+    memory_scope,
+    viewer_of,
+)
 from hub.sessions import SessionStore
 from hub.transcribe import Transcriber, hear
 from hub.wire import WireModel
@@ -117,6 +123,8 @@ class Hub:
                 models=setup.models,
                 max_concurrent_runs=self.conversation_config.max_concurrent_runs,
             )
+        for agent in self.agents.values():
+            agent.memory_scope = self._memory_scope_of(agent)
         self.sessions = Conversations(self.agents, self.conversation_config)
         self.health.register("model", self._model_health)
         for agent_id in self.agents:
@@ -140,6 +148,14 @@ class Hub:
         if not approved:
             return config
         return config.model_copy(update={"owners": (config.owners or frozenset()) | approved})
+
+    def _memory_scope_of(self, agent: AsyncAgent) -> Callable[[str], str]:
+        def scope(session_key: str) -> str:
+            meta = agent.sessions.meta(session_key)
+            members = meta.members if meta is not None else ()
+            return memory_scope(session_key, members, self.scope_config())
+
+        return scope
 
     def agent_for(self, route: ChannelRoute) -> str:
         """The agent a chat message goes to: the first binding that matches, else the

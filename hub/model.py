@@ -83,6 +83,8 @@ class ModelTurn:
     announce: Announce | None = None
     # Images sent with the text, for a model that sees images (`sees_images`).
     images: tuple[TurnImage, ...] = ()
+    # Whose memory the turn uses (`hub.scopes.memory_scope`); None: none.
+    memory_scope: str | None = None
 
 
 class Model(Protocol):

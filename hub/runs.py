@@ -110,9 +110,15 @@ class Turn:
 
 
 async def drive_run(
-    turn: Turn, recorder: RunRecorder, model: Model, compactor: Compactor | None
+    turn: Turn,
+    recorder: RunRecorder,
+    model: Model,
+    compactor: Compactor | None,
+    *,
+    memory_scope: str | None = None,
 ) -> RunOutcome:
-    """Run `turn` to its end; never raises (a failure becomes the run's `agent_error`)."""
+    """Run `turn` to its end, with `memory_scope`'s notes; never raises (a failure becomes the
+    run's `agent_error`)."""
     await turn.recorded()
     recorder.start(turn.origin, model.name)
     session = recorder.session
@@ -147,6 +153,7 @@ async def drive_run(
             session_key=turn.session_key,
             session_id=session.session_id,
             announce=recorder.announce,
+            memory_scope=memory_scope,
         )
         outcome = await _drive(turn, model_turn, recorder, model, saving)
         if saving is not None:

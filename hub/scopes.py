@@ -25,6 +25,7 @@ identities), or naming a surface the hub does not know, is a configuration error
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -41,6 +42,9 @@ IDENTITY_SURFACES = frozenset({"web", "telegram"})
 
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,159}")
 _IDENTITY = re.compile(r"([a-z]+):([A-Za-z0-9._@+=-]{1,128})")
+_GROUP_KEY = re.compile(r"([a-z]+):group:([^:]+)(?::topic:.+)?")
+_DM_KEY = re.compile(r"([a-z]+):dm:(.+)")
+OWNER_MEMORY = "owner"
 
 
 class InvalidSessionKeyError(CodedError):
@@ -181,3 +185,30 @@ def channel_session_key(route: ChannelRoute, config: ConversationConfig) -> str:
     if scope == "per-peer":
         return f"peer:{config.person(identity) or identity}"
     return f"{route.channel}:dm:{route.user_id}"
+
+
+def memory_scope(session_key: str, members: Iterable[str], config: ConversationConfig) -> str:
+    """Whose notes (`hub.tools.memory`) a session's runs keep and see, following the session
+    rules so notes never reach anyone the conversation would not: a group chat's own (all its
+    topics), a direct-message sender's own (their person's, when linked), the owner's in
+    `main` and in the sessions the owner's surfaces name, unless a guest device wrote there
+    (then the guest's)."""
+    if group := _GROUP_KEY.fullmatch(session_key):
+        return f"{group[1]}:group:{group[2]}"
+    if dm := _DM_KEY.fullmatch(session_key):
+        return _person_memory(f"{dm[1]}:{dm[2]}", config)
+    if session_key.startswith("peer:"):
+        return session_key
+    if session_key == MAIN_SESSION:
+        return OWNER_MEMORY
+    for member in members:
+        if member.startswith("web:") and member.removeprefix("web:") in config.guest_devices:
+            return _person_memory(member, config)
+    return OWNER_MEMORY
+
+
+def _person_memory(identity: str, config: ConversationConfig) -> str:
+    if config.is_owner(identity):
+        return OWNER_MEMORY
+    person = config.person(identity)
+    return f"peer:{person}" if person else identity

@@ -75,6 +75,16 @@ class RecordedRequest(BaseModel):
     tools: list[dict[str, JsonValue]] = []
     authorization: str | None = None
 
+    @property
+    def tool_names(self) -> set[str]:
+        """The names of the tools the model was offered."""
+        names = set()
+        for tool in self.tools:
+            function = tool.get("function")
+            if isinstance(function, dict):
+                names.add(str(function.get("name")))
+        return names
+
 
 class RecordedTranscription(BaseModel):
     """One transcription upload as the server received it."""

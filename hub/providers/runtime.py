@@ -150,6 +150,7 @@ class PydanticAIModel:
                 session_key=turn.session_key,
                 session_id=turn.session_id,
                 announce=turn.announce,
+                memory_scope=turn.memory_scope,
             ),
         ) as run:
             requests = 0

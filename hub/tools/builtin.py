@@ -14,6 +14,7 @@ from pydantic_ai.toolsets import FunctionToolset
 
 from hub.approvals import CallContext
 from hub.tools.config import ToolsConfig
+from hub.tools.memory import add_memory
 from hub.tools.policy import enabled_builtins
 from hub.tools.shell import run_shell
 from hub.tools.web_fetch import WebFetcher
@@ -102,5 +103,8 @@ def builtin_toolset(config: ToolsConfig) -> FunctionToolset[CallContext]:
             return await run_shell(command, folder, limit=timeout)
 
         toolset.add_function(shell)
+
+    if "remember" in enabled or "forget" in enabled:
+        add_memory(toolset, config.memory_root or Path("memory"), enabled)
 
     return toolset

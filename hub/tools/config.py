@@ -26,10 +26,22 @@ SearchProvider = Literal["brave", "tavily", "searxng"]
 
 WORKSPACE_TOOLS = ("read_file", "write_file", "edit_file", "list_files")
 AGENT_TOOLS = ("list_agents", "send_to_agent", "broadcast", "get_messages", "mark_read")
-BUILTIN_TOOL_NAMES = ("web_fetch", "web_search", *WORKSPACE_TOOLS, "shell", *AGENT_TOOLS)
-# `enable_tools` accepts a tool name, `workspace` for the four file tools, or `agents` for the
-# tools that message the hub's other agents.
-TOOL_GROUPS: dict[str, tuple[str, ...]] = {"workspace": WORKSPACE_TOOLS, "agents": AGENT_TOOLS}
+MEMORY_TOOLS = ("remember", "forget")
+BUILTIN_TOOL_NAMES = (
+    "web_fetch",
+    "web_search",
+    *WORKSPACE_TOOLS,
+    "shell",
+    *AGENT_TOOLS,
+    *MEMORY_TOOLS,
+)
+# `enable_tools` accepts a tool name, `workspace` for the four file tools, `agents` for the
+# tools that message the hub's other agents, or `memory` for notes kept across conversations.
+TOOL_GROUPS: dict[str, tuple[str, ...]] = {
+    "workspace": WORKSPACE_TOOLS,
+    "agents": AGENT_TOOLS,
+    "memory": MEMORY_TOOLS,
+}
 
 # The limits `[tool_settings]` in config.toml may change (the rest comes from its own keys).
 TUNABLES = (
@@ -100,6 +112,9 @@ class ToolsConfig(BaseModel):
     mcp_servers: list[McpServerConfig] = Field(default_factory=list)
     workspace_root: Path | None = Field(
         default=None, description="<data-dir>/workspace; each agent works in its own folder"
+    )
+    memory_root: Path | None = Field(
+        default=None, description="<data-dir>/memory; each agent keeps its notes in its own folder"
     )
     approval_timeout: float = Field(default=300.0, gt=0, description="seconds before `ask` expires")
     tool_output_chars: int = Field(default=100_000, ge=1_000, description="cap on a tool's result")

@@ -20,6 +20,8 @@ DEFAULT_POLICIES: Mapping[str, ToolPolicy] = {
     "write_file": "ask",
     "edit_file": "ask",
     "shell": "ask",
+    "remember": "allow",
+    "forget": "allow",
 }
 MCP_DEFAULT: ToolPolicy = "ask"
 
