@@ -112,7 +112,10 @@ class Conversations:
         if not self.may_see(meta, viewer):
             raise ForbiddenSessionError(f"session {key!r} is not yours to see")
         if meta is None:
-            raise UnknownSessionError(f"no session {key!r}; list them with sessions.list")
+            raise UnknownSessionError(
+                f"no session {key!r} for agent {agent.agent_id!r} (deleted, or never started); "
+                "pick one from the session list (`agenthub ctl sessions`, or the sessions panel)"
+            )
         return meta
 
     def check_write(self, agent: AsyncAgent, viewer: Viewer, key: str) -> None:
