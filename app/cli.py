@@ -158,6 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     delete_session.add_argument("session_agent", metavar="AGENT")
     delete_session.add_argument("session_key", metavar="KEY")
+    memory = command(
+        ctl_commands, "memory", help="what an agent remembers about a conversation's person"
+    )
+    memory.add_argument("--agent", help="agent id (default: the first agent)")
+    memory.add_argument(
+        "--session", default="main", help="whose notes: this conversation's (default main: yours)"
+    )
+    memory_commands = memory.add_subparsers(dest="memory_command", metavar="ACTION")
+    forget = command(memory_commands, "forget", help="delete note N")
+    forget.add_argument("number", type=int, metavar="N")
     history = command(ctl_commands, "history", help="messages of an agent's current session")
     history.add_argument("--agent", help="agent id (default: the first agent)")
     history.add_argument("--after-seq", type=int, help="only entries after this seq")
@@ -277,6 +287,13 @@ def _ctl_request(args: argparse.Namespace) -> tuple[str, dict[str, JsonValue]]:
             return "sessions.delete", {"agentId": args.session_agent, "sessionKey": key}
         chosen = {"agentId": args.agent, "search": args.search, "archived": args.archived}
         return "process.sessions", {k: v for k, v in chosen.items() if v}
+    if command == "memory":
+        params = {"sessionKey": args.session}
+        if args.agent:
+            params["agentId"] = args.agent
+        if getattr(args, "memory_command", None) == "forget":
+            return "memory.forget", {**params, "number": args.number}
+        return "memory.list", params
     if command == "devices":
         if args.devices_command == "revoke":
             return "devices.revoke", {"deviceId": args.device_id}

@@ -34,6 +34,7 @@ from hub.requests.access import (
 )
 from hub.requests.agents import AgentsAnswer, BindingsAnswer, HistoryAnswer
 from hub.requests.approvals import ApprovalsAnswer
+from hub.requests.memory import MemoryAnswer
 from hub.requests.schedules import RemoveAnswer, RunAnswer, SchedulesAnswer
 from hub.requests.tokens import NewToken, TokenRevoked, TokensAnswer
 from hub.schedules_service import ScheduleEntry
@@ -124,6 +125,8 @@ def render(method: str, result: JsonValue) -> str:
         return "\n".join(_session_line(s) for s in sessions) or "no sessions"
     if method == "sessions.delete":
         return _deleted(_load(DeletedSession, result))
+    if method in ("memory.list", "memory.forget"):
+        return _memory(_load(MemoryAnswer, result))
     if method == "history":
         entries = _load(HistoryAnswer, result).entries
         return "\n".join(_history_line(e) for e in entries) or "no messages"
@@ -201,6 +204,16 @@ def render(method: str, result: JsonValue) -> str:
     if method == "process.shutdown":
         return "shutting down"
     return json.dumps(result, indent=2)
+
+
+def _memory(answer: MemoryAnswer) -> str:
+    whose = f"{answer.whose} (agent {answer.agent_id}, session {answer.session_key})"
+    lines = [answer.forgotten] if answer.forgotten else []
+    if not answer.notes:
+        return "\n".join([*lines, f"no notes for {whose}"])
+    lines.append(f"notes for {whose}:")
+    lines += [f"{n:>3}. {note}" for n, note in enumerate(answer.notes, 1)]
+    return "\n".join(lines)
 
 
 def _deleted(deleted: DeletedSession) -> str:

@@ -17,6 +17,7 @@ from hub.hub import AgentSetup, Hub
 from hub.providers import ModelConfig, build_compactor, build_model, describe_model
 from hub.scopes import ConversationConfig
 from hub.tools.config import TUNABLES, ToolsConfig
+from hub.tools.memory import memory_root
 from hub.tools.web_search import web_search_problem
 from hub.transcribe import Transcriber
 
@@ -66,7 +67,7 @@ def tools_config(settings: Settings) -> ToolsConfig:
                 "brave_api_key": settings.brave_api_key,
                 "tavily_api_key": settings.tavily_api_key,
                 "workspace_root": settings.data_dir / "workspace",
-                "memory_root": settings.data_dir / "memory",
+                "memory_root": memory_root(settings.data_dir),
                 "mcp_log_dir": settings.data_dir / "logs",
             }
         )

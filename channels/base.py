@@ -27,6 +27,8 @@ Command = Literal[
     "queue",
     "sessions",
     "usage",
+    "memory",
+    "forget",
     "activation",
     "whoami",
     "help",

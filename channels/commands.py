@@ -22,6 +22,7 @@ from hub.hub import Hub
 from hub.lanes import WRITE_MODES
 from hub.origin import Origin
 from hub.requests import Caller, RequestHost, dispatch
+from hub.requests.memory import MemoryAnswer
 from hub.scopes import viewer_of
 from hub.sessions import MessageEntry
 from hub.usage import Totals, UsageReport
@@ -39,6 +40,8 @@ COMMAND_HELP: tuple[tuple[Command, str, str], ...] = (
     ("queue", "[mode]", "what a message does while a reply runs: " + " · ".join(WRITE_MODES)),
     ("sessions", "", "your conversations"),
     ("usage", "", "tokens and cost: this conversation and today"),
+    ("memory", "", "what the agent remembers about you"),
+    ("forget", "N", "delete note N of /memory"),
     ("activation", "mention|always", "groups, admins: answer mentions only, or every message"),
     ("whoami", "", "your ids, for allow lists and identity links"),
     ("help", "", "this message"),
@@ -213,6 +216,28 @@ async def usage_text(ctx: CommandContext) -> str:
     return "\n".join(lines)
 
 
+async def memory_text(ctx: CommandContext) -> str:
+    """The notes this chat's conversation uses; with /forget N, after deleting one."""
+    if ctx.agent.sessions.meta(ctx.key) is None:
+        return "No notes yet: write a message first."
+    params = {"agentId": ctx.agent.agent_id, "sessionKey": ctx.key}
+    if ctx.message.command == "forget":
+        number = ctx.message.text.strip()
+        if not number.isdigit():
+            return "Which note? Send /forget N, with N from /memory."
+        answer = await ctx.ask("memory.forget", MemoryAnswer, number=number, **params)
+        forgotten = answer.forgotten or ""
+        done = f"{forgotten[:1].upper()}{forgotten[1:]}\n"
+    else:
+        answer = await ctx.ask("memory.list", MemoryAnswer, **params)
+        done = ""
+    about = "this group" if ":group:" in answer.whose else "you"
+    if not answer.notes:
+        return f"{done}I have no notes about {about}."
+    notes = "\n".join(f"{n}. {note}" for n, note in enumerate(answer.notes, 1))
+    return f"{done}What I remember about {about}:\n{notes}\nDelete one with /forget N."
+
+
 async def answer_command(hub: Hub, message: ChannelMessage) -> str:
     """Carry out a command (or an unknown one) for the chat's agent and session; the text
     to answer with. A refusal or failure is answered as an `[Error] …` text."""
@@ -244,6 +269,8 @@ async def _answer(ctx: CommandContext) -> str:
             return await sessions_text(ctx)
         case "usage":
             return await usage_text(ctx)
+        case "memory" | "forget":
+            return await memory_text(ctx)
         case "activation":
             return "/activation is for group chats: it sets when the bot answers there."
         case "whoami":

@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from hub.access import AccessStore
@@ -124,7 +125,7 @@ class Hub:
                 max_concurrent_runs=self.conversation_config.max_concurrent_runs,
             )
         for agent in self.agents.values():
-            agent.memory_scope = self._memory_scope_of(agent)
+            agent.memory_scope = partial(self.whose_memory, agent)
         self.sessions = Conversations(self.agents, self.conversation_config)
         self.health.register("model", self._model_health)
         for agent_id in self.agents:
@@ -149,13 +150,11 @@ class Hub:
             return config
         return config.model_copy(update={"owners": (config.owners or frozenset()) | approved})
 
-    def _memory_scope_of(self, agent: AsyncAgent) -> Callable[[str], str]:
-        def scope(session_key: str) -> str:
-            meta = agent.sessions.meta(session_key)
-            members = meta.members if meta is not None else ()
-            return memory_scope(session_key, members, self.scope_config())
-
-        return scope
+    def whose_memory(self, agent: AsyncAgent, session_key: str) -> str:
+        """Whose notes `agent` keeps in session `session_key` (`hub.scopes.memory_scope`)."""
+        meta = agent.sessions.meta(session_key)
+        members = meta.members if meta is not None else ()
+        return memory_scope(session_key, members, self.scope_config())
 
     def agent_for(self, route: ChannelRoute) -> str:
         """The agent a chat message goes to: the first binding that matches, else the

@@ -197,6 +197,7 @@ def sample_params(method: str) -> dict[str, JsonValue]:
         "content": "hi",
         "name": "nosuch",
         "prompt": "x",
+        "number": 1,
     }
     fields = REQUESTS[method].params.model_fields
     return {

@@ -37,6 +37,11 @@ INTRODUCTION = (
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]")
 
 
+def memory_root(data_dir: Path) -> Path:
+    """Where every agent's notes live: `<data-dir>/memory`."""
+    return data_dir / "memory"
+
+
 class MemoryBookError(CodedError):
     """A note was refused or the notes could not be read or saved."""
 
