@@ -105,6 +105,12 @@ class Conversations:
             return True
         return meta is not None and bool(self._ids(viewer) & set(meta.members))
 
+    def check_visible(self, agent: AsyncAgent, viewer: Viewer, key: str) -> None:
+        """Raise unless session `key` exists and `viewer` may see it (the owner's `main`
+        always exists)."""
+        if key != MAIN_SESSION or not viewer.owner:
+            self._meta(agent, viewer, key)
+
     def _meta(self, agent: AsyncAgent, viewer: Viewer, key: str) -> SessionMeta:
         """The visible session `key`, or a refusal that leaks nothing."""
         check_session_key(key)
