@@ -9,17 +9,19 @@ conversations; `unknown_session` is only said about sessions the viewer could se
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+from functools import partial
 from typing import Annotated
 
 from pydantic import Field
 
 from hub.agent import AsyncAgent
-from hub.attachments import MediaStore, referenced_ids
 from hub.errors import CodedError
 from hub.events import MAIN_SESSION, SessionDeleted
 from hub.lanes import WriteMode
+from hub.media_store import MediaStore, referenced_ids
 from hub.scopes import ConversationConfig, Viewer, check_session_key
 from hub.session_index import SessionMeta
 from hub.session_registry import session_files
@@ -104,6 +106,12 @@ class Conversations:
         if viewer.owner:
             return True
         return meta is not None and bool(self._ids(viewer) & set(meta.members))
+
+    def check_visible(self, agent: AsyncAgent, viewer: Viewer, key: str) -> None:
+        """Raise unless session `key` exists and `viewer` may see it (the owner's `main`
+        always exists)."""
+        if key != MAIN_SESSION or not viewer.owner:
+            self._meta(agent, viewer, key)
 
     def _meta(self, agent: AsyncAgent, viewer: Viewer, key: str) -> SessionMeta:
         """The visible session `key`, or a refusal that leaks nothing."""
@@ -194,17 +202,44 @@ class Conversations:
             raise CodedError("main is the owner's conversation; it cannot be archived", "forbidden")
         return self._info(agent, agent.sessions.archive(key, archived), viewer)
 
-    def delete(
+    async def delete(
         self, agent: AsyncAgent, viewer: Viewer, key: str, media: MediaStore
     ) -> DeletedSession:
         """Delete `key` for good (whoever may archive it may delete it): its session files
         and index entry, then the stored images no remaining session or queued turn names;
         every client hears `session_deleted`. A session answering (or between two turns) is
         refused with `busy`: a run would keep writing to the files, and stopping it is the
-        person's call (stopping also denies what it waits approval for)."""
+        person's call (stopping also denies what it waits approval for). Files are read in
+        worker threads: a large history does not hold up the hub."""
         if key == MAIN_SESSION and viewer.owner:
             raise _main_kept()
-        meta = self._meta(agent, viewer, key)
+        files = session_files(agent.sessions.folder, self._meta(agent, viewer, key))
+        try:
+            images = await asyncio.to_thread(referenced_ids, files)
+        except OSError as exc:
+            log.warning("agent %s: could not read %s for its images (%s)", agent.agent_id, key, exc)
+            images = set()  # the start-up sweep removes them
+        removed = self._remove(agent, viewer, key)
+        try:
+            gone = await media.remove_unnamed(
+                agent.agent_id, images, agent.sessions.folder, partial(_held_images, agent)
+            )
+        except OSError as exc:
+            log.warning("agent %s: images of %s kept for now (%s)", agent.agent_id, key, exc)
+            gone = []
+        log.info(
+            "agent %s: deleted session %s (%d files, %d images)",
+            agent.agent_id,
+            key,
+            removed,
+            len(gone),
+        )
+        return DeletedSession(session_key=key, files_removed=removed, images_removed=len(gone))
+
+    def _remove(self, agent: AsyncAgent, viewer: Viewer, key: str) -> int:
+        """The files of `key` removed (their count) and the deletion announced, unless
+        (checked again, in the same step) it is gone, `main`, or answering."""
+        self._meta(agent, viewer, key)
         if key == MAIN_SESSION:
             raise _main_kept()
         lane = agent.lanes.get(key)
@@ -214,12 +249,6 @@ class Conversations:
                 "then delete it",
                 "busy",
             )
-        folder = agent.sessions.folder
-        try:
-            images = referenced_ids(session_files(folder, meta))
-        except OSError as exc:
-            log.warning("agent %s: could not read %s for its images (%s)", agent.agent_id, key, exc)
-            images = set()  # the start-up sweep removes them
         try:
             removed = agent.sessions.delete(key)
         except OSError as exc:
@@ -234,26 +263,7 @@ class Conversations:
                 agent_id=agent.agent_id, run_id=deletion, seq=seq, session_key=key
             )
         )
-        held = {
-            image.ref.id
-            for lane in agent.lanes.all()
-            for turn in (lane.current, *lane.turns)
-            if turn is not None
-            for image in turn.images
-        }
-        try:
-            gone = media.remove(agent.agent_id, images, folder.glob("*.jsonl"), held)
-        except OSError as exc:
-            log.warning("agent %s: images of %s kept for now (%s)", agent.agent_id, key, exc)
-            gone = []
-        log.info(
-            "agent %s: deleted session %s (%d files, %d images)",
-            agent.agent_id,
-            key,
-            len(removed),
-            len(gone),
-        )
-        return DeletedSession(session_key=key, files_removed=len(removed), images_removed=len(gone))
+        return len(removed)
 
     def set_mode(self, agent: AsyncAgent, viewer: Viewer, key: str, mode: WriteMode) -> SessionInfo:
         """The session's default write mode."""
@@ -302,3 +312,14 @@ def _main_kept() -> CodedError:
         "main is the owner's conversation; it cannot be deleted (start a new chat instead)",
         "forbidden",
     )
+
+
+def _held_images(agent: AsyncAgent) -> set[str]:
+    """The stored images of the turns queued or running in any of `agent`'s sessions."""
+    return {
+        image.ref.id
+        for lane in agent.lanes.all()
+        for turn in (lane.current, *lane.turns)
+        if turn is not None
+        for image in turn.images
+    }

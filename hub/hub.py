@@ -15,13 +15,14 @@ from pathlib import Path
 from hub.access import AccessStore
 from hub.agent import AsyncAgent
 from hub.approvals import Approvals
-from hub.attachments import Attachment, MediaStore, TurnImage, prepare_turn
+from hub.attachments import Attachment, TurnImage, prepare_turn
 from hub.bindings import Binding, bound_agent
 from hub.conversations import Conversations, ForbiddenSessionError
 from hub.errors import UnknownAgentError
 from hub.events import MAIN_SESSION
 from hub.health import HealthRegistry, SubsystemHealth
 from hub.lanes import WriteMode
+from hub.media_store import MediaStore
 from hub.model import Compactor, Model
 from hub.origin import ChannelRoute, Origin
 from hub.routes import LastRoute

@@ -14,13 +14,13 @@ from hub.attachments import (
     MAX_ATTACHMENTS,
     Attachment,
     MediaRefused,
-    MediaStore,
     document_text,
     kind_of,
     prepare_turn,
 )
 from hub.errors import InvalidInputError
 from hub.hub import Hub
+from hub.media_store import MediaStore
 from hub.model import ModelPart, ModelTurn, TextDelta
 from hub.origin import Origin
 from hub.sessions import MessageEntry

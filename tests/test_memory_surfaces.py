@@ -94,6 +94,8 @@ async def test_ctl_memory_lists_and_forgets(
         assert "there is no note #5 (there are notes 1 to 1)" in capsys.readouterr().err
         assert await asyncio.to_thread(main, [*base, "--agent", "nobody"]) == 1
         assert "no agent 'nobody'" in capsys.readouterr().err
+        assert await asyncio.to_thread(main, [*base, "--session", "nosuch"]) == 1
+        assert "no session 'nosuch' for agent 'main'" in capsys.readouterr().err
     finally:
         await server.stop()
         await hub.close()

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from hub.attachments import Attachment, MediaStore
+from hub.attachments import Attachment
 from hub.echo import EchoModel
 from hub.events import AgentEnd, AgentEvent, AgentStart
 from hub.hub import Hub
+from hub.media_store import MediaStore
 from hub.model import ModelPart, ModelTurn, TextDelta
 from hub.origin import Origin
 from hub.recovery_service import Recovery

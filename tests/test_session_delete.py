@@ -19,10 +19,11 @@ from app.cli import main
 from app.control_handlers import ProcessContext, process_methods
 from app.control_server import ControlServer
 from hub.approvals import Approvals
-from hub.attachments import SWEEP_GRACE, Attachment
+from hub.attachments import Attachment
 from hub.errors import CodedError
 from hub.events import AgentEvent, ApprovalResolved, SessionDeleted
 from hub.hub import Hub
+from hub.media_store import SWEEP_GRACE
 from hub.origin import Origin
 from hub.recovery_service import Recovery
 from hub.requests import Caller, RequestHost, dispatch

@@ -5,6 +5,7 @@ in another person's."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -40,6 +41,15 @@ def test_notes_are_numbered_kept_once_and_forgotten_by_number(
     assert prompt is not None and prompt.endswith("1. Prefers tea over coffee\n2. Lives in Lyon")
     assert book.forget(1) == "forgot #1: Prefers tea over coffee"
     assert book.notes() == ["Lives in Lyon"]
+
+
+async def test_notes_saved_at_once_are_all_kept(tmp_path: Path) -> None:
+    book = MemoryBook(tmp_path / "memory", "main", "owner")
+    saved = await asyncio.gather(
+        *(asyncio.to_thread(book.remember, f"fact {n}") for n in range(20))
+    )
+    assert sorted(saved) == sorted(f"remembered as #{n}" for n in range(1, 21))
+    assert sorted(book.notes()) == sorted(f"fact {n}" for n in range(20))
 
 
 def test_a_hand_edited_file_is_read_as_its_bullets(book: MemoryBook) -> None:

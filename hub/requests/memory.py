@@ -9,7 +9,6 @@ from typing import Annotated
 
 from pydantic import Field
 
-from hub.errors import CodedError
 from hub.events import MAIN_SESSION
 from hub.requests.sessions import viewer_of_caller
 from hub.requests.table import AgentId, Caller, RequestHost, SessionKey, request
@@ -46,9 +45,7 @@ def _book(
     """The notes file the caller may reach, and the answer's frame (without the notes)."""
     hub = host.need_hub()
     agent = hub.default_agent if params.agent_id is None else hub.agent(params.agent_id)
-    meta = agent.sessions.meta(params.session_key)
-    if not hub.sessions.may_see(meta, viewer_of_caller(caller)):
-        raise CodedError(f"session {params.session_key!r} is not yours to see", "forbidden")
+    hub.sessions.check_visible(agent, viewer_of_caller(caller), params.session_key)
     whose = hub.whose_memory(agent, params.session_key)
     frame = MemoryAnswer(
         agent_id=agent.agent_id, session_key=params.session_key, whose=whose, notes=[]

@@ -98,7 +98,7 @@ async def sessions_delete(host: RequestHost, caller: Caller, params: KeyParams) 
     hub = host.need_hub()
     agent = hub.agent(params.agent_id)
     viewer = viewer_of_caller(caller)
-    deleted = hub.sessions.delete(agent, viewer, params.session_key, hub.media)
+    deleted = await hub.sessions.delete(agent, viewer, params.session_key, hub.media)
     # A schedule running in the key keeps running: its next fire starts the key afresh.
     default = hub.default_agent.agent_id
     schedules = [

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import Collection
 from pathlib import Path
 
@@ -35,6 +36,9 @@ INTRODUCTION = (
 )
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]")
+# Notes change by read-modify-write in worker threads; two runs of one person (two sessions)
+# may save at once. Saves are rare and tiny: one lock for all of them.
+_SAVING = threading.Lock()
 
 
 def memory_root(data_dir: Path) -> Path:
@@ -59,7 +63,14 @@ class MemoryBook:
         return [_note(line) for line in self._lines() if _is_note(line)]
 
     def remember(self, note: str) -> str:
-        note = " ".join(note.split())
+        with _SAVING:
+            return self._remember(" ".join(note.split()))
+
+    def forget(self, number: int) -> str:
+        with _SAVING:
+            return self._forget(number)
+
+    def _remember(self, note: str) -> str:
         if not note:
             raise MemoryBookError("nothing to remember: the note is empty")
         if len(note) > MAX_NOTE_CHARS:
@@ -79,7 +90,7 @@ class MemoryBook:
         self._save([*lines, f"- {note}"])
         return f"remembered as #{len(notes) + 1}"
 
-    def forget(self, number: int) -> str:
+    def _forget(self, number: int) -> str:
         lines = self._lines()
         where = [i for i, line in enumerate(lines) if _is_note(line)]
         if not 1 <= number <= len(where):
