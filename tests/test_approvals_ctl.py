@@ -13,10 +13,11 @@ import pytest
 from pydantic import JsonValue
 
 from app import ctl
-from app.cli import _ctl_request, build_parser
+from app.cli import build_parser
 from app.control_handlers import ProcessContext, process_methods
 from app.control_protocol import CtlResponse
 from app.control_server import ControlServer
+from app.ctl_args import ctl_request
 from hub.approvals import ApprovalAnswer, CallContext, EventBuilder
 from hub.echo import EchoModel
 from hub.errors import CodedError
@@ -179,4 +180,4 @@ async def test_stopping_the_hub_denies_pending_approvals(data_dir: Path) -> None
 )
 def test_command_line(argv: list[str], method: str, params: dict[str, JsonValue]) -> None:
     args = build_parser().parse_args(["ctl", *argv])
-    assert _ctl_request(args) == (method, params)
+    assert ctl_request(args) == (method, params)
