@@ -17,6 +17,7 @@ from hub.requests.table import REQUESTS
 from hub.tools.memory import MemoryBook, memory_root
 from tests.test_desktop_window import PAINTED, desktop_window, display, screenshot
 from tests.test_gateway_support import Stack, running_stack
+from tests.test_session_delete import ask
 from tests.test_web_chat import chromium, send
 from tests.test_web_sessions import PHONE, final_reply
 from tests.test_web_usage_schedules import guest_page
@@ -153,6 +154,29 @@ async def test_a_guest_sees_only_its_own_notes(data_dir: Path, artifacts: Path) 
         await expect(panel.locator("#memory-note")).to_have_text("Forgot #1: Guest likes jazz")
         assert guest.notes() == []
         assert book(stack, "owner").notes() == list(OWNER_NOTES)
+
+        # The owner may look at the guest's conversation: the guest's notes, named as whose.
+        key = await page.locator('.session[data-current="true"]').get_attribute("data-key")
+        assert key is not None
+        guest.remember("Guest reads at night")
+        owner_page, page_errors = await paired_page(browser, stack, DESKTOP)
+        await owner_page.locator(f'.session[data-key="{key}"] .session-open').click()
+        await open_memory(owner_page)
+        owner_panel = owner_page.locator("#memory")
+        await expect(owner_panel.locator("#memory-heading")).to_have_text(
+            f"What main remembers about web:{device['deviceId']}"
+        )
+        await expect(owner_panel.locator(".memory-text")).to_have_text(["Guest reads at night"])
+        # That session deleted meanwhile: the page shows `main`, and the panel follows it.
+        await ask(stack.hub, "sessions.delete", sessionKey=key)
+        await expect(owner_page.locator('.session[data-current="true"]')).to_have_attribute(
+            "data-key", "main"
+        )
+        await expect(owner_panel.locator("#memory-heading")).to_have_text(
+            "What main remembers about you"
+        )
+        await expect(owner_panel.locator(".memory-text")).to_have_text(list(OWNER_NOTES))
+        assert page_errors == []
 
 
 async def test_a_forget_that_fails_shows_the_hubs_message(data_dir: Path) -> None:
