@@ -5,6 +5,7 @@
 // A pairing code arrives in the URL fragment (#pair=CODE), which browsers never send to a
 // server; it is removed from the address bar before anything else runs.
 
+import { MemoryPanel } from "./memory-panel.js";
 import { ChatUI } from "./ui.js";
 import { GatewayTransport } from "./transport-gateway.js";
 import { DesktopTransport } from "./transport-desktop.js";
@@ -19,4 +20,5 @@ function takePairCode() {
 const pairCode = takePairCode();
 const desktop = new URLSearchParams(location.search).has("desktop");
 const ui = new ChatUI(document, desktop ? new DesktopTransport() : new GatewayTransport());
+new MemoryPanel(document, ui).bind();
 ui.start({ pairCode });

@@ -4,6 +4,7 @@
 // the chat on wide screens, a drawer over it on narrow ones (style.css switches at 720px).
 // Every title and snippet is set as text.
 
+import { confirmRow } from "./confirm-row.js";
 import { el } from "./dom.js";
 import { icon } from "./icons.js";
 
@@ -233,36 +234,20 @@ export class SessionsSidebar {
   _confirmDelete(session) {
     const { doc } = this;
     const key = session.sessionKey;
-    const box = el(doc, "div", "session-confirm");
-    box.setAttribute("role", "group");
-    box.setAttribute("aria-label", `Delete ${sessionTitle(session)}?`);
-    const question = el(doc, "p", "session-confirm-text");
-    question.append(
-      "Delete ",
-      el(doc, "strong", "", sessionTitle(session)),
-      "? Its messages and the photos only it holds are removed for good.",
-    );
-    const buttons = el(doc, "div", "session-confirm-actions");
-    const yes = el(doc, "button", "danger session-confirm-delete", "Delete");
-    yes.type = "button";
-    const no = el(doc, "button", "secondary session-confirm-cancel", "Cancel");
-    no.type = "button";
-    yes.addEventListener("click", () => {
-      yes.disabled = no.disabled = true;
-      yes.textContent = "Deleting…";
+    return confirmRow(doc, {
+      prefix: "session-confirm",
+      label: `Delete ${sessionTitle(session)}?`,
+      question: [
+        "Delete ",
+        el(doc, "strong", "", sessionTitle(session)),
+        "? Its messages and the photos only it holds are removed for good.",
+      ],
+      yes: "Delete",
+      busy: "Deleting…",
       // Refused: back to the row's Delete button (the banner says why).
-      this.actions.remove(key).then((deleted) => this.endConfirm(key, !deleted));
+      onYes: () => this.actions.remove(key).then((deleted) => this.endConfirm(key, !deleted)),
+      onCancel: () => this.endConfirm(key, true),
     });
-    no.addEventListener("click", () => this.endConfirm(key, true));
-    box.addEventListener("keydown", (event) => {
-      if (event.key === "Escape") {
-        event.stopPropagation();
-        this.endConfirm(key, true);
-      }
-    });
-    buttons.append(yes, no);
-    box.append(question, buttons);
-    return box;
   }
 
   _renameForm(session) {

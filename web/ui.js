@@ -200,6 +200,8 @@ export class ChatUI {
     this._renderAll();
     this.sessions.render();
     this.usage.show(this.agentId, key);
+    // Panels about the shown conversation follow it (memory-panel.js, wired in app.js).
+    this.doc.dispatchEvent(new CustomEvent("conversation-shown"));
   }
 
   switchSession(key) {
