@@ -117,12 +117,6 @@ class AsyncAgent:
         lane = self.lanes.get(session_key)
         return lane is not None and lane.busy
 
-    @property
-    def current_run_id(self) -> str | None:
-        """The run `main` is answering, if any."""
-        lane = self.lanes.get(MAIN_SESSION)
-        return lane.current.run_id if lane is not None and lane.current else None
-
     def running(self, run_id: str) -> bool:
         """Whether run `run_id` is being answered right now (in any session)."""
         return self.lanes.running(run_id)
