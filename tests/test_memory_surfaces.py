@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import JsonValue
 
 from app.cli import main
 from app.control_handlers import ProcessContext, process_methods
@@ -90,6 +91,10 @@ async def test_ctl_memory_lists_and_forgets(
         answer = json.loads(capsys.readouterr().out)["result"]
         assert answer["forgotten"] == "forgot #2: Works nights"
         assert answer["notes"] == ["Prefers short answers"]
+        changed: dict[str, JsonValue] = {"sessionKey": "main", "number": 1, "note": "Works nights"}
+        with pytest.raises(CodedError, match="note #1 changed meanwhile") as refused:
+            await dispatch(host, Caller(surface="control", owner=True), "memory.forget", changed)
+        assert refused.value.code == "memory"
         assert await asyncio.to_thread(main, [*base, "forget", "5"]) == 1
         assert "there is no note #5 (there are notes 1 to 1)" in capsys.readouterr().err
         assert await asyncio.to_thread(main, [*base, "--agent", "nobody"]) == 1

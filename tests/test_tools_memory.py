@@ -52,6 +52,16 @@ async def test_notes_saved_at_once_are_all_kept(tmp_path: Path) -> None:
     assert sorted(book.notes()) == sorted(f"fact {n}" for n in range(20))
 
 
+def test_forget_with_the_note_seen_refuses_a_note_that_changed(book: MemoryBook) -> None:
+    book.remember("Has a dog")
+    book.remember("Likes rain")
+    book.forget(1)  # another client: "Likes rain" is #1 now
+    with pytest.raises(MemoryBookError, match=r"note #1 changed meanwhile.*'Likes rain'"):
+        book.forget(1, "Has a dog")
+    assert book.notes() == ["Likes rain"]
+    assert book.forget(1, " Likes  rain ") == "forgot #1: Likes rain"
+
+
 def test_a_hand_edited_file_is_read_as_its_bullets(book: MemoryBook) -> None:
     book.path.parent.mkdir(parents=True)
     book.path.write_text("# Notes about Ana\n\n- Has a cat named Io\nsome stray text\n- Vegan\n")

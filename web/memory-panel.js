@@ -97,13 +97,15 @@ export class MemoryPanel {
     this.close();
   }
 
-  /** Delete note `number` (`memory.forget`); the list then shows the hub's answer. */
-  async forget(number) {
+  /** Delete note `number`, if it still says `note` (`memory.forget`); the list then shows
+   * the hub's answer. */
+  async forget(number, note) {
     const { agentId, sessionKey } = this.answer;
     const asked = ++this._asked;
     let answer;
     try {
-      answer = await this.ui.transport.request("memory.forget", { agentId, sessionKey, number });
+      const params = { agentId, sessionKey, number, note };
+      answer = await this.ui.transport.request("memory.forget", params);
     } catch (error) {
       this.confirming = null;
       // The notes may have changed meanwhile (the hub's message names the numbers there are).
@@ -180,7 +182,7 @@ export class MemoryPanel {
       question: ["Forget ", el(doc, "strong", "", note), "? The agent will no longer know it."],
       yes: "Forget",
       busy: "Forgetting…",
-      onYes: () => this.forget(number),
+      onYes: () => this.forget(number, note),
       onCancel: () => {
         this.confirming = null;
         this.render();

@@ -25,7 +25,11 @@ class MemoryParams(WireModel):
 
 
 class ForgetParams(MemoryParams):
+    """`note`: the text of note `number` as the caller saw it; when given, a note that changed
+    meanwhile is refused (code `memory`) rather than the wrong one deleted."""
+
     number: Annotated[int, Field(ge=1)]
+    note: str | None = None
 
 
 class MemoryAnswer(WireModel):
@@ -63,6 +67,6 @@ async def memory_list(host: RequestHost, caller: Caller, params: MemoryParams) -
 @request("memory.forget", ForgetParams, MemoryAnswer)
 async def memory_forget(host: RequestHost, caller: Caller, params: ForgetParams) -> MemoryAnswer:
     book, frame = _book(host, caller, params)
-    forgotten = await asyncio.to_thread(book.forget, params.number)
+    forgotten = await asyncio.to_thread(book.forget, params.number, params.note)
     notes = await asyncio.to_thread(book.notes)
     return frame.model_copy(update={"notes": notes, "forgotten": forgotten})

@@ -66,9 +66,11 @@ class MemoryBook:
         with _SAVING:
             return self._remember(" ".join(note.split()))
 
-    def forget(self, number: int) -> str:
+    def forget(self, number: int, expected: str | None = None) -> str:
+        """Delete note `number`; with `expected` (the note as the caller saw it), only while
+        note `number` still says that (the notes may have changed since)."""
         with _SAVING:
-            return self._forget(number)
+            return self._forget(number, expected)
 
     def _remember(self, note: str) -> str:
         if not note:
@@ -90,15 +92,21 @@ class MemoryBook:
         self._save([*lines, f"- {note}"])
         return f"remembered as #{len(notes) + 1}"
 
-    def _forget(self, number: int) -> str:
+    def _forget(self, number: int, expected: str | None) -> str:
         lines = self._lines()
         where = [i for i, line in enumerate(lines) if _is_note(line)]
         if not 1 <= number <= len(where):
             have = f"notes 1 to {len(where)}" if where else "no notes"
             raise MemoryBookError(f"there is no note #{number} (there are {have})")
-        gone = _note(lines.pop(where[number - 1]))
+        now = _note(lines[where[number - 1]])
+        if expected is not None and " ".join(expected.split()) != now:
+            raise MemoryBookError(
+                f"note #{number} changed meanwhile (it now says {now!r}); look at the notes "
+                "again and pick the one to forget"
+            )
+        del lines[where[number - 1]]
         self._save(lines)
-        return f"forgot #{number}: {gone}"
+        return f"forgot #{number}: {now}"
 
     def _lines(self) -> list[str]:
         try:
