@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, ViewportSize, expect
 
+from hub.origin import Origin
+from hub.providers import ModelConfig, build_model
 from hub.requests.table import REQUESTS
 from hub.tools.memory import MemoryBook, memory_root
+from tests.fake_openai import FakeOpenAI, Reply, ToolCall
 from tests.test_desktop_window import PAINTED, desktop_window, display, screenshot
 from tests.test_gateway_support import Stack, running_stack
 from tests.test_session_delete import ask
@@ -280,3 +283,49 @@ async def test_the_panel_in_the_desktop_window(
         await page.evaluate(PAINTED)
         await asyncio.to_thread(screenshot, display, artifacts / "desktop-memory.png")
         assert owner.notes() == list(OWNER_NOTES[1:])
+
+
+async def test_a_note_that_changed_meanwhile_is_not_forgotten(data_dir: Path) -> None:
+    async with running_stack(data_dir) as stack, chromium() as browser:
+        owner = seed(stack, "owner", *OWNER_NOTES)
+        page, page_errors = await paired_page(browser, stack, DESKTOP)
+        await open_memory(page)
+        panel = page.locator("#memory")
+        await expect(panel.locator(".memory-item")).to_have_count(3)
+        owner.forget(1)  # another client: #2 is "Lives in Lisbon" now
+        second = panel.locator('.memory-item[data-number="2"]')
+        await expect(second.locator(".memory-text")).to_have_text("Prefers short answers")
+        await second.locator(".memory-forget").click()
+        await second.locator(".memory-confirm-forget").click()
+        await expect(panel.locator("#memory-note")).to_contain_text(
+            "Could not forget #2: note #2 changed meanwhile (it now says 'Lives in Lisbon')"
+        )
+        await expect(panel.locator(".memory-text")).to_have_text(list(OWNER_NOTES[1:]))
+        assert owner.notes() == list(OWNER_NOTES[1:])
+        assert page_errors == []
+
+
+async def test_a_note_the_agent_saves_shows_in_the_open_panel(data_dir: Path) -> None:
+    async with FakeOpenAI() as provider:
+        config = ModelConfig.model_validate(
+            {
+                "spec": "openai:gpt-test",
+                "openai_base_url": provider.base_url,
+                "openai_api_key": "sk-test",
+                "tooling": {"memory_root": memory_root(data_dir), "enable_tools": ["memory"]},
+            }
+        )
+        remember = ToolCall("remember", json.dumps({"note": "Drinks green tea"}))
+        provider.enqueue(Reply(chunks=(), tool_calls=(remember,)), Reply(chunks=("Noted.",)))
+        async with (
+            running_stack(data_dir, model_factory=lambda: build_model(config)) as stack,
+            chromium() as browser,
+        ):
+            page, page_errors = await paired_page(browser, stack, DESKTOP)
+            await open_memory(page)
+            panel = page.locator("#memory")
+            await expect(panel.locator(".memory-item")).to_have_count(0)
+            # The owner tells the agent on another surface, while this panel is open.
+            stack.hub.submit("main", "I drink green tea", Origin(surface="desktop"))
+            await expect(panel.locator(".memory-text")).to_have_text(["Drinks green tea"])
+            assert page_errors == []

@@ -7,6 +7,7 @@
 import { confirmRow } from "./confirm-row.js";
 import { button, el } from "./dom.js";
 
+const MEMORY_TOOLS = new Set(["remember", "forget"]);
 const EMPTY =
   "No notes yet. With memory switched on (enable_tools = [\"memory\"] in config.toml), the " +
   "agent saves short notes, such as your name or what you prefer, and sees them in every later " +
@@ -44,6 +45,11 @@ export class MemoryPanel {
     // ChatUI says when it shows another conversation (or agent): follow it.
     this.doc.addEventListener("conversation-shown", () => {
       if (this.isOpen) this.load();
+    });
+    // The agent saved or forgot a note (in any conversation this device sees): show it now.
+    this.ui.transport.onEvent(({ agentId, event }) => {
+      const changed = event.type === "tool_execution_end" && MEMORY_TOOLS.has(event.toolName);
+      if (changed && this.isOpen && agentId === this.ui.agentId) this.load();
     });
   }
 
