@@ -17,8 +17,8 @@ from tests.conftest import free_port, require_binary
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-# A documented command with a placeholder (CODE, ID, …, [--x], a|b) is not runnable as printed.
-PLACEHOLDER = re.compile(r"[A-Z]{2,}|…|\||\[|<")
+# A documented command with a placeholder (CODE, ID, N, …, [--x], a|b) is not runnable as printed.
+PLACEHOLDER = re.compile(r"[A-Z]{2,}|\b[A-Z]\b|…|\||\[|<")
 
 
 def documented_ctl_commands() -> list[str]:
