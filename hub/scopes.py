@@ -198,7 +198,10 @@ def memory_scope(session_key: str, members: Iterable[str], config: ConversationC
     if dm := _DM_KEY.fullmatch(session_key):
         return _person_memory(f"{dm[1]}:{dm[2]}", config)
     if session_key.startswith("peer:"):
-        return session_key
+        person = session_key.removeprefix("peer:")
+        # An unlinked sender is their own person (`peer:telegram:5`): the same notes as in
+        # their direct-message session, whichever `dm_scope` made the key.
+        return _person_memory(person, config) if ":" in person else session_key
     if session_key == MAIN_SESSION:
         return OWNER_MEMORY
     for member in members:

@@ -129,6 +129,8 @@ OWNED = ConversationConfig(
         ("telegram:dm:7", [], "peer:ana"),
         ("telegram:dm:1", [], "owner"),
         ("peer:ana", [], "peer:ana"),
+        ("peer:telegram:9", [], "telegram:9"),
+        ("peer:telegram:1", [], "owner"),
         ("telegram:group:-100", ["telegram:1", "telegram:9"], "telegram:group:-100"),
         ("telegram:group:-100:topic:3", [], "telegram:group:-100"),
     ],
