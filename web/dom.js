@@ -15,3 +15,19 @@ export function button(doc, className, text, title = "") {
   if (title) node.title = title;
   return node;
 }
+
+/**
+ * Wire a dialog panel: its `open` button shows it, and its `close` button, a click beside its
+ * card or Escape hides it (`panel`, `open`, `close`: the elements; `onOpen`, `onClose`: what the
+ * owner does then).
+ */
+export function bindDialog(doc, { panel, open, close }, { onOpen, onClose }) {
+  open.addEventListener("click", () => onOpen());
+  close.addEventListener("click", () => onClose());
+  panel.addEventListener("click", (event) => {
+    if (event.target === panel) onClose();
+  });
+  doc.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !panel.hidden) onClose();
+  });
+}

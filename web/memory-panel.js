@@ -5,7 +5,7 @@
 // no memory requests. Every note is set as text.
 
 import { confirmRow } from "./confirm-row.js";
-import { button, el } from "./dom.js";
+import { bindDialog, button, el } from "./dom.js";
 
 const MEMORY_TOOLS = new Set(["remember", "forget"]);
 const EMPTY =
@@ -31,14 +31,7 @@ export class MemoryPanel {
   }
 
   bind() {
-    this.$.open.addEventListener("click", () => this.open());
-    this.$.close.addEventListener("click", () => this.close());
-    this.$.panel.addEventListener("click", (e) => {
-      if (e.target === this.$.panel) this.close();
-    });
-    this.doc.addEventListener("keydown", (e) => {
-      if (e.key === "Escape" && this.isOpen) this.close();
-    });
+    bindDialog(this.doc, this.$, { onOpen: () => this.open(), onClose: () => this.close() });
     this.ui.transport.onState(({ status }) => {
       if (status === "online") this.probe();
     });

@@ -2,7 +2,7 @@
 // result, and Run now. Opened from the sidebar; owner only, so the sidebar's button shows only
 // where `schedules.list` answers. Every field is set as text.
 
-import { button, el } from "./dom.js";
+import { bindDialog, button, el } from "./dom.js";
 
 const STATUS_WORDS = {
   running: "running",
@@ -55,14 +55,7 @@ export class SchedulesPanel {
   }
 
   bind() {
-    this.$.open.addEventListener("click", () => this.open());
-    this.$.close.addEventListener("click", () => this.close());
-    this.$.panel.addEventListener("click", (e) => {
-      if (e.target === this.$.panel) this.close();
-    });
-    this.doc.addEventListener("keydown", (e) => {
-      if (e.key === "Escape" && !this.$.panel.hidden) this.close();
-    });
+    bindDialog(this.doc, this.$, { onOpen: () => this.open(), onClose: () => this.close() });
   }
 
   get isOpen() {
