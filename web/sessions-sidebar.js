@@ -5,7 +5,7 @@
 // Every title and snippet is set as text.
 
 import { confirmRow } from "./confirm-row.js";
-import { el } from "./dom.js";
+import { button, el } from "./dom.js";
 import { icon } from "./icons.js";
 
 export const PHONE = "(max-width: 720px)";
@@ -186,28 +186,22 @@ export class SessionsSidebar {
     });
     row.append(open);
     if (this.canManage) {
-      const rename = el(doc, "button", "session-action session-rename", "✎");
-      rename.type = "button";
-      rename.title = "Rename";
-      rename.setAttribute("aria-label", `Rename ${sessionTitle(session)}`);
-      rename.addEventListener("click", () => {
+      // A row's action: `what` is its title and, with the session's, its name for readers.
+      const action = (kind, what, content, onClick) => {
+        const control = button(doc, `session-action session-${kind}`, "", what);
+        control.append(content);
+        control.setAttribute("aria-label", `${what} ${sessionTitle(session)}`);
+        control.addEventListener("click", onClick);
+        return control;
+      };
+      row.append(action("rename", "Rename", "✎", () => {
         this.editing = key;
         this.renaming = null;
         this.render();
-      });
-      row.append(rename);
+      }));
       if (key !== "main") {
-        const archive = el(doc, "button", "session-action session-archive", "⤓");
-        archive.type = "button";
-        archive.title = "Archive";
-        archive.setAttribute("aria-label", `Archive ${sessionTitle(session)}`);
-        archive.addEventListener("click", () => this.actions.archive(key));
-        const remove = el(doc, "button", "session-action session-delete");
-        remove.append(icon(doc, "trash"));
-        remove.type = "button";
-        remove.title = "Delete";
-        remove.setAttribute("aria-label", `Delete ${sessionTitle(session)}`);
-        remove.addEventListener("click", () => {
+        const archive = action("archive", "Archive", "⤓", () => this.actions.archive(key));
+        const remove = action("delete", "Delete", icon(doc, "trash"), () => {
           this.confirming = key;
           this.confirmBox = null;
           this.render();

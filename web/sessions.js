@@ -177,13 +177,10 @@ export class Sessions {
     const before = info.title;
     info.title = title;
     this.render();
-    try {
-      await this._change(() =>
-        ui.transport.request("sessions.rename", { agentId: ui.agentId, sessionKey, title }));
-    } catch (error) {
+    const params = { agentId: ui.agentId, sessionKey, title };
+    if (!(await this._ask("sessions.rename", params, "rename"))) {
       info.title = before;
       this.render();
-      ui.showBanner(`Could not rename: ${error.message}`, error.code);
     }
     this.refresh();
   }
@@ -191,12 +188,7 @@ export class Sessions {
   async archive(sessionKey) {
     const { ui } = this;
     const agentId = ui.agentId;
-    try {
-      await this._change(() => ui.transport.request("sessions.archive", { agentId, sessionKey }));
-    } catch (error) {
-      ui.showBanner(`Could not archive: ${error.message}`, error.code);
-      return;
-    }
+    if (!(await this._ask("sessions.archive", { agentId, sessionKey }, "archive"))) return;
     const list = (this.lists.get(agentId) || []).filter((s) => s.sessionKey !== sessionKey);
     this.lists.set(agentId, list);
     if (sessionKey === ui.sessionKey && agentId === ui.agentId) ui.switchSession(MAIN);
@@ -210,12 +202,7 @@ export class Sessions {
   async remove(sessionKey) {
     const { ui } = this;
     const agentId = ui.agentId;
-    try {
-      await this._change(() => ui.transport.request("sessions.delete", { agentId, sessionKey }));
-    } catch (error) {
-      ui.showBanner(`Could not delete: ${error.message}`, error.code);
-      return false;
-    }
+    if (!(await this._ask("sessions.delete", { agentId, sessionKey }, "delete"))) return false;
     this.deleted(agentId, sessionKey);
     return true;
   }
@@ -239,6 +226,17 @@ export class Sessions {
     this.refresh();
   }
 
+  /** Request `method` as a change made here (`_change`): its answer, or null after showing a
+   * refusal in the banner as "Could not <doing>: …". */
+  async _ask(method, params, doing) {
+    try {
+      return await this._change(() => this.ui.transport.request(method, params));
+    } catch (error) {
+      this.ui.showBanner(`Could not ${doing}: ${error.message}`, error.code);
+      return null;
+    }
+  }
+
   /** A change made here; list answers that may predate it are dropped (`load`). */
   async _change(request) {
     this._changes += 1;
@@ -257,14 +255,10 @@ export class Sessions {
     const info = this.info(sessionKey);
     const before = info.mode || "queue";
     info.mode = mode;
-    try {
-      const changed = await this._change(() =>
-        ui.transport.request("sessions.mode", { agentId, sessionKey, mode }));
-      Object.assign(info, changed);
-    } catch (error) {
-      info.mode = before;
-      ui.showBanner(`Could not change the mode: ${error.message}`, error.code);
-    }
+    const changed = await this._ask(
+      "sessions.mode", { agentId, sessionKey, mode }, "change the mode");
+    if (changed) Object.assign(info, changed);
+    else info.mode = before;
     this.render();
   }
 
